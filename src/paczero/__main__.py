@@ -1,0 +1,3 @@
+from paczero.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""Saving and loading the trainable weights (safetensors; LoRA as a peft adapter).
+
+A checkpoint folder is written beside its final place and renamed into it, so a crash leaves either
+the old checkpoint or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from paczero.models import LoadedModel
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
+    if lora:
+        loaded.model.save_pretrained(folder)
+    else:
+        folder.mkdir(parents=True)
+        save_file({n: p.detach().contiguous().cpu() for n, p in loaded.trainable}, str(folder / WEIGHTS_FILE))
+
+
+def save_weights(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
+    """Atomically (re)place ``folder`` with the trainable weights of ``loaded``."""
+    folder = Path(folder)
+    tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    _write(loaded, tmp, lora=lora)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@torch.inference_mode()
+def load_weights(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
+    """Copy the weights saved by :func:`save_weights` into ``loaded``'s trainable tensors."""
+    folder = Path(folder)
+    if lora:
+        from peft import load_peft_weights, set_peft_model_state_dict
+
+        set_peft_model_state_dict(loaded.model, load_peft_weights(str(folder), device=str(loaded.device)))
+        return
+    state = load_file(str(folder / WEIGHTS_FILE))
+    for name, p in loaded.trainable:
+        p.copy_(state[name])

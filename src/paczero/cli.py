@@ -1,0 +1,177 @@
+"""The ``paczero`` command: ``train``, ``eval`` and ``privacy``.
+
+A problem the user can fix (bad config, missing data, a model that cannot be loaded, an impossible
+budget) is printed as one line without a traceback and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from paczero.errors import PaczeroError
+
+EXIT_USAGE = 2
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    clean = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in obj.items()}
+    return json.dumps(clean, indent=2, sort_keys=True, default=_json_default)
+
+
+def _print_result(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(_dump(obj))
+    else:
+        for key, value in obj.items():
+            print(f"{key}: {value}")
+
+
+# ------------------------------------------------------------------------ train / eval
+def _cmd_train(args: argparse.Namespace) -> int:
+    from paczero.config import load_config
+    from paczero.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None)
+    metrics = trainer.run()
+    zero = metrics["zero_shot_test"]
+    print(f"run directory: {trainer.run_dir}")
+    if zero is not None:
+        print(f"test accuracy before training: {zero['accuracy']:.4f}")
+    print(f"test accuracy after training:  {metrics['test']['accuracy']:.4f} "
+          f"(best dev checkpoint, step {metrics['best_dev']['step']})")
+    print(f"unanimity rate: {metrics['unanimity_rate']:.3f}")
+    print(f"privacy: {metrics['privacy']['summary']}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from paczero.checkpoint import load_weights
+    from paczero.config import config_from_dict, load_config
+    from paczero.trainer import Trainer
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    if args.run is not None:
+        run = Path(args.run)
+        if not (run / "config.yaml").is_file():
+            raise PaczeroError(f"{run} is not a run directory (no config.yaml)")
+        base = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+        cfg = config_from_dict(OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist(args.overrides))))
+        checkpoint = checkpoint or run / "checkpoints" / "best"
+    else:
+        cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg)
+    trainer.prepare()
+    if checkpoint is not None:
+        if not checkpoint.is_dir():
+            raise PaczeroError(f"checkpoint folder not found: {checkpoint}")
+        load_weights(trainer.loaded, checkpoint, lora=cfg.model.tuning == "lora")
+    result = {split: trainer.evaluate(split) for split in args.splits}
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+# ------------------------------------------------------------------------ privacy
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from paczero.privacy import (channel_mi, dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon,
+                                 mia_posterior_bound, sigma_for_mi)
+
+    chosen = [args.run is not None, args.dp_epsilon is not None, args.mi is not None, args.channel]
+    if sum(chosen) != 1:
+        raise PaczeroError("paczero privacy: give exactly one of RUN_DIR, --dp-epsilon, --mi, --channel")
+    try:
+        if args.dp_epsilon is not None:
+            if args.dp_epsilon < 0:
+                raise PaczeroError(f"--dp-epsilon {args.dp_epsilon} is invalid; expected >= 0")
+            result = {"dp_epsilon": args.dp_epsilon, "mi_nats": mi_for_dp_epsilon(args.dp_epsilon),
+                      "mia_posterior_bound": dp_posterior_bound(args.dp_epsilon)}
+        elif args.mi is not None:
+            result = {"mi_nats": args.mi, "mia_posterior_bound": mia_posterior_bound(args.mi),
+                      "dp_epsilon_equivalent": dp_epsilon_for_mi(args.mi)}
+        elif args.channel:
+            if args.q is None or args.beta is None:
+                raise PaczeroError("paczero privacy --channel needs --q and --beta")
+            sigma = sigma_for_mi(q=args.q, beta=args.beta)
+            result = {"q": args.q, "beta": args.beta, "sigma": sigma, "achieved_mi": channel_mi(q=args.q, sigma=sigma)}
+        else:
+            result = run_statement(Path(args.run))
+    except ValueError as exc:
+        raise PaczeroError(str(exc)) from None
+    _print_result(result, args.json)
+    return 0
+
+
+def run_statement(run: Path) -> dict[str, Any]:
+    """The privacy statement of a finished or running run, recomputed from its ledger."""
+    from omegaconf import OmegaConf
+
+    from paczero import ledger
+    from paczero.privacy.statement import statement_from_ledger
+
+    if not (run / "config.yaml").is_file() or not (run / ledger.LEDGER_FILE).is_file():
+        raise PaczeroError(f"{run} is not a run directory (needs config.yaml and {ledger.LEDGER_FILE})")
+    privacy = OmegaConf.load(run / "config.yaml").privacy
+    return statement_from_ledger(ledger.read(run), mechanism=privacy.mechanism, budget=privacy.budget,
+                                 n_subsets=privacy.n_subsets)
+
+
+# ------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paczero", description="PAC-private zeroth-order fine-tuning (PACZero).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune a model with a private mechanism")
+    p.add_argument("--config", help="YAML file under configs/")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model, a checkpoint or a run")
+    p.add_argument("run", nargs="?", help="run directory (evaluates its best checkpoint)")
+    p.add_argument("--config", help="YAML file (instead of a run directory)")
+    p.add_argument("--checkpoint", help="checkpoint folder to load into the model")
+    p.add_argument("--splits", nargs="+", default=["test"], choices=["pool", "dev", "test"])
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
+    p.add_argument("run", nargs="?", help="run directory: its statement computed from the ledger")
+    p.add_argument("--dp-epsilon", type=float, help="ε-DP → matched MI and MIA posterior bound")
+    p.add_argument("--mi", type=float, help="MI (nats) → MIA posterior bound and equivalent ε")
+    p.add_argument("--channel", action="store_true", help="σ for a budget β at prior q (with --q, --beta)")
+    p.add_argument("--q", type=float, help="input prior P(S=+1) of the binary channel")
+    p.add_argument("--beta", type=float, help="MI budget of one release, nats")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_privacy)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "eval" and args.run is None and args.config is None:
+        print("paczero eval: error: give a run directory or --config", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    for noisy in ("transformers", "peft", "httpx", "urllib3", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return args.func(args)
+    except PaczeroError as exc:
+        print(f"paczero: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("paczero: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,79 @@
+"""SST-2 from local TSV files (``$PACZERO_DATA_DIR/sst2``) or, failing that, the HF hub."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from paczero.data.tasks import Example
+from paczero.errors import PaczeroError
+
+HUB_NAME = "stanfordnlp/sst2"
+_TEXT_COLUMNS = ("sentence", "content", "text")
+
+
+def resolve_data_dir(data_dir: str | None) -> Path | None:
+    """``data_dir`` if given, else ``$PACZERO_DATA_DIR``, else ``None`` (use the hub)."""
+    chosen = data_dir or os.environ.get("PACZERO_DATA_DIR") or None
+    if chosen is None:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise PaczeroError(f"data directory not found: {path} (set data.data_dir or PACZERO_DATA_DIR)")
+    return path
+
+
+def read_sst2_tsv(path: Path) -> list[Example]:
+    """Read one SST-2 TSV file: a header naming ``label`` and a text column, in either order."""
+    if not path.is_file():
+        raise PaczeroError(f"SST-2 file not found: {path}")
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as exc:
+        raise PaczeroError(f"{path} is not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+    except OSError as exc:
+        raise PaczeroError(f"cannot read {path}: {exc.strerror}") from None
+    if not rows:
+        raise PaczeroError(f"{path} is empty; expected a header line 'label<TAB>sentence'")
+    header = [h.strip().lower() for h in rows[0]]
+    text_col = next((header.index(c) for c in _TEXT_COLUMNS if c in header), None)
+    if "label" not in header or text_col is None:
+        raise PaczeroError(f"{path}: header {rows[0]!r} lacks a 'label' column and a text column "
+                           f"(one of {', '.join(_TEXT_COLUMNS)})")
+    label_col = header.index("label")
+    examples = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) <= max(label_col, text_col):
+            raise PaczeroError(f"{path}:{line_no}: expected {len(header)} tab-separated columns, got {len(row)}")
+        label = row[label_col].strip()
+        if not label.lstrip("-").isdigit():
+            raise PaczeroError(f"{path}:{line_no}: label {label!r} is not an integer")
+        examples.append(Example(text=row[text_col].strip(), label=int(label)))
+    return examples
+
+
+def _load_from_hub() -> tuple[list[Example], list[Example]]:
+    try:
+        import datasets
+    except ImportError:
+        raise PaczeroError("no local SST-2 data (set PACZERO_DATA_DIR or data.data_dir) and the `datasets` "
+                           "package for the HF hub is not installed: pip install 'paczero[hub]'") from None
+    try:
+        ds = datasets.load_dataset(HUB_NAME)
+    except Exception as exc:  # network, auth, hub layout: all user-facing
+        raise PaczeroError(f"cannot load {HUB_NAME} from the HF hub: {exc}") from None
+    convert = lambda split: [Example(text=r["sentence"].strip(), label=int(r["label"])) for r in ds[split]]  # noqa: E731
+    return convert("train"), convert("validation")
+
+
+def load_sst2(data_dir: str | None = None) -> tuple[list[Example], list[Example]]:
+    """Return SST-2 ``(train, validation)``; local files first, then the hub."""
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return _load_from_hub()
+    folder = root / "sst2" if (root / "sst2").is_dir() else root
+    return read_sst2_tsv(folder / "train.tsv"), read_sst2_tsv(folder / "validation.tsv")

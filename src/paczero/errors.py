@@ -1,0 +1,10 @@
+"""The one exception type a user can cause.
+
+Anything raised as :class:`PaczeroError` is a problem with the user's input (config, data,
+model, paths); the CLI prints its message without a traceback and exits with code 2.
+Messages name the offending value and what would be valid. They never mention the secret.
+"""
+
+
+class PaczeroError(Exception):
+    """A problem the user can fix: bad config, bad data, a model that cannot be loaded."""

@@ -1,0 +1,65 @@
+"""Atomic file writes: a crash never leaves a half-written output behind.
+
+Every file is written to a temporary sibling, flushed and fsynced, then renamed over the target
+(rename is atomic on POSIX). The directory is fsynced too, so the rename itself survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, mode: int = 0o644) -> None:
+    """Call ``write(tmp_path)`` then move ``tmp_path`` onto ``path`` atomically with permissions ``mode``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        os.chmod(tmp_path, mode)
+        write(tmp_path)
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text(path: str | os.PathLike, text: str, *, mode: int = 0o644) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), mode=mode)
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, mode: int = 0o644) -> None:
+    """Atomically write ``obj`` as indented, key-sorted JSON (stable bytes for equal content)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", mode=mode)
+
+
+def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
+    """Append one JSON line and fsync it (the ledger and diagnostics are append-only)."""
+    line = json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n"
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """Read a JSON-lines file written by :func:`append_jsonl`."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

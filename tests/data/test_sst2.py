@@ -1,0 +1,56 @@
+"""SST-2 files: both column orders, CRLF, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from paczero.data import ClassificationTask, Example, make_split
+from paczero.data.sst2 import load_sst2, read_sst2_tsv
+from paczero.errors import PaczeroError
+
+
+def test_reads_both_layouts_and_crlf(tmp_path):
+    (tmp_path / "a.tsv").write_bytes(b"label\tsentence\r\n1\tgood film \r\n0\tbad\r\n")
+    (tmp_path / "b.tsv").write_text("sentence\tlabel\ngood film\t1\nbad\t0\n")
+    expected = [Example("good film", 1), Example("bad", 0)]
+    assert read_sst2_tsv(tmp_path / "a.tsv") == expected
+    assert read_sst2_tsv(tmp_path / "b.tsv") == expected
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "empty"),
+    (b"foo\tbar\n1\tx\n", "label"),
+    (b"label\tsentence\nx\tgood\n", "not an integer"),
+    (b"label\tsentence\n1\n", "columns"),
+    (b"label\tsentence\n1\tbad \xff byte\n", "UTF-8"),
+])
+def test_bad_files_are_refused(tmp_path, content, match):
+    (tmp_path / "bad.tsv").write_bytes(content)
+    with pytest.raises(PaczeroError, match=match):
+        read_sst2_tsv(tmp_path / "bad.tsv")
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(PaczeroError, match="train.tsv"):
+        load_sst2(str(tmp_path))
+    with pytest.raises(PaczeroError, match="not found"):
+        load_sst2(str(tmp_path / "nowhere"))
+
+
+def test_split_is_disjoint_seeded_and_sized():
+    train = [Example(f"t{i}", i % 2) for i in range(100)]
+    val = [Example(f"v{i}", i % 2) for i in range(30)]
+    s = make_split(train, val, n_pool=40, n_dev=20, n_test=None, seed=3)
+    assert len(s.pool) == 40 and len(s.dev) == 20 and s.test == val
+    assert not {e.text for e in s.pool} & {e.text for e in s.dev}
+    assert s == make_split(train, val, n_pool=40, n_dev=20, n_test=None, seed=3)
+    assert s.pool != make_split(train, val, n_pool=40, n_dev=20, n_test=None, seed=4).pool
+    assert len(make_split(train, val, n_pool=40, n_dev=20, n_test=10, seed=3).test) == 10
+    with pytest.raises(PaczeroError, match="exceeds"):
+        make_split(train, val, n_pool=90, n_dev=20, n_test=None, seed=0)
+
+
+def test_labels_outside_label_words_are_refused():
+    task = ClassificationTask(prompt="{sentence} It was", label_words=(" bad", " good"))
+    with pytest.raises(PaczeroError, match="label 2"):
+        task.check_labels([Example("x", 0), Example("y", 2)], where="train")

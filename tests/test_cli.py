@@ -1,0 +1,62 @@
+"""The command line: privacy calculator values, user errors exit 2 without a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from paczero.cli import main
+from paczero.privacy.bounds import dp_posterior_bound
+
+
+def _json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_privacy_dp_epsilon(capsys):
+    out = _json(capsys, ["privacy", "--dp-epsilon", "2", "--json"])
+    assert out["mi_nats"] == pytest.approx(0.3278, abs=1e-4)
+    assert out["mia_posterior_bound"] == pytest.approx(0.8808, abs=1e-4)
+
+
+def test_privacy_mi(capsys):
+    out = _json(capsys, ["privacy", "--mi", "0.33", "--json"])
+    assert out["dp_epsilon_equivalent"] == pytest.approx(2.0, abs=0.02)
+    assert out["mia_posterior_bound"] == pytest.approx(dp_posterior_bound(out["dp_epsilon_equivalent"]), rel=1e-9)
+
+
+def test_privacy_channel_is_conservative(capsys):
+    out = _json(capsys, ["privacy", "--channel", "--q", "0.5", "--beta", "5e-8", "--json"])
+    assert out["sigma"] == pytest.approx(3162.28, rel=1e-5)
+    assert 5e-8 * (1 - 1e-6) <= out["achieved_mi"] <= 5e-8
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["privacy", "--channel", "--q", "0.5", "--beta", "1.0", "--json"], "beta"),
+    (["privacy", "--mi", "-1"], "mi"),
+    (["privacy"], "exactly one"),
+    (["train", "--config", "no/such.yaml"], "not found"),
+    (["train", "train.steps=0"], "train.steps"),
+])
+def test_user_errors_exit_2(capsys, argv, match):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("paczero: error:") and match in err and "Traceback" not in err
+
+
+def test_train_bad_data_dir_leaves_no_run(tmp_path, capsys):
+    argv = ["train", "--config", "configs/examples/tiny.yaml", f"data.data_dir={tmp_path / 'missing'}",
+            f"run.output_dir={tmp_path / 'runs'}"]
+    assert main(argv) == 2
+    assert "data directory not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "paczero", "privacy", "--dp-epsilon", "1", "--json"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["mi_nats"] == pytest.approx(0.1109, abs=1e-4)

@@ -1,0 +1,65 @@
+"""Config: YAML + dotted overrides against the schema; errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paczero.config import Config, config_from_dict, load_config
+from paczero.errors import PaczeroError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+def test_overrides_apply():
+    cfg = load_config(None, ["train.steps=50", "data.n_pool=128", "model.lora.target_modules=[q_proj]"])
+    assert cfg.train.steps == 50 and cfg.data.n_pool == 128 and cfg.model.lora.target_modules == ["q_proj"]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.stepz=3", "train.stepz"),
+    ("train.steps=abc", "train.steps"),
+    ("nosuch.key=1", "nosuch"),
+    ("privacy.n_subsets=7", "privacy.n_subsets"),
+    ("privacy.n_subsets=0", "privacy.n_subsets"),
+    ("train.steps=0", "train.steps"),
+    ("train.lr=-1", "train.lr"),
+    ("zo.eps=0", "zo.eps"),
+    ("zo.clip=0", "zo.clip"),
+    ("privacy.mechanism=dp", "privacy.mechanism"),
+    ("model.dtype=float8", "model.dtype"),
+    ("data.prompt=no placeholder", "data.prompt"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(PaczeroError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_mi_budget_must_be_positive():
+    with pytest.raises(PaczeroError, match="privacy.budget"):
+        load_config(None, ["privacy.mechanism=mi", "privacy.budget=0"])
+
+
+def test_override_without_equals_is_refused():
+    with pytest.raises(PaczeroError, match="key=value"):
+        load_config(None, ["train.steps"])
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(PaczeroError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_and_round_trips(path):
+    cfg = load_config(path)
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert isinstance(cfg, Config)
+
+
+def test_fingerprint_ignores_cosmetics_only():
+    a = load_config(None, ["run.name=a", "run.progress=false"])
+    b = load_config(None, ["run.name=b"])
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != load_config(None, ["train.steps=7"]).fingerprint()

@@ -1,0 +1,99 @@
+"""End-to-end runs of the tiny config: outputs, the ZPL invariance, LoRA, the MI mechanism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paczero import ledger
+from paczero.secret import SecretState
+from paczero.trainer import Trainer
+
+EXPECTED_FILES = {"config.yaml", "membership.npy", "secret.json", "ledger.jsonl", "diagnostics.jsonl",
+                  "metrics.json", "timings.json"}
+
+
+def _run(cfg, secret=None) -> Trainer:
+    trainer = Trainer(cfg, secret=secret)
+    trainer.run()
+    return trainer
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _files(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): _digest(p) for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_tiny_run_writes_every_output(tiny_config):
+    cfg = tiny_config("run.name=e2e")
+    trainer = _run(cfg)
+    run = trainer.run_dir
+    assert EXPECTED_FILES <= {p.name for p in run.iterdir()}
+    assert stat.S_IMODE((run / "secret.json").stat().st_mode) == 0o600
+    assert (run / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
+    records = ledger.read(run)
+    assert [r["step"] for r in records] == list(range(cfg.train.steps))
+    for r in records:
+        (d,) = r["directions"]
+        assert d["value"] in (1.0, -1.0) and d["kind"] in ("unanimous", "coin") and isinstance(d["seed"], int)
+        assert d["unanimous"] == (d["kind"] == "unanimous")
+    lrs = [r["lr"] for r in records]
+    assert lrs[0] == cfg.train.lr and all(a > b for a, b in zip(lrs, lrs[1:]))
+    membership = np.load(run / "membership.npy")
+    assert membership.shape == (cfg.data.n_pool, cfg.privacy.n_subsets)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["privacy"]["mi_nats"] == 0.0 and metrics["privacy"]["mia_posterior_bound"] == 0.5
+    assert metrics["data"]["dev_is_public"] is True
+    assert metrics["steps_run"] == cfg.train.steps
+    assert 0.0 <= metrics["unanimity_rate"] <= 1.0
+    assert metrics["unanimity_rate"] == np.mean([r["directions"][0]["unanimous"] for r in records])
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["zero_shot_test"] is not None
+    assert metrics["best_dev"]["step"] in (5, 10)
+    diagnostics = [json.loads(line) for line in (run / "diagnostics.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in diagnostics if "dev_loss" in d] == [4, 9]
+    assert "step_s_mean" in json.loads((run / "timings.json").read_text())
+
+
+def test_zpl_run_is_invariant_to_the_secret(tiny_config, tmp_path, monkeypatch):
+    """Two runs that differ only in J* (and the noise key) write byte-identical files, the secret aside."""
+    runs = []
+    for where, j in (("a", 0), ("b", 5)):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)  # same relative output_dir and name: identical config.yaml
+        trainer = _run(tiny_config("run.name=same", "run.output_dir=runs"),
+                       secret=SecretState(key=bytes([j]) * 32, j_star=j))
+        runs.append(_files(trainer.run_dir))
+    a, b = runs
+    assert a.keys() == b.keys()
+    differing = {k for k in a if a[k] != b[k]}
+    assert differing == {"secret.json", "timings.json"}
+
+
+def test_runs_with_other_public_seeds_differ(tiny_config):
+    a = _run(tiny_config("run.name=a", "run.seed=1"))
+    b = _run(tiny_config("run.name=b", "run.seed=2"))
+    assert ledger.read(a.run_dir) != ledger.read(b.run_dir)
+
+
+def test_lora_run_saves_a_peft_adapter(tiny_config):
+    trainer = _run(tiny_config("run.name=lora", "model.tuning=lora", "train.steps=4", "train.eval_every=2"))
+    best = trainer.run_dir / "checkpoints" / "best"
+    assert (best / "adapter_config.json").is_file() and (best / "adapter_model.safetensors").is_file()
+    assert all("lora_" in n for n, _ in trainer.loaded.trainable)
+
+
+def test_existing_run_directory_is_refused(tiny_config):
+    from paczero.errors import PaczeroError
+
+    _run(tiny_config("run.name=same", "train.steps=1"))
+    with pytest.raises(PaczeroError, match="already exists"):
+        _run(tiny_config("run.name=same", "train.steps=1"))
