@@ -97,3 +97,30 @@ def test_existing_run_directory_is_refused(tiny_config):
     _run(tiny_config("run.name=same", "train.steps=1"))
     with pytest.raises(PaczeroError, match="already exists"):
         _run(tiny_config("run.name=same", "train.steps=1"))
+
+
+def test_mi_run_ledger_and_statement(tiny_config, capsys):
+    from paczero.cli import main
+    from paczero.privacy.channel import channel_mi
+
+    budget = 0.2
+    trainer = _run(tiny_config("run.name=mi", "privacy.mechanism=mi", f"privacy.budget={budget}"))
+    records = ledger.read(trainer.run_dir)
+    noisy = [d for r in records for d in r["directions"] if d["kind"] == "noisy"]
+    assert noisy, "the tiny run should contain noisy releases"
+    for d in noisy:
+        assert {"y", "sigma", "q_plus", "beta", "mi"} <= d.keys()
+        assert d["mi"] == channel_mi(q=d["q_plus"], sigma=d["sigma"]) and d["mi"] <= d["beta"]
+        assert d["value"] == (1.0 if d["y"] >= 0 else -1.0)
+    metrics = json.loads((trainer.run_dir / "metrics.json").read_text())
+    statement = metrics["privacy"]
+    assert statement["mi_nats"] == pytest.approx(sum(d["mi"] for d in noisy), rel=1e-12)
+    assert statement["mi_nats"] <= budget * (1 + 1e-9)
+    assert 0.5 < statement["mia_posterior_bound"] < 1.0
+    assert main(["privacy", str(trainer.run_dir), "--json"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    assert from_cli["mi_nats"] == statement["mi_nats"]
+    assert from_cli["release_kinds"] == statement["release_kinds"]
+    cum = [json.loads(line)["cum_mi"] for line in (trainer.run_dir / "diagnostics.jsonl").read_text().splitlines()
+           if "cum_mi" in line]
+    assert cum == sorted(cum) and cum[-1] == pytest.approx(statement["mi_nats"], rel=1e-12)
