@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from conftest import TINY_CONFIG
 from paczero.cli import main
 from paczero.privacy.bounds import dp_posterior_bound
 
@@ -49,7 +50,7 @@ def test_user_errors_exit_2(capsys, argv, match):
 
 
 def test_train_bad_data_dir_leaves_no_run(tmp_path, capsys):
-    argv = ["train", "--config", "configs/examples/tiny.yaml", f"data.data_dir={tmp_path / 'missing'}",
+    argv = ["train", "--config", str(TINY_CONFIG), f"data.data_dir={tmp_path / 'missing'}",
             f"run.output_dir={tmp_path / 'runs'}"]
     assert main(argv) == 2
     assert "data directory not found" in capsys.readouterr().err
@@ -60,3 +61,24 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "paczero", "privacy", "--dp-epsilon", "1", "--json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["mi_nats"] == pytest.approx(0.1109, abs=1e-4)
+
+
+def test_eval_of_a_run_reproduces_its_test_metrics(tiny_config, capsys, tmp_path):
+    from paczero.trainer import Trainer
+
+    trainer = Trainer(tiny_config("run.name=ev", "train.steps=4", "train.eval_every=2"))
+    metrics = trainer.run()
+    capsys.readouterr()
+    assert main(["eval", str(trainer.run_dir), "--splits", "test", "dev"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["test"] == pytest.approx(metrics["test"], rel=1e-6)
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+
+
+def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsys):
+    argv = ["train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}",
+            f"run.output_dir={tmp_path / 'runs'}", "train.steps=2", "train.eval_every=1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy before training" in out and "test accuracy after training" in out
+    assert "I = 0 nats, MIA posterior <= 0.5" in out
