@@ -124,3 +124,16 @@ def test_mi_run_ledger_and_statement(tiny_config, capsys):
     cum = [json.loads(line)["cum_mi"] for line in (trainer.run_dir / "diagnostics.jsonl").read_text().splitlines()
            if "cum_mi" in line]
     assert cum == sorted(cum) and cum[-1] == pytest.approx(statement["mi_nats"], rel=1e-12)
+
+
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_replay_rebuilds_the_final_weights_bit_for_bit(tiny_config, tmp_path, tuning):
+    from paczero.cli import main
+
+    trainer = _run(tiny_config(f"run.name=r-{tuning}", f"model.tuning={tuning}", "train.steps=6",
+                               "train.eval_every=3", "train.weight_decay=0.1"))
+    assert main(["replay", str(trainer.run_dir), "--out", str(tmp_path / "rebuilt")]) == 0
+    last = trainer.run_dir / "checkpoints" / "last"
+    weights = "adapter_model.safetensors" if tuning == "lora" else "model.safetensors"
+    assert _digest(tmp_path / "rebuilt" / weights) == _digest(last / weights)
+    assert main(["replay", str(trainer.run_dir), "--out", str(tmp_path / "rebuilt")]) == 2

@@ -56,20 +56,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from paczero.checkpoint import load_weights
-    from paczero.config import config_from_dict, load_config
+    from paczero.config import load_config
     from paczero.trainer import Trainer
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.run is not None:
-        run = Path(args.run)
-        if not (run / "config.yaml").is_file():
-            raise PaczeroError(f"{run} is not a run directory (no config.yaml)")
-        base = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
-        cfg = config_from_dict(OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist(args.overrides))))
-        checkpoint = checkpoint or run / "checkpoints" / "best"
+        cfg = _run_config(Path(args.run), args.overrides)
+        checkpoint = checkpoint or Path(args.run) / "checkpoints" / "best"
     else:
         cfg = load_config(args.config, args.overrides)
     trainer = Trainer(cfg)
@@ -80,6 +74,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         load_weights(trainer.loaded, checkpoint, lora=cfg.model.tuning == "lora")
     result = {split: trainer.evaluate(split) for split in args.splits}
     print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def _run_config(run: Path, overrides: Sequence[str] = ()):
+    from omegaconf import OmegaConf
+
+    from paczero.config import config_from_dict
+
+    if not (run / "config.yaml").is_file():
+        raise PaczeroError(f"{run} is not a run directory (no config.yaml)")
+    base = OmegaConf.load(run / "config.yaml")
+    return config_from_dict(OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))))
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from paczero.replay import replay_run
+    from paczero.trainer import tiny_texts
+
+    run, out = Path(args.run), Path(args.out)
+    cfg = _run_config(run)
+    if out.exists():
+        raise PaczeroError(f"--out {out} already exists; give a new folder")
+    replay_run(run, out, config=cfg, tiny_texts=tiny_texts(cfg))
+    print(f"replayed {run} into {out}")
     return 0
 
 
@@ -145,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=["test"], choices=["pool", "dev", "test"])
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("replay", help="rebuild a run's final weights from the base model and its ledger")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="new folder for the rebuilt weights")
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
     p.add_argument("run", nargs="?", help="run directory: its statement computed from the ledger")

@@ -110,13 +110,16 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
     return model, tokenizer
 
 
-def _attach_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+def _attach_lora(model: torch.nn.Module, cfg: ModelConfig, *, seed: int) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=list(cfg.lora.target_modules),
                       lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, lora)
+        # The adapters' random init is part of θ_0: seed it publicly so runs and replays agree.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return get_peft_model(model, lora)
     except ValueError as exc:
         raise PaczeroError(f"config: model.lora.target_modules={list(cfg.lora.target_modules)} match no module "
                            f"of the model ({str(exc).splitlines()[0]})") from None
@@ -139,7 +142,7 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
     for p in model.parameters():
         p.requires_grad_(cfg.tuning == "full")
     if cfg.tuning == "lora":
-        model = _attach_lora(model, cfg)
+        model = _attach_lora(model, cfg, seed=seed)
     model.eval()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device)

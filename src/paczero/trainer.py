@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from paczero import ledger
 from paczero.checkpoint import load_weights, save_weights
 from paczero.config import Config
-from paczero.data.tasks import ClassificationTask, load_task_data
+from paczero.data.tasks import ClassificationTask, Split, load_task_data
 from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, write_json, write_text
 from paczero.mechanisms import build_mechanism
@@ -64,6 +64,27 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "peft": peft.__version__, "numpy": np.__version__}
 
 
+def _texts(task: ClassificationTask, split: Split, cfg: Config) -> list[str]:
+    """Every text the model will see: the vocabulary of ``model.name=tiny``'s tokenizer."""
+    return [task.render(e) for e in split.pool + split.dev + split.test] + list(cfg.data.label_words)
+
+
+def load_split(cfg: Config) -> tuple[ClassificationTask, Split]:
+    """The task and its pool/dev/test split, as a run with ``cfg`` sees them."""
+    task = ClassificationTask(prompt=cfg.data.prompt, label_words=tuple(cfg.data.label_words))
+    split = load_task_data(cfg.data.task, data_dir=cfg.data.data_dir, n_pool=cfg.data.n_pool, n_dev=cfg.data.n_dev,
+                           n_test=cfg.data.n_test, seed=cfg.run.seed, task=task)
+    return task, split
+
+
+def tiny_texts(cfg: Config) -> list[str]:
+    """The texts a ``model.name=tiny`` run builds its tokenizer from (empty for real models)."""
+    if cfg.model.name != "tiny":
+        return []
+    task, split = load_split(cfg)
+    return _texts(task, split, cfg)
+
+
 @dataclass
 class _Best:
     step: int
@@ -87,12 +108,8 @@ class Trainer:
     def prepare(self) -> None:
         """Load data, model and objective; writes nothing (``paczero eval`` stops here)."""
         cfg = self.cfg
-        self.task = ClassificationTask(prompt=cfg.data.prompt, label_words=tuple(cfg.data.label_words))
-        self.split = load_task_data(cfg.data.task, data_dir=cfg.data.data_dir, n_pool=cfg.data.n_pool,
-                                    n_dev=cfg.data.n_dev, n_test=cfg.data.n_test, seed=cfg.run.seed, task=self.task)
-        records = self.split.pool + self.split.dev + self.split.test
-        self.loaded = load_model(cfg.model, seed=cfg.run.seed,
-                                 tiny_texts=[self.task.render(e) for e in records] + list(cfg.data.label_words))
+        self.task, self.split = load_split(cfg)
+        self.loaded = load_model(cfg.model, seed=cfg.run.seed, tiny_texts=_texts(self.task, self.split, cfg))
         self.objective = ClassificationObjective(self.loaded.tokenizer, self.task, max_length=cfg.data.max_length,
                                                  micro_batch=cfg.zo.micro_batch, device=self.loaded.device)
         self.encoded = {name: self.objective.encode(getattr(self.split, name)) for name in ("pool", "dev", "test")}

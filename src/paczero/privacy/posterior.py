@@ -46,7 +46,8 @@ def gaussian_update(*, log_posterior: np.ndarray, signs: np.ndarray, y: float, s
         raise ValueError(f"sigma={sigma!r} is invalid; expected a finite noise scale > 0")
     if not math.isfinite(y):
         raise ValueError(f"y={y!r} is invalid; expected a finite released value")
-    log_likelihood = -((abs(y) - y * signs) / sigma) / sigma
+    with np.errstate(over="ignore"):  # 2|ỹ|/σ² may overflow to inf: the disagreeing subsets become impossible
+        log_likelihood = -((abs(y) - y * signs) / sigma) / sigma
     unnormalised = np.asarray(log_posterior, dtype=np.float64) + log_likelihood
     log_evidence = logsumexp(unnormalised)
     if not np.isfinite(log_evidence):
