@@ -38,12 +38,29 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
-    from paczero.config import load_config
-    from paczero.trainer import Trainer
+    from paczero.config import load_config, load_run_config
+    from paczero.secret import SECRET_FILE
+    from paczero.trainer import METRICS_FILE, Trainer
 
-    cfg = load_config(args.config, args.overrides)
-    trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None)
-    metrics = trainer.run()
+    if args.forget_secret is not None:
+        run = Path(args.forget_secret)
+        if not (run / METRICS_FILE).is_file():
+            raise PaczeroError(f"{run} has not finished (no {METRICS_FILE}); forgetting its secret would make "
+                               "it impossible to resume")
+        (run / SECRET_FILE).unlink(missing_ok=True)
+        print(f"deleted {run / SECRET_FILE}; the run can no longer be resumed or audited with the secret")
+        return 0
+    if args.resume is not None:
+        if args.config:
+            given = load_config(args.config, args.overrides)
+        else:
+            given = load_run_config(args.resume, args.overrides) if args.overrides else None
+        trainer = Trainer.resume(Path(args.resume), config=given)
+        metrics = trainer.train()
+    else:
+        cfg = load_config(args.config, args.overrides)
+        trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None)
+        metrics = trainer.run()
     zero = metrics["zero_shot_test"]
     print(f"run directory: {trainer.run_dir}")
     if zero is not None:
@@ -57,12 +74,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from paczero.checkpoint import load_weights
-    from paczero.config import load_config
+    from paczero.config import load_config, load_run_config
     from paczero.trainer import Trainer
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.run is not None:
-        cfg = _run_config(Path(args.run), args.overrides)
+        cfg = load_run_config(Path(args.run), args.overrides)
         checkpoint = checkpoint or Path(args.run) / "checkpoints" / "best"
     else:
         cfg = load_config(args.config, args.overrides)
@@ -77,23 +94,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_config(run: Path, overrides: Sequence[str] = ()):
-    from omegaconf import OmegaConf
-
-    from paczero.config import config_from_dict
-
-    if not (run / "config.yaml").is_file():
-        raise PaczeroError(f"{run} is not a run directory (no config.yaml)")
-    base = OmegaConf.load(run / "config.yaml")
-    return config_from_dict(OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))))
-
-
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from paczero.config import load_run_config
     from paczero.replay import replay_run
     from paczero.trainer import tiny_texts
 
     run, out = Path(args.run), Path(args.out)
-    cfg = _run_config(run)
+    cfg = load_run_config(run)
     if out.exists():
         raise PaczeroError(f"--out {out} already exists; give a new folder")
     replay_run(run, out, config=cfg, tiny_texts=tiny_texts(cfg))
@@ -154,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune a model with a private mechanism")
     p.add_argument("--config", help="YAML file under configs/")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or interrupted run from its checkpoint")
+    p.add_argument("--forget-secret", metavar="RUN_DIR", help="delete a finished run's secret state")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a model, a checkpoint or a run")
@@ -194,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except PaczeroError as exc:
         print(f"paczero: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("paczero: interrupted", file=sys.stderr)
         return 130

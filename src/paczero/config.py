@@ -131,6 +131,8 @@ class TrainConfig:
     """Best-dev checkpoint chosen on dev ``loss`` or ``accuracy``."""
     eval_before: bool = True
     """Evaluate the test set before training (zero-shot accuracy)."""
+    checkpoint_every: int = 50
+    """Write the resumable ``checkpoints/last`` every this many steps (and at every dev evaluation)."""
 
 
 @dataclass
@@ -183,7 +185,7 @@ def validate(cfg: Config) -> Config:
         value = _get(cfg, key)
         _require(value in choices, key, value, f"expected one of {', '.join(choices)}")
     positive = ["data.n_pool", "data.n_dev", "data.max_length", "zo.eps", "zo.clip", "zo.directions",
-                "zo.micro_batch", "train.steps", "train.lr", "train.eval_every", "model.lora.r",
+                "zo.micro_batch", "train.steps", "train.lr", "train.eval_every", "train.checkpoint_every", "model.lora.r",
                 "model.lora.alpha"]
     for key in positive:
         value = _get(cfg, key)
@@ -245,3 +247,15 @@ def config_from_dict(d: dict[str, Any]) -> Config:
         raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
     assert isinstance(cfg, Config)
     return validate(cfg)
+
+
+def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The resolved config saved in a run directory (``config.yaml``), with optional dotted overrides."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
+    try:
+        merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(OmegaConf.to_container(merged))

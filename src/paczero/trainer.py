@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from paczero import ledger
-from paczero.checkpoint import load_weights, save_weights
-from paczero.config import Config
+from paczero.checkpoint import load_state, load_weights, save_weights
+from paczero.config import Config, load_run_config
 from paczero.data.tasks import ClassificationTask, Split, load_task_data
 from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, write_json, write_text
@@ -86,16 +88,52 @@ def tiny_texts(cfg: Config) -> list[str]:
 
 
 @dataclass
-class _Best:
-    step: int
-    loss: float
-    accuracy: float
+class Progress:
+    """Everything the loop carries from step to step, saved with ``checkpoints/last`` for resume.
+
+    Public state only: the mechanism's posterior and MI spent, counters, dev results, and how many
+    lines of the ledger and diagnostics belong to the checkpoint. No generator state is needed: all
+    randomness is derived statelessly from the public seed or the secret key and the step.
+    """
+
+    step: int = 0
+    unanimous: int = 0
+    nonfinite: int = 0
+    zero_shot: dict[str, float] | None = None
+    best: dict[str, Any] | None = None
+    final_dev: dict[str, float] | None = None
+    mechanism: dict[str, Any] = field(default_factory=dict)
+    ledger_lines: int = 0
+    diagnostics_lines: int = 0
+    fingerprint: str = ""
+
+
+class Interrupted(PaczeroError):
+    """Training stopped on SIGTERM/SIGINT after writing a resumable checkpoint."""
+
+    def __init__(self, run_dir: Path, step: int, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; a checkpoint is saved. "
+                         f"Resume with: paczero train --resume {run_dir}")
+        self.exit_code = 128 + signum
+
+
+def _truncate_lines(path: Path, keep: int) -> None:
+    """Keep the first ``keep`` complete lines of an append-only file (drops a torn tail and later steps)."""
+    if not path.exists():
+        return
+    lines = path.read_bytes().split(b"\n")
+    complete = lines[:-1]  # whatever follows the last newline is torn
+    if len(complete) < keep:
+        raise PaczeroError(f"{path} holds {len(complete)} complete lines but the checkpoint expects {keep}")
+    if len(complete) != keep or lines[-1]:
+        atomic_write(path, lambda p: p.write_bytes(b"".join(line + b"\n" for line in complete[:keep])))
 
 
 class Trainer:
     """One run. ``Trainer(cfg).run()`` = ``setup()`` + ``train()``; returns the metrics dict.
 
     ``secret`` replaces the fresh secret draw (tests use it to vary J* alone); never pass one in real use.
+    :meth:`resume` continues a killed run from its last checkpoint.
     """
 
     def __init__(self, config: Config, *, secret: SecretState | None = None, config_name: str | None = None):
@@ -103,6 +141,8 @@ class Trainer:
         self._secret = secret
         self.config_name = config_name
         self.run_dir: Path | None = None
+        self.progress = Progress(fingerprint=config.fingerprint())
+        self._stop_signal: int | None = None
 
     # ---------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -114,15 +154,19 @@ class Trainer:
                                                  micro_batch=cfg.zo.micro_batch, device=self.loaded.device)
         self.encoded = {name: self.objective.encode(getattr(self.split, name)) for name in ("pool", "dev", "test")}
 
+    def _build(self, secret: SecretState) -> None:
+        cfg = self.cfg
+        self.prepare()
+        self.membership = membership_matrix(n=len(self.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
+        self.mechanism = build_mechanism(cfg, membership=self.membership, secret=secret)
+        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps)
+
     def setup(self) -> None:
         """:meth:`prepare`, then the subsets, the secret, the mechanism and the run directory."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        self.prepare()
-        self.membership = membership_matrix(n=len(self.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
         secret = self._secret or SecretState.fresh(cfg.privacy.n_subsets)
-        self.mechanism = build_mechanism(cfg, membership=self.membership, secret=secret)
-        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps)
+        self._build(secret)
         self.timings: dict[str, float] = {"setup_s": time.perf_counter() - t0}
         # Everything that can fail on user input has been checked: only now create the run directory.
         self.run_dir = self._make_run_dir()
@@ -133,6 +177,37 @@ class Trainer:
                  self.run_dir, cfg.privacy.mechanism, cfg.model.name, cfg.model.tuning, len(self.loaded.trainable),
                  self.loaded.n_trainable, len(self.split.pool), cfg.privacy.n_subsets, cfg.train.steps,
                  cfg.zo.directions)
+
+    @classmethod
+    def resume(cls, run_dir: Path, *, config: Config | None = None) -> "Trainer":
+        """A trainer positioned at ``run_dir``'s last checkpoint (or its start if it has none).
+
+        ``config``, if given, must equal the run's own (cosmetic keys aside); otherwise the differing keys
+        are named in the error.
+        """
+        run_dir = Path(run_dir)
+        saved = load_run_config(run_dir)
+        if config is not None and config.fingerprint() != saved.fingerprint():
+            raise PaczeroError(f"cannot resume {run_dir} with another config; differing keys: "
+                               f"{', '.join(config_differences(saved, config))}")
+        if (run_dir / METRICS_FILE).exists():
+            raise PaczeroError(f"{run_dir} has finished (metrics.json exists); nothing to resume")
+        trainer = cls(saved)
+        t0 = time.perf_counter()
+        trainer._build(SecretState.load(run_dir / SECRET_FILE))
+        trainer.run_dir = run_dir
+        state = load_state(run_dir / "checkpoints" / "last")
+        if state is not None:
+            if state["fingerprint"] != saved.fingerprint():
+                raise PaczeroError(f"the checkpoint in {run_dir} was written by another config")
+            trainer.progress = Progress(**state)
+            load_weights(trainer.loaded, run_dir / "checkpoints" / "last", lora=saved.model.tuning == "lora")
+            trainer.mechanism.load_state_dict(trainer.progress.mechanism)
+        _truncate_lines(run_dir / ledger.LEDGER_FILE, trainer.progress.ledger_lines)
+        _truncate_lines(run_dir / DIAGNOSTICS_FILE, trainer.progress.diagnostics_lines)
+        trainer.timings = {"setup_s": time.perf_counter() - t0}
+        log.info("resuming %s after step %d", run_dir, trainer.progress.step)
+        return trainer
 
     def _make_run_dir(self) -> Path:
         cfg = self.cfg
@@ -145,82 +220,115 @@ class Trainer:
         run_dir.mkdir(parents=True)
         return run_dir
 
-    # ---------------------------------------------------------------- evaluation
+    # ---------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and accuracy of the current weights on ``pool``, ``dev`` or ``test``."""
         return self.objective.evaluate(model_forward(self.loaded.model), self.encoded[split])
 
-    def _save(self, name: str) -> None:
+    def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
         assert self.run_dir is not None
-        save_weights(self.loaded, self.run_dir / "checkpoints" / name, lora=self.cfg.model.tuning == "lora")
+        save_weights(self.loaded, self.run_dir / "checkpoints" / name, lora=self.cfg.model.tuning == "lora",
+                     state=state)
 
-    def _better(self, dev: dict[str, float], best: _Best | None) -> bool:
+    def _is_better(self, dev: dict[str, float]) -> bool:
+        best = self.progress.best
         if best is None:
             return True
         if self.cfg.train.select_on == "loss":
-            return dev["loss"] < best.loss
-        return dev["accuracy"] > best.accuracy
+            return dev["loss"] < best["loss"]
+        return dev["accuracy"] > best["accuracy"]
+
+    def _diagnose(self, record: dict[str, Any]) -> None:
+        assert self.run_dir is not None
+        append_jsonl(self.run_dir / DIAGNOSTICS_FILE, record)
+        self.progress.diagnostics_lines += 1
 
     # ---------------------------------------------------------------- training
+    def _step(self, step: int) -> dict[str, Any]:
+        """One step: K directions, K releases, the update, the ledger line. Returns the postfix figures."""
+        cfg, p = self.cfg, self.progress
+        K = cfg.zo.directions
+        lr = learning_rate(step=step, steps=cfg.train.steps, lr=cfg.train.lr, lr_end=cfg.train.lr_end,
+                           schedule=cfg.train.lr_schedule)
+        self.mechanism.begin_step(step)
+        releases, pool_losses, nonfinite = [], [], 0
+        for k in range(K):
+            seed = direction_seed(cfg.run.seed, step, k)
+            g, pool_loss = self.engine.estimates(self.objective, self.encoded["pool"], direction=seed)
+            g, bad = clip_estimates(g, cfg.zo.clip)
+            releases.append((seed, self.mechanism.release(g, step=step, k=k)))
+            pool_losses.append(pool_loss)
+            nonfinite += bad
+        self.engine.update([(s, r.value / K) for s, r in releases], lr=lr, weight_decay=cfg.train.weight_decay)
+        record = ledger.step_record(step=step, lr=lr, releases=releases)
+        assert self.run_dir is not None
+        ledger.append(self.run_dir, record)
+        p.ledger_lines += 1
+        n_unanimous = sum(d["unanimous"] for d in record["directions"])
+        p.unanimous += n_unanimous
+        p.nonfinite += nonfinite
+        p.step = step + 1
+        self._diagnose({"step": step, "pool_loss": float(np.mean(pool_losses)), "unanimous": n_unanimous / K,
+                        "nonfinite": nonfinite, "cum_mi": float(self.mechanism.state_dict().get("spent", 0.0))})
+        return {"lr": f"{lr:.2e}", "unanimous": f"{p.unanimous / (p.step * K):.2f}"}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+        log.warning("%s received: finishing the current step, then writing a checkpoint",
+                    signal.Signals(signum).name)
+
     def train(self) -> dict[str, Any]:
-        cfg, run_dir = self.cfg, self.run_dir
+        cfg, run_dir, p = self.cfg, self.run_dir, self.progress
         assert run_dir is not None, "call setup() first"
-        K, T = cfg.zo.directions, cfg.train.steps
+        T = cfg.train.steps
         t_start = time.perf_counter()
-        zero_shot = None
-        if cfg.train.eval_before:
-            zero_shot = self.evaluate("test")
-            log.info("test before training: accuracy %.4f, loss %.4f", zero_shot["accuracy"], zero_shot["loss"])
-        best: _Best | None = None
-        step_seconds, unanimous, nonfinite_total, steps_run = [], 0, 0, 0
-        bar = tqdm(range(T), desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
+        if cfg.train.eval_before and p.zero_shot is None:
+            p.zero_shot = self.evaluate("test")
+            log.info("test before training: accuracy %.4f, loss %.4f", p.zero_shot["accuracy"], p.zero_shot["loss"])
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        step_seconds: list[float] = []
+        bar = tqdm(total=T, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
                    disable=None if cfg.run.progress else True)
-        for step in bar:
-            t0 = time.perf_counter()
-            lr = learning_rate(step=step, steps=T, lr=cfg.train.lr, lr_end=cfg.train.lr_end,
-                               schedule=cfg.train.lr_schedule)
-            self.mechanism.begin_step(step)
-            releases, pool_losses, nonfinite = [], [], 0
-            for k in range(K):
-                seed = direction_seed(cfg.run.seed, step, k)
-                g, pool_loss = self.engine.estimates(self.objective, self.encoded["pool"], direction=seed)
-                g, bad = clip_estimates(g, cfg.zo.clip)
-                releases.append((seed, self.mechanism.release(g, step=step, k=k)))
-                pool_losses.append(pool_loss)
-                nonfinite += bad
-            self.engine.update([(s, r.value / K) for s, r in releases], lr=lr, weight_decay=cfg.train.weight_decay)
-            record = ledger.step_record(step=step, lr=lr, releases=releases)
-            ledger.append(run_dir, record)
-            n_unanimous = sum(d["unanimous"] for d in record["directions"])
-            unanimous += n_unanimous
-            nonfinite_total += nonfinite
-            steps_run = step + 1
-            diag = {"step": step, "pool_loss": float(np.mean(pool_losses)), "unanimous": n_unanimous / K,
-                    "nonfinite": nonfinite, "cum_mi": float(self.mechanism.state_dict().get("spent", 0.0))}
-            append_jsonl(run_dir / DIAGNOSTICS_FILE, diag)
-            step_seconds.append(time.perf_counter() - t0)
-            postfix = {"lr": f"{lr:.2e}", "unanimous": f"{unanimous / (steps_run * K):.2f}"}
-            last = steps_run == T or self.mechanism.exhausted
-            if steps_run % cfg.train.eval_every == 0 or last:
-                dev = self.evaluate("dev")
-                append_jsonl(run_dir / DIAGNOSTICS_FILE, {"step": step, "dev_loss": dev["loss"],
-                                                          "dev_accuracy": dev["accuracy"]})
-                if self._better(dev, best):
-                    best = _Best(step=step, loss=dev["loss"], accuracy=dev["accuracy"])
-                    self._save("best")
-                postfix["dev_acc"] = f"{dev['accuracy']:.3f}"
-            bar.set_postfix(postfix)
-            if self.mechanism.exhausted:
-                log.info("MI budget spent after %d steps: stopping", steps_run)
-                break
-        bar.close()
-        final_dev = dev
-        self._save("last")
+        try:
+            while p.step < T and not self.mechanism.exhausted:
+                t0 = time.perf_counter()
+                postfix = self._step(p.step)
+                step_seconds.append(time.perf_counter() - t0)
+                done = p.step == T or self.mechanism.exhausted
+                evaluate = p.step % cfg.train.eval_every == 0 or done
+                if evaluate:
+                    p.final_dev = self.evaluate("dev")
+                    self._diagnose({"step": p.step - 1, "dev_loss": p.final_dev["loss"],
+                                    "dev_accuracy": p.final_dev["accuracy"]})
+                    if self._is_better(p.final_dev):
+                        p.best = {"step": p.step, **p.final_dev}
+                        self._save("best")
+                    postfix["dev_acc"] = f"{p.final_dev['accuracy']:.3f}"
+                if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop_signal is not None:
+                    p.mechanism = self.mechanism.state_dict()
+                    self._save("last", state=asdict(p))
+                bar.update(1)
+                bar.set_postfix(postfix)
+                if self._stop_signal is not None:
+                    raise Interrupted(run_dir, p.step, self._stop_signal)
+        finally:
+            bar.close()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        if self.mechanism.exhausted and p.step < T:
+            log.info("MI budget spent after %d steps: stopped early", p.step)
         self.timings["train_s"] = time.perf_counter() - t_start
-        assert best is not None
+        return self._finish(step_seconds)
+
+    def _finish(self, step_seconds: list[float]) -> dict[str, Any]:
+        cfg, run_dir, p = self.cfg, self.run_dir, self.progress
+        assert run_dir is not None and p.best is not None
+        K = cfg.zo.directions
         load_weights(self.loaded, run_dir / "checkpoints" / "best", lora=cfg.model.tuning == "lora")
         test = self.evaluate("test")
-        log.info("test after training (best dev step %d): accuracy %.4f, loss %.4f", best.step + 1,
+        log.info("test after training (best dev step %d): accuracy %.4f, loss %.4f", p.best["step"],
                  test["accuracy"], test["loss"])
         statement = statement_from_ledger(ledger.read(run_dir), mechanism=cfg.privacy.mechanism,
                                           budget=cfg.privacy.budget, n_subsets=cfg.privacy.n_subsets)
@@ -230,26 +338,39 @@ class Trainer:
                       "trainable_parameters": self.loaded.n_trainable},
             "data": {"n_pool": len(self.split.pool), "n_dev": len(self.split.dev), "n_test": len(self.split.test),
                      "truncated": {k: v.truncated for k, v in self.encoded.items()}, "dev_is_public": True},
-            "zero_shot_test": zero_shot,
-            "best_dev": {"step": best.step + 1, "loss": best.loss, "accuracy": best.accuracy},
-            "final_dev": final_dev,
+            "zero_shot_test": p.zero_shot,
+            "best_dev": p.best,
+            "final_dev": p.final_dev,
             "test": test,
-            "steps_run": steps_run,
-            "unanimity_rate": unanimous / (steps_run * K),
-            "nonfinite_estimates": nonfinite_total,
+            "steps_run": p.step,
+            "unanimity_rate": p.unanimous / (p.step * K),
+            "nonfinite_estimates": p.nonfinite,
             "privacy": statement,
             "versions": versions(),
             "timings_file": TIMINGS_FILE,
         }
         write_json(run_dir / METRICS_FILE, metrics)
-        self.timings.update(step_s_mean=float(np.mean(step_seconds)), step_s_median=float(np.median(step_seconds)),
-                            steps=steps_run, total_s=self.timings["setup_s"] + time.perf_counter() - t_start)
+        if step_seconds:
+            self.timings.update(step_s_mean=float(np.mean(step_seconds)), step_s_median=float(np.median(step_seconds)))
+        self.timings["steps_timed"] = len(step_seconds)
         write_json(run_dir / TIMINGS_FILE, self.timings)
         return metrics
 
     def run(self) -> dict[str, Any]:
         self.setup()
         return self.train()
+
+
+def config_differences(a: Config, b: Config, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    da, db = a.to_dict(), b.to_dict()
+
+    def walk(x: Any, y: Any, path: str) -> list[str]:
+        if isinstance(x, dict) and isinstance(y, dict):
+            return [k for key in x for k in walk(x[key], y.get(key), f"{path}.{key}" if path else key)]
+        return [] if x == y else [f"{path} ({x!r} != {y!r})"]
+
+    return [k for k in walk(da, db, prefix) if not k.startswith(("run.name ", "run.output_dir ", "run.progress "))]
 
 
 def train(config: Config, *, config_name: str | None = None) -> dict[str, Any]:

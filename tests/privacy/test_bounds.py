@@ -38,7 +38,8 @@ def _close_at_printed_precision(value: float, printed: str) -> bool:
 def test_matched_mi_table(epsilon, posterior, mi):
     assert _close_at_printed_precision(dp_posterior_bound(epsilon), posterior)
     assert _close_at_printed_precision(mi_for_dp_epsilon(epsilon), mi)
-    assert mia_posterior_bound(mi_for_dp_epsilon(epsilon)) == pytest.approx(dp_posterior_bound(epsilon), rel=1e-14)
+    matched = mia_posterior_bound(mi_for_dp_epsilon(epsilon))
+    assert matched == pytest.approx(dp_posterior_bound(epsilon), rel=1e-14, abs=0.0)
 
 
 def test_pac_composition_example():
@@ -69,7 +70,7 @@ def test_posterior_bound_inverts_the_kl(log_mi):
     mi = math.exp(log_mi)
     p = mia_posterior_bound(mi)
     assert 0.5 < p < 1.0
-    assert _kl_to_fair_coin(p) == pytest.approx(mi, rel=1e-9, abs=1e-14)
+    assert _kl_to_fair_coin(p) == pytest.approx(mi, rel=1e-9, abs=0.0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -77,7 +78,7 @@ def test_posterior_bound_inverts_the_kl(log_mi):
 def test_round_trips(log_mi):
     mi = math.exp(log_mi)
     epsilon = dp_epsilon_for_mi(mi)
-    assert mi_for_dp_epsilon(epsilon) == pytest.approx(mi, rel=1e-12)
+    assert mi_for_dp_epsilon(epsilon) == pytest.approx(mi, rel=1e-12, abs=0.0)
     assert mia_posterior_bound(mi) == dp_posterior_bound(epsilon)
 
 
@@ -119,8 +120,14 @@ def test_zero_information_is_the_prior():
 
 def test_tiny_mi_keeps_relative_precision():
     """D(z) = z²/2 + O(z⁴): for I = 1e-30 the equivalent ε is 2√(2I) to the last digit."""
-    assert dp_epsilon_for_mi(1e-30) == pytest.approx(2.0 * math.sqrt(2e-30), rel=1e-15)
-    assert mi_for_dp_epsilon(1e-10) == pytest.approx(1e-20 / 8.0, rel=1e-15)
+    assert dp_epsilon_for_mi(1e-30) == pytest.approx(2.0 * math.sqrt(2e-30), rel=1e-15, abs=0.0)
+    assert mi_for_dp_epsilon(1e-10) == pytest.approx(1e-20 / 8.0, rel=1e-15, abs=0.0)
+
+
+@pytest.mark.parametrize("mi", [5e-324, 1e-310])
+def test_subnormal_mi(mi):
+    assert dp_epsilon_for_mi(mi) == pytest.approx(2.0 * math.sqrt(2.0 * mi), rel=1e-15, abs=0.0)
+    assert mia_posterior_bound(mi) == 0.5
 
 
 def test_large_epsilon_is_stable():

@@ -40,11 +40,11 @@ def test_uniform_log_posterior_rejects_empty(m):
 def test_q_plus_sums_the_mass_on_plus():
     p = np.array([0.1, 0.2, 0.3, 0.4])
     signs = np.array([1, -1, 1, -1])
-    assert q_plus(log_posterior=np.log(p), signs=signs) == pytest.approx(0.4, rel=1e-15)
-    assert q_plus(log_posterior=np.log(p), signs=np.ones(4)) == pytest.approx(1.0, rel=1e-15)
+    assert q_plus(log_posterior=np.log(p), signs=signs) == pytest.approx(0.4, rel=1e-15, abs=0.0)
+    assert q_plus(log_posterior=np.log(p), signs=np.ones(4)) == pytest.approx(1.0, rel=1e-15, abs=0.0)
     assert q_plus(log_posterior=np.log(p), signs=-np.ones(4)) == 0.0
     assert q_plus(log_posterior=uniform_log_posterior(6), signs=np.array([1, 1, 1, -1, -1, -1])) == \
-        pytest.approx(0.5, rel=1e-15)
+        pytest.approx(0.5, rel=1e-15, abs=0.0)
 
 
 @settings(max_examples=100, deadline=None)
