@@ -1,0 +1,167 @@
+"""Reliability: resume after SIGKILL or SIGTERM ends bit-identical; torn ledgers; refused configs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_CONFIG
+from paczero import checkpoint
+from paczero.cli import main
+from paczero.errors import PaczeroError
+from paczero.trainer import Trainer
+
+ARGS = ["train.steps=12", "train.eval_every=4", "train.checkpoint_every=3", "run.name=r", "run.output_dir=runs"]
+
+
+def _hashes(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "timings.json"}
+
+
+@pytest.fixture
+def reference(tiny_config, tmp_path, monkeypatch):
+    """An uninterrupted run in its own folder; returns the hashes of its files (timings aside)."""
+    (tmp_path / "ref").mkdir()
+    monkeypatch.chdir(tmp_path / "ref")
+    trainer = Trainer(tiny_config(*ARGS))
+    trainer.run()
+    secret = (trainer.run_dir / "secret.json").read_bytes()
+    return _hashes(trainer.run_dir), secret
+
+
+def _start(data_dir: Path, cwd: Path, secret: bytes | None = None, *extra: str) -> subprocess.Popen:
+    cwd.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "paczero", "train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}",
+           *ARGS, *extra]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_steps(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    ledger = run_dir / "ledger.jsonl"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if ledger.exists() and ledger.read_bytes().count(b"\n") >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the run did not reach the step in time")
+
+
+def _resume_in_process(run_dir: Path, monkeypatch) -> None:
+    monkeypatch.chdir(run_dir.parent.parent)
+    assert main(["train", "--resume", "runs/r"]) == 0
+
+
+def _same_secret(run_dir: Path, secret: bytes) -> None:
+    """Give the interrupted run the reference's secret so that the secret file compares equal too."""
+    (run_dir / "secret.json").write_bytes(secret)
+
+
+@pytest.mark.parametrize("kill_after", [0, 2, 5, 7, 10])
+def test_sigkill_then_resume_is_bit_identical(reference, data_dir, tmp_path, monkeypatch, kill_after):
+    ref_hashes, ref_secret = reference
+    cwd = tmp_path / "killed"
+    proc = _start(data_dir, cwd)
+    run_dir = cwd / "runs" / "r"
+    _wait_for_steps(run_dir, kill_after, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run_dir / "secret.json").exists()
+    _resume_in_process(run_dir, monkeypatch)
+    ref_hashes.pop("secret.json")
+    got = _hashes(run_dir)
+    got.pop("secret.json")
+    assert got == ref_hashes
+
+
+def test_crash_while_writing_a_checkpoint_then_resume(reference, tiny_config, tmp_path, monkeypatch):
+    """Fault injection: the process dies after a checkpoint's weights are written, before its state."""
+    ref_hashes, ref_secret = reference
+    (tmp_path / "crash").mkdir()
+    monkeypatch.chdir(tmp_path / "crash")
+    calls = {"n": 0}
+    real = checkpoint.write_json
+
+    class Crash(BaseException):
+        pass
+
+    def dying_write_json(path, obj, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third resume state (after step 6), mid-checkpoint
+            raise Crash
+        return real(path, obj, **kw)
+
+    monkeypatch.setattr(checkpoint, "write_json", dying_write_json)
+    trainer = Trainer(tiny_config(*ARGS))
+    with pytest.raises(Crash):
+        trainer.run()
+    monkeypatch.setattr(checkpoint, "write_json", real)
+    assert (trainer.run_dir / "checkpoints" / ".last.tmp").exists()  # the half-written checkpoint
+    _same_secret(trainer.run_dir, ref_secret)
+    # a torn last ledger line, as a kill in the middle of an append would leave
+    with open(trainer.run_dir / "ledger.jsonl", "a") as fh:
+        fh.write('{"directions":[{"kind":"co')
+    _resume_in_process(trainer.run_dir, monkeypatch)
+    assert _hashes(trainer.run_dir) == ref_hashes
+    assert not (trainer.run_dir / "checkpoints" / ".last.tmp").exists()
+
+
+def test_interrupted_replacement_is_recovered(tmp_path):
+    last = tmp_path / "last"
+    (tmp_path / ".last.old").mkdir()
+    (tmp_path / ".last.old" / checkpoint.STATE_FILE).write_text('{"step": 3}')
+    assert checkpoint.load_state(last) == {"step": 3}
+    assert last.is_dir() and not (tmp_path / ".last.old").exists()
+
+
+def test_sigterm_writes_a_checkpoint_and_resumes(reference, data_dir, tmp_path, monkeypatch):
+    ref_hashes, ref_secret = reference
+    cwd = tmp_path / "term"
+    proc = _start(data_dir, cwd)
+    run_dir = cwd / "runs" / "r"
+    _wait_for_steps(run_dir, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Resume with: paczero train --resume" in err
+    state = checkpoint.load_state(run_dir / "checkpoints" / "last")
+    assert state is not None and state["step"] == state["ledger_lines"]
+    assert (run_dir / "ledger.jsonl").read_bytes().count(b"\n") == state["step"]
+    _same_secret(run_dir, ref_secret)
+    _resume_in_process(run_dir, monkeypatch)
+    assert _hashes(run_dir) == ref_hashes
+
+
+def test_resume_with_another_config_is_refused(tiny_config, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(tiny_config(*ARGS, "train.steps=2"))
+    trainer.setup()
+    with pytest.raises(PaczeroError, match=r"train\.lr"):
+        Trainer.resume(trainer.run_dir, config=tiny_config(*ARGS, "train.steps=2", "train.lr=0.5"))
+    assert main(["train", "--resume", str(trainer.run_dir), "zo.clip=3"]) == 2
+    assert "zo.clip" in capsys.readouterr().err
+
+
+def test_finished_runs_cannot_resume_and_can_forget_their_secret(tiny_config, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    unfinished = Trainer(tiny_config(*ARGS, "run.name=u"))
+    unfinished.setup()
+    assert main(["train", "--forget-secret", str(unfinished.run_dir)]) == 2
+    assert (unfinished.run_dir / "secret.json").exists()
+    trainer = Trainer(tiny_config(*ARGS, "train.steps=2"))
+    trainer.run()
+    assert main(["train", "--resume", str(trainer.run_dir)]) == 2
+    assert "finished" in capsys.readouterr().err
+    assert main(["train", "--forget-secret", str(trainer.run_dir)]) == 0
+    assert not (trainer.run_dir / "secret.json").exists()
+    assert not any("secret" in p.name for p in (trainer.run_dir / "checkpoints").rglob("*"))
