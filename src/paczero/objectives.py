@@ -11,6 +11,7 @@ label word is a single token (SST-2 with SmolLM2 or OPT) one forward pass scores
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -19,6 +20,8 @@ import torch
 
 from paczero.data.tasks import ClassificationTask, Example
 from paczero.errors import PaczeroError
+
+log = logging.getLogger("paczero")
 
 Forward = Callable[..., torch.Tensor]
 """``forward(input_ids=, attention_mask=, position_ids=, logits_to_keep=) -> logits``."""
@@ -102,13 +105,31 @@ class ClassificationObjective:
             columns.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).mean(-1))
         return torch.stack(columns, dim=1)
 
+    def _score_or_split(self, forward: Forward, prompts: list[list[int]]) -> torch.Tensor:
+        """Score a micro-batch; on out-of-memory, halve it (and all later ones) and retry."""
+        try:
+            return self._score_batch(forward, prompts)
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            if len(prompts) == 1:
+                raise PaczeroError(f"out of memory scoring a single record ({len(prompts[0])} tokens); lower "
+                                   "data.max_length or use a smaller model/dtype") from exc
+            half = len(prompts) // 2
+            self.micro_batch = max(1, min(self.micro_batch, half))
+            log.warning("out of memory on a micro-batch of %d records: retrying with %d", len(prompts), half)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return torch.cat([self._score_or_split(forward, prompts[:half]),
+                              self._score_or_split(forward, prompts[half:])])
+
     @torch.inference_mode()
     def scores(self, forward: Forward, enc: Encoded) -> torch.Tensor:
         """(n, C) candidate scores in the records' original order."""
         out = torch.empty((len(enc), len(self.candidates)), dtype=torch.float32)
-        for start in range(0, len(enc), self.micro_batch):
+        start = 0
+        while start < len(enc):
             idx = enc.order[start:start + self.micro_batch]
-            out[torch.from_numpy(idx)] = self._score_batch(forward, [enc.prompts[i] for i in idx]).cpu()
+            out[torch.from_numpy(idx)] = self._score_or_split(forward, [enc.prompts[i] for i in idx]).cpu()
+            start += len(idx)
         return out
 
     @staticmethod

@@ -171,12 +171,16 @@ class Trainer:
         # Everything that can fail on user input has been checked: only now create the run directory.
         self.run_dir = self._make_run_dir()
         write_text(self.run_dir / "config.yaml", cfg.to_yaml())
-        atomic_write(self.run_dir / "membership.npy", lambda p: np.save(open(p, "wb"), self.membership))
+        atomic_write(self.run_dir / "membership.npy", self._write_membership)
         secret.save(self.run_dir / SECRET_FILE)
         log.info("run %s: %s on %s (%s, %d trainable tensors, %d parameters), N=%d, M=%d, T=%d, K=%d",
                  self.run_dir, cfg.privacy.mechanism, cfg.model.name, cfg.model.tuning, len(self.loaded.trainable),
                  self.loaded.n_trainable, len(self.split.pool), cfg.privacy.n_subsets, cfg.train.steps,
                  cfg.zo.directions)
+
+    def _write_membership(self, path: Path) -> None:
+        with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to a path
+            np.save(fh, self.membership)
 
     @classmethod
     def resume(cls, run_dir: Path, *, config: Config | None = None) -> "Trainer":
