@@ -273,7 +273,7 @@ class Trainer:
         p.nonfinite += nonfinite
         p.step = step + 1
         self._diagnose({"step": step, "pool_loss": float(np.mean(pool_losses)), "unanimous": n_unanimous / K,
-                        "nonfinite": nonfinite, "cum_mi": float(self.mechanism.state_dict().get("spent", 0.0))})
+                        "nonfinite": nonfinite, "cum_mi": self.mechanism.spent})
         return {"lr": f"{lr:.2e}", "unanimous": f"{p.unanimous / (p.step * K):.2f}"}
 
     def _on_signal(self, signum: int, frame: Any) -> None:

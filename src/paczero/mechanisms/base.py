@@ -27,6 +27,8 @@ class Release:
 
 class Mechanism(ABC):
     name: str
+    spent: float = 0.0
+    """Mutual information charged so far, in nats (0 for mechanisms that charge none)."""
 
     def begin_step(self, step: int) -> None:
         """Called once per step before its K releases (e.g. to fix the step's MI budget)."""
