@@ -137,3 +137,31 @@ def test_replay_rebuilds_the_final_weights_bit_for_bit(tiny_config, tmp_path, tu
     weights = "adapter_model.safetensors" if tuning == "lora" else "model.safetensors"
     assert _digest(tmp_path / "rebuilt" / weights) == _digest(last / weights)
     assert main(["replay", str(trainer.run_dir), "--out", str(tmp_path / "rebuilt")]) == 2
+
+
+@pytest.mark.parametrize("mechanism", ["zpl", "mi"])
+def test_k_directions_per_step(tiny_config, mechanism):
+    trainer = _run(tiny_config(f"run.name=k-{mechanism}", f"privacy.mechanism={mechanism}", "zo.directions=4",
+                               "train.steps=3", "train.eval_every=3"))
+    records = ledger.read(trainer.run_dir)
+    assert all(len(r["directions"]) == 4 for r in records)
+    seeds = [d["seed"] for r in records for d in r["directions"]]
+    assert len(set(seeds)) == len(seeds)
+    if mechanism == "mi":
+        metrics = json.loads((trainer.run_dir / "metrics.json").read_text())
+        assert metrics["privacy"]["mi_nats"] <= trainer.cfg.privacy.budget
+
+
+def test_the_shipped_tiny_config_runs_on_the_real_data(tmp_path, monkeypatch):
+    import os
+
+    from conftest import TINY_CONFIG
+    from paczero.config import load_config
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not os.environ.get("PACZERO_DATA_DIR") and not (shared / "sst2").is_dir():
+        pytest.skip("no SST-2 data: set PACZERO_DATA_DIR")
+    monkeypatch.setenv("PACZERO_DATA_DIR", os.environ.get("PACZERO_DATA_DIR") or str(shared))
+    metrics = Trainer(load_config(TINY_CONFIG, [f"run.output_dir={tmp_path}", "run.name=real"])).run()
+    assert (metrics["data"]["n_pool"], metrics["data"]["n_dev"], metrics["data"]["n_test"]) == (64, 32, 64)
+    assert metrics["steps_run"] == 10
