@@ -32,7 +32,7 @@ def statement_from_ledger(records: Iterable[dict[str, Any]], *, mechanism: str, 
     unexpected = set(counts) - allowed
     if unexpected:
         raise ValueError(f"ledger holds release kinds {sorted(unexpected)} that a {mechanism} run cannot produce")
-    mi = sum(channel_mi(q=d["q_plus"], sigma=d["sigma"]) for d in releases if d["kind"] == "noisy")
+    mi = sum((channel_mi(q=d["q_plus"], sigma=d["sigma"]) for d in releases if d["kind"] == "noisy"), 0.0)
     posterior = mia_posterior_bound(mi)
     statement = {
         "mechanism": mechanism,
