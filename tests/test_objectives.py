@@ -23,7 +23,29 @@ def test_out_of_memory_halves_the_micro_batch(tiny_config):
 
     got = objective.scores(small_memory, enc)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    assert objective.micro_batch <= 5 and max(calls[-3:]) <= 5
+    assert objective.micro_batch == 4
+    assert calls[:3] == [32, 16, 8] and set(calls[3:]) == {4}  # each retry restarts the whole pass
+
+
+def test_both_evaluations_of_an_estimate_use_one_batching(tiny_config):
+    from paczero.zo import ZOEngine
+
+    trainer = Trainer(tiny_config("zo.micro_batch=32"))
+    trainer.prepare()
+    objective = trainer.objective
+    sizes, real = [], objective.losses
+
+    def shrinking_losses(forward, enc):
+        sizes.append(objective.micro_batch)
+        out = real(forward, enc)
+        if len(sizes) == 2:  # an out-of-memory retry during the −ε pass
+            objective.micro_batch = 16
+        return out
+
+    objective.losses = shrinking_losses
+    ZOEngine(trainer.loaded.model, trainer.loaded.trainable, eps=1e-3).estimates(
+        objective, trainer.encoded["pool"], direction=1)
+    assert sizes == [32, 32, 16, 16]
 
 
 def test_long_prompts_are_truncated_on_the_left_and_counted(tiny_config):

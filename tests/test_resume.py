@@ -164,3 +164,59 @@ def test_finished_runs_cannot_resume_and_can_forget_their_secret(tiny_config, tm
     assert main(["train", "--forget-secret", str(trainer.run_dir)]) == 0
     assert not (trainer.run_dir / "secret.json").exists()
     assert not any("secret" in p.name for p in (trainer.run_dir / "checkpoints").rglob("*"))
+
+
+def _crash_at_third_checkpoint(trainer: Trainer, monkeypatch) -> None:
+    real = checkpoint.write_json
+    calls = {"n": 0}
+
+    class Crash(BaseException):
+        pass
+
+    def dying_write_json(path, obj, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Crash
+        return real(path, obj, **kw)
+
+    monkeypatch.setattr(checkpoint, "write_json", dying_write_json)
+    with pytest.raises(Crash):
+        trainer.run()
+    monkeypatch.setattr(checkpoint, "write_json", real)
+
+
+def test_mi_run_resumes_bit_identical(tiny_config, tmp_path, monkeypatch):
+    """The posterior, the MI spent and the keyed noise survive a crash: same files as an uninterrupted run."""
+    extra = ("privacy.mechanism=mi", "privacy.budget=0.3")
+    for where in ("crashed", "ref"):
+        (tmp_path / where).mkdir()
+    monkeypatch.chdir(tmp_path / "crashed")
+    crashed = Trainer(tiny_config(*ARGS, *extra))
+    _crash_at_third_checkpoint(crashed, monkeypatch)
+    state = checkpoint.load_state(crashed.run_dir / "checkpoints" / "last")
+    assert state["mechanism"]["spent"] > 0  # the resume starts from a posterior that has moved
+    crashed_dir = crashed.run_dir.resolve()
+    _resume_in_process(crashed_dir, monkeypatch)
+    monkeypatch.chdir(tmp_path / "ref")
+    from paczero.secret import SecretState
+
+    ref = Trainer(tiny_config(*ARGS, *extra), secret=SecretState.load(crashed_dir / "secret.json"))
+    ref.run()
+    assert _hashes(crashed_dir) == _hashes(ref.run_dir)
+
+
+def test_a_resume_that_would_change_a_released_step_is_refused(tiny_config, tmp_path, monkeypatch, capsys):
+    """Steps written after the last checkpoint were published: recomputing them differently would release
+    a second value under the same noise, so the resume stops and leaves the transcript as published."""
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(tiny_config(*ARGS, "privacy.mechanism=mi", "privacy.budget=0.3"))
+    _crash_at_third_checkpoint(trainer, monkeypatch)  # checkpoint after step 4; steps 5-6 released
+    path = trainer.run_dir / "ledger.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) - 1 == 6
+    lines[5] = lines[5].replace(b'"lr":', b'"lr":1e-9,"was_lr":', 1)  # what another recomputation would give
+    path.write_bytes(b"\n".join(lines))
+    published = path.read_bytes()
+    assert main(["train", "--resume", str(trainer.run_dir)]) == 2
+    assert "differently from its released ledger line" in capsys.readouterr().err
+    assert path.read_bytes() == published

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -21,6 +22,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from paczero.errors import PaczeroError
+
+log = logging.getLogger("paczero")
 
 
 @dataclass
@@ -198,8 +201,9 @@ def validate(cfg: Config) -> Config:
     if cfg.privacy.mechanism == "mi":
         _require(cfg.privacy.budget > 0, "privacy.budget", cfg.privacy.budget,
                  "expected a positive MI budget in nats (use privacy.mechanism=zpl for I = 0)")
-    _require(0 <= cfg.privacy.free_threshold < 1e-3, "privacy.free_threshold", cfg.privacy.free_threshold,
-             "expected 0 <= threshold < 1e-3 (the free-release leak grows with it)")
+    _require(1e-15 <= cfg.privacy.free_threshold < 1e-3, "privacy.free_threshold", cfg.privacy.free_threshold,
+             "expected 1e-15 <= threshold < 1e-3 (below 1e-15 the posterior mass on +1 can round to 1 and a "
+             "release to a coin)")
     _require(cfg.data.n_test is None or cfg.data.n_test > 0, "data.n_test", cfg.data.n_test,
              "expected a positive number or null (all)")
     _require(len(cfg.data.label_words) >= 2, "data.label_words", list(cfg.data.label_words),
@@ -208,6 +212,9 @@ def validate(cfg: Config) -> Config:
              list(cfg.data.label_words), "expected distinct label words")
     _require("{sentence}" in cfg.data.prompt, "data.prompt", cfg.data.prompt,
              "expected a template containing {sentence}")
+    if cfg.model.dtype != "float32" and cfg.model.tuning == "full":
+        log.warning("model.dtype=%s with full fine-tuning: updates of size lr·|z| below the weights' rounding "
+                    "step are lost; float32 is recommended", cfg.model.dtype)
     _require(cfg.model.threads is None or cfg.model.threads > 0, "model.threads", cfg.model.threads,
              "expected a positive number or null")
     return cfg

@@ -50,11 +50,15 @@ def write_json(path: str | os.PathLike, obj: Any, *, mode: int = 0o644) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", mode=mode)
 
 
+def jsonl_line(obj: Any) -> bytes:
+    """The bytes of ``obj`` as one compact, key-sorted JSON line (without the newline)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
     """Append one JSON line and fsync it (the ledger and diagnostics are append-only)."""
-    line = json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
+    with open(path, "ab") as fh:
+        fh.write(jsonl_line(obj) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -105,32 +105,33 @@ class ClassificationObjective:
             columns.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).mean(-1))
         return torch.stack(columns, dim=1)
 
-    def _score_or_split(self, forward: Forward, prompts: list[list[int]]) -> torch.Tensor:
-        """Score a micro-batch; on out-of-memory, halve it (and all later ones) and retry."""
-        try:
-            return self._score_batch(forward, prompts)
-        except (torch.OutOfMemoryError, MemoryError) as exc:
-            if len(prompts) == 1:
-                raise PaczeroError(f"out of memory scoring a single record ({len(prompts[0])} tokens); lower "
-                                   "data.max_length or use a smaller model/dtype") from exc
-            half = len(prompts) // 2
-            self.micro_batch = max(1, min(self.micro_batch, half))
-            log.warning("out of memory on a micro-batch of %d records: retrying with %d", len(prompts), half)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            return torch.cat([self._score_or_split(forward, prompts[:half]),
-                              self._score_or_split(forward, prompts[half:])])
+    def _scores_at(self, forward: Forward, enc: Encoded, size: int) -> torch.Tensor:
+        out = torch.empty((len(enc), len(self.candidates)), dtype=torch.float32)
+        for start in range(0, len(enc), size):
+            idx = enc.order[start:start + size]
+            out[torch.from_numpy(idx)] = self._score_batch(forward, [enc.prompts[i] for i in idx]).cpu()
+        return out
 
     @torch.inference_mode()
     def scores(self, forward: Forward, enc: Encoded) -> torch.Tensor:
-        """(n, C) candidate scores in the records' original order."""
-        out = torch.empty((len(enc), len(self.candidates)), dtype=torch.float32)
-        start = 0
-        while start < len(enc):
-            idx = enc.order[start:start + self.micro_batch]
-            out[torch.from_numpy(idx)] = self._score_or_split(forward, [enc.prompts[i] for i in idx]).cpu()
-            start += len(idx)
-        return out
+        """(n, C) candidate scores in the records' original order.
+
+        On out-of-memory the micro-batch is halved (for good) and the whole pass restarts, so one pass never
+        mixes two batchings.
+        """
+        while True:
+            size = self.micro_batch
+            try:
+                return self._scores_at(forward, enc, size)
+            except (torch.OutOfMemoryError, MemoryError):
+                pass  # leave the handler first: its traceback would keep the failed batch's tensors alive
+            if size == 1:
+                raise PaczeroError("out of memory scoring a single record; lower data.max_length or use a "
+                                   "smaller model or dtype")
+            self.micro_batch = size // 2
+            log.warning("out of memory with micro-batches of %d records: retrying with %d", size, self.micro_batch)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     @staticmethod
     def losses_from_scores(scores: torch.Tensor, labels: np.ndarray) -> torch.Tensor:

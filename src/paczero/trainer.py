@@ -14,6 +14,7 @@ function of the public seed and the released values).
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import signal
 import threading
@@ -32,7 +33,7 @@ from paczero.checkpoint import load_state, load_weights, save_weights
 from paczero.config import Config, load_run_config
 from paczero.data.tasks import ClassificationTask, Split, load_task_data
 from paczero.errors import PaczeroError
-from paczero.fileio import append_jsonl, atomic_write, write_json, write_text
+from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
 from paczero.mechanisms import build_mechanism
 from paczero.models import load_model
 from paczero.objectives import ClassificationObjective, model_forward
@@ -117,16 +118,20 @@ class Interrupted(PaczeroError):
         self.exit_code = 128 + signum
 
 
-def _truncate_lines(path: Path, keep: int) -> None:
-    """Keep the first ``keep`` complete lines of an append-only file (drops a torn tail and later steps)."""
+def _truncate_lines(path: Path, keep: int) -> list[bytes]:
+    """Keep the first ``keep`` complete lines of an append-only file; return the complete lines cut off.
+
+    Whatever follows the last newline is a torn write and is dropped.
+    """
     if not path.exists():
-        return
+        return []
     lines = path.read_bytes().split(b"\n")
-    complete = lines[:-1]  # whatever follows the last newline is torn
+    complete = lines[:-1]
     if len(complete) < keep:
         raise PaczeroError(f"{path} holds {len(complete)} complete lines but the checkpoint expects {keep}")
     if len(complete) != keep or lines[-1]:
         atomic_write(path, lambda p: p.write_bytes(b"".join(line + b"\n" for line in complete[:keep])))
+    return complete[keep:]
 
 
 class Trainer:
@@ -143,6 +148,7 @@ class Trainer:
         self.run_dir: Path | None = None
         self.progress = Progress(fingerprint=config.fingerprint())
         self._stop_signal: int | None = None
+        self._released: dict[int, bytes] = {}
 
     # ---------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -197,8 +203,13 @@ class Trainer:
         if (run_dir / METRICS_FILE).exists():
             raise PaczeroError(f"{run_dir} has finished (metrics.json exists); nothing to resume")
         trainer = cls(saved)
+        if config is not None:
+            trainer.cfg.run.progress = config.run.progress
         t0 = time.perf_counter()
-        trainer._build(SecretState.load(run_dir / SECRET_FILE))
+        secret = SecretState.load(run_dir / SECRET_FILE)
+        if not 0 <= secret.j_star < saved.privacy.n_subsets:  # the message must not reveal J*
+            raise PaczeroError(f"{run_dir / SECRET_FILE} does not match privacy.n_subsets in config.yaml")
+        trainer._build(secret)
         trainer.run_dir = run_dir
         state = load_state(run_dir / "checkpoints" / "last")
         if state is not None:
@@ -207,7 +218,10 @@ class Trainer:
             trainer.progress = Progress(**state)
             load_weights(trainer.loaded, run_dir / "checkpoints" / "last", lora=saved.model.tuning == "lora")
             trainer.mechanism.load_state_dict(trainer.progress.mechanism)
-        _truncate_lines(run_dir / ledger.LEDGER_FILE, trainer.progress.ledger_lines)
+        # Steps after the checkpoint were already released: they are recomputed and must come out identical,
+        # since their noise is a function of (key, step) and two different values with one noise would leak.
+        trainer._released = dict(enumerate(_truncate_lines(run_dir / ledger.LEDGER_FILE, trainer.progress.ledger_lines),
+                                           start=trainer.progress.ledger_lines))
         _truncate_lines(run_dir / DIAGNOSTICS_FILE, trainer.progress.diagnostics_lines)
         trainer.timings = {"setup_s": time.perf_counter() - t0}
         log.info("resuming %s after step %d", run_dir, trainer.progress.step)
@@ -236,11 +250,12 @@ class Trainer:
 
     def _is_better(self, dev: dict[str, float]) -> bool:
         best = self.progress.best
-        if best is None:
+        key = self.cfg.train.select_on
+        if not math.isfinite(dev[key]):
+            return best is None
+        if best is None or not math.isfinite(best[key]):
             return True
-        if self.cfg.train.select_on == "loss":
-            return dev["loss"] < best["loss"]
-        return dev["accuracy"] > best["accuracy"]
+        return dev[key] < best[key] if key == "loss" else dev[key] > best[key]
 
     def _diagnose(self, record: dict[str, Any]) -> None:
         assert self.run_dir is not None
@@ -266,6 +281,14 @@ class Trainer:
         self.engine.update([(s, r.value / K) for s, r in releases], lr=lr, weight_decay=cfg.train.weight_decay)
         record = ledger.step_record(step=step, lr=lr, releases=releases)
         assert self.run_dir is not None
+        released = self._released.pop(step, None)
+        if released is not None and jsonl_line(record) != released:
+            ledger_path = self.run_dir / ledger.LEDGER_FILE
+            with open(ledger_path, "ab") as fh:  # keep the transcript as it was published
+                fh.write(b"".join(line + b"\n" for line in [released, *self._released.values()]))
+            raise PaczeroError(f"resuming recomputed step {step} differently from its released ledger line "
+                               "(non-deterministic kernels?); continuing would re-release it with the same noise. "
+                               "Refusing: resume on the same hardware, or use train.checkpoint_every=1")
         ledger.append(self.run_dir, record)
         p.ledger_lines += 1
         n_unanimous = sum(d["unanimous"] for d in record["directions"])

@@ -62,8 +62,12 @@ class ZOEngine:
         The mean loss is a by-product of the two evaluations (no extra forward pass); it averages over
         the whole pool, so it does not depend on which subset is secret.
         """
-        plus = self.perturbed_losses(objective, enc, direction=direction, scale=self.eps).double()
-        minus = self.perturbed_losses(objective, enc, direction=direction, scale=-self.eps).double()
+        while True:  # both evaluations must batch the records alike (an out-of-memory retry shrinks the batches)
+            size = objective.micro_batch
+            plus = self.perturbed_losses(objective, enc, direction=direction, scale=self.eps).double()
+            minus = self.perturbed_losses(objective, enc, direction=direction, scale=-self.eps).double()
+            if objective.micro_batch == size:
+                break
         g = ((plus - minus) / (2 * self.eps)).numpy()
         return g, float(((plus + minus) / 2).mean())
 
