@@ -1,4 +1,4 @@
-"""The ``paczero`` command: ``train``, ``eval`` and ``privacy``.
+"""The ``paczero`` command: ``train`` (and ``--resume``), ``eval``, ``replay`` and ``privacy``.
 
 A problem the user can fix (bad config, missing data, a model that cannot be loaded, an impossible
 budget) is printed as one line without a traceback and exits with code 2.
@@ -19,13 +19,9 @@ from paczero.errors import PaczeroError
 EXIT_USAGE = 2
 
 
-def _json_default(value: Any) -> Any:
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _dump(obj: dict[str, Any]) -> str:
     clean = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in obj.items()}
-    return json.dumps(clean, indent=2, sort_keys=True, default=_json_default)
+    return json.dumps(clean, indent=2, sort_keys=True)
 
 
 def _print_result(obj: dict[str, Any], as_json: bool) -> None:
