@@ -76,7 +76,7 @@ def test_eval_of_a_run_reproduces_its_test_metrics(tiny_config, capsys, tmp_path
 
 
 def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsys):
-    argv = ["train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}",
+    argv = ["train", "--config", str(TINY_CONFIG), "--data-dir", str(data_dir),
             f"run.output_dir={tmp_path / 'runs'}", "train.steps=2", "train.eval_every=1"]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune a model with a private mechanism")
     p.add_argument("--config", help="YAML file under configs/")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
+    p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or interrupted run from its checkpoint")
     p.add_argument("--forget-secret", metavar="RUN_DIR", help="delete a finished run's secret state")
     p.set_defaults(func=_cmd_train)
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file (instead of a run directory)")
     p.add_argument("--checkpoint", help="checkpoint folder to load into the model")
     p.add_argument("--splits", nargs="+", default=["test"], choices=["pool", "dev", "test"])
+    p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides")
     p.set_defaults(func=_cmd_eval)
 
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "data_dir", None):
+        args.overrides = [*args.overrides, f"data.data_dir={args.data_dir}"]
     if args.command == "eval" and args.run is None and args.config is None:
         print("paczero eval: error: give a run directory or --config", file=sys.stderr)
         return EXIT_USAGE
