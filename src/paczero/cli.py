@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -199,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     for noisy in ("transformers", "peft", "httpx", "urllib3", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Harmless library notices that would bury the run's own output: peft saving an adapter for a GGUF model
+    # (no config.json beside it), and a transformers deprecation triggered inside peft.
+    warnings.filterwarnings("ignore", message="Could not find a config file")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         return args.func(args)
     except PaczeroError as exc:
