@@ -134,7 +134,7 @@ def test_sigterm_writes_a_checkpoint_and_resumes(reference, data_dir, tmp_path, 
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Resume with: paczero train --resume" in err
     state = checkpoint.load_state(run_dir / "checkpoints" / "last")
-    assert state is not None and state["step"] == state["ledger_lines"]
+    assert state is not None
     assert (run_dir / "ledger.jsonl").read_bytes().count(b"\n") == state["step"]
     _same_secret(run_dir, ref_secret)
     _resume_in_process(run_dir, monkeypatch)

@@ -138,6 +138,10 @@ class TrainConfig:
     """Write the resumable ``checkpoints/last`` every this many steps (and at every dev evaluation)."""
 
 
+COSMETIC_RUN_KEYS = ("name", "output_dir", "progress")
+"""``run.*`` keys that do not change what a run computes (ignored when comparing configs)."""
+
+
 @dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
@@ -156,8 +160,20 @@ class Config:
     def fingerprint(self) -> str:
         """SHA-256 of the resolved config (cosmetic keys excluded), to refuse resuming with another."""
         d = self.to_dict()
-        d["run"] = {k: v for k, v in d["run"].items() if k not in ("progress", "name", "output_dir")}
+        d["run"] = {k: v for k, v in d["run"].items() if k not in COSMETIC_RUN_KEYS}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def config_differences(a: Config, b: Config) -> list[str]:
+    """Dotted keys (cosmetic ones aside) whose values differ between two configs, with both values."""
+
+    def walk(x: Any, y: Any, path: str) -> list[str]:
+        if isinstance(x, dict) and isinstance(y, dict):
+            return [k for key in x for k in walk(x[key], y.get(key), f"{path}.{key}" if path else key)]
+        return [] if x == y else [f"{path} ({x!r} != {y!r})"]
+
+    cosmetic = {f"run.{k}" for k in COSMETIC_RUN_KEYS}
+    return [k for k in walk(a.to_dict(), b.to_dict(), "") if k.split(" ", 1)[0] not in cosmetic]
 
 
 _CHOICES = {

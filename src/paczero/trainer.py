@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from paczero import ledger
 from paczero.checkpoint import load_state, load_weights, save_weights
-from paczero.config import Config, load_run_config
+from paczero.config import Config, config_differences, load_run_config
 from paczero.data.tasks import ClassificationTask, Split, load_task_data
 from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
@@ -93,7 +93,7 @@ class Progress:
     """Everything the loop carries from step to step, saved with ``checkpoints/last`` for resume.
 
     Public state only: the mechanism's posterior and MI spent, counters, dev results, and how many
-    lines of the ledger and diagnostics belong to the checkpoint. No generator state is needed: all
+    lines of the diagnostics belong to the checkpoint (the ledger has one line per step). No generator state is needed: all
     randomness is derived statelessly from the public seed or the secret key and the step.
     """
 
@@ -104,7 +104,6 @@ class Progress:
     best: dict[str, Any] | None = None
     final_dev: dict[str, float] | None = None
     mechanism: dict[str, Any] = field(default_factory=dict)
-    ledger_lines: int = 0
     diagnostics_lines: int = 0
     fingerprint: str = ""
 
@@ -220,8 +219,8 @@ class Trainer:
             trainer.mechanism.load_state_dict(trainer.progress.mechanism)
         # Steps after the checkpoint were already released: they are recomputed and must come out identical,
         # since their noise is a function of (key, step) and two different values with one noise would leak.
-        trainer._released = dict(enumerate(_truncate_lines(run_dir / ledger.LEDGER_FILE, trainer.progress.ledger_lines),
-                                           start=trainer.progress.ledger_lines))
+        done = trainer.progress.step
+        trainer._released = dict(enumerate(_truncate_lines(run_dir / ledger.LEDGER_FILE, done), start=done))
         _truncate_lines(run_dir / DIAGNOSTICS_FILE, trainer.progress.diagnostics_lines)
         trainer.timings = {"setup_s": time.perf_counter() - t0}
         log.info("resuming %s after step %d", run_dir, trainer.progress.step)
@@ -290,7 +289,6 @@ class Trainer:
                                "(non-deterministic kernels?); continuing would re-release it with the same noise. "
                                "Refusing: resume on the same hardware, or use train.checkpoint_every=1")
         ledger.append(self.run_dir, record)
-        p.ledger_lines += 1
         n_unanimous = sum(d["unanimous"] for d in record["directions"])
         p.unanimous += n_unanimous
         p.nonfinite += nonfinite
@@ -386,18 +384,6 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         self.setup()
         return self.train()
-
-
-def config_differences(a: Config, b: Config, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two configs."""
-    da, db = a.to_dict(), b.to_dict()
-
-    def walk(x: Any, y: Any, path: str) -> list[str]:
-        if isinstance(x, dict) and isinstance(y, dict):
-            return [k for key in x for k in walk(x[key], y.get(key), f"{path}.{key}" if path else key)]
-        return [] if x == y else [f"{path} ({x!r} != {y!r})"]
-
-    return [k for k in walk(da, db, prefix) if not k.startswith(("run.name ", "run.output_dir ", "run.progress "))]
 
 
 def train(config: Config, *, config_name: str | None = None) -> dict[str, Any]:
