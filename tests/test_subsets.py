@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paczero.errors import PaczeroError
-from paczero.subsets import clip_estimates, membership_matrix, subset_means, subset_signs
+from paczero.subsets import (
+    clip_estimates,
+    format_signs,
+    membership_matrix,
+    parse_signs,
+    subset_means,
+    subset_signs,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -55,3 +62,16 @@ def test_clip_bounds_and_nonfinite():
     g, bad = clip_estimates(np.array([-100.0, 3.0, np.nan, np.inf, 40.0]), 25.0)
     assert g.tolist() == [-25.0, 3.0, 0.0, 0.0, 25.0]
     assert bad == 2
+
+
+@given(st.lists(st.sampled_from([-1, 1]), min_size=1, max_size=64))
+def test_sign_strings_round_trip(values):
+    signs = np.array(values, dtype=np.int8)
+    text = format_signs(signs)
+    assert len(text) == len(values) and set(text) <= {"+", "-"}
+    assert np.array_equal(parse_signs(text), signs)
+
+
+def test_parse_signs_rejects_other_characters():
+    with pytest.raises(ValueError):
+        parse_signs("+-0")

@@ -2,7 +2,9 @@
 
 Per step: the step index, the learning rate, and per direction its public seed, the released value
 (the multiplier of z in the update), how it was produced (``kind``) and the mechanism's public
-fields (for PACZero-MI the real release ỹ, σ, q₊, the step budget β and the achieved MI). The
+fields (for PACZero-MI the real release ỹ, σ, q₊, the step budget β and the achieved MI; for the
+PAC mechanisms the M subset signs as a ``+``/``-`` string, a function of the public pool, membership
+matrix and weights, which lets an auditor run the Bayes-optimal transcript attack without a replay). The
 final model is a deterministic function of the base model and this file.
 """
 

@@ -37,6 +37,18 @@ def subset_signs(means: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(means) >= 0, 1, -1).astype(np.int8)
 
 
+def format_signs(signs: np.ndarray) -> str:
+    """The M subset signs as a string of ``+``/``-`` (the ledger's ``signs`` field)."""
+    return "".join("+" if s > 0 else "-" for s in np.asarray(signs))
+
+
+def parse_signs(text: str) -> np.ndarray:
+    """Inverse of :func:`format_signs` (int8 ±1)."""
+    if set(text) - {"+", "-"}:
+        raise ValueError(f"not a sign string: {text!r}")
+    return np.array([1 if c == "+" else -1 for c in text], dtype=np.int8)
+
+
 def clip_estimates(estimates: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
     """Clip to [−clip, clip]; non-finite estimates become 0 (they then carry no information).
 

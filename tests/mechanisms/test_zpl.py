@@ -32,3 +32,14 @@ def test_disagreement_releases_the_public_coin():
 
 def test_zpl_never_receives_the_secret():
     assert "secret" not in inspect.signature(ZPL).parameters
+
+
+def test_recorded_signs_are_the_subset_mean_signs():
+    rng = np.random.default_rng(3)
+    a = membership_matrix(n=40, m=8, seed=1)
+    g = rng.normal(size=40)
+    r = ZPL(a, seed=0).release(g, step=0, k=0)
+    # Oracle: the sign of each subset's plain mean, written directly from the definition.
+    expected = "".join("+" if g[a[:, j]].mean() >= 0 else "-" for j in range(8))
+    assert r.public["signs"] == expected
+    assert r.public["positive_subsets"] == expected.count("+")

@@ -28,7 +28,7 @@ from paczero.mechanisms.zpl import public_coin
 from paczero.privacy.channel import binary_entropy, channel_mi, sigma_for_mi
 from paczero.privacy.posterior import agreeing_sign, gaussian_update, q_plus, uniform_log_posterior
 from paczero.secret import SecretState
-from paczero.subsets import subset_means, subset_signs
+from paczero.subsets import format_signs, subset_means, subset_signs
 
 ENTROPY_CAP = 0.999
 
@@ -71,20 +71,23 @@ class PacMI(Mechanism):
     def release(self, estimates: np.ndarray, *, step: int, k: int) -> Release:
         signs = subset_signs(subset_means(self.membership, estimates))
         q = q_plus(log_posterior=self.log_posterior, signs=signs)
+        shown = format_signs(signs)
         common = agreeing_sign(log_posterior=self.log_posterior, signs=signs, threshold=self.free_threshold)
         if common is not None:
-            return Release(value=float(common), kind="free", public={"q_plus": q})
+            return Release(value=float(common), kind="free", public={"q_plus": q, "signs": shown})
         beta = min(self._direction_budget, ENTROPY_CAP * binary_entropy(q))
         if beta <= 0.0:
             # Nothing left to spend: a public coin carries no information about S*.
-            return Release(value=float(public_coin(self.seed, step, k)), kind="coin", public={"q_plus": q})
+            return Release(value=float(public_coin(self.seed, step, k)), kind="coin",
+                           public={"q_plus": q, "signs": shown})
         sigma = sigma_for_mi(q=q, beta=beta)
         y = float(signs[self._secret.j_star]) + sigma * self._secret.gaussian(step=step, k=k)
         achieved = channel_mi(q=q, sigma=sigma)
         self.log_posterior = gaussian_update(log_posterior=self.log_posterior, signs=signs, y=y, sigma=sigma)
         self.spent += achieved
         return Release(value=1.0 if y >= 0 else -1.0, kind="noisy",
-                       public={"q_plus": q, "y": y, "sigma": sigma, "beta": beta, "mi": achieved})
+                       public={"q_plus": q, "signs": shown, "y": y, "sigma": sigma, "beta": beta,
+                               "mi": achieved})
 
     def state_dict(self) -> dict[str, Any]:
         return {"log_posterior": self.log_posterior.tolist(), "spent": self.spent}

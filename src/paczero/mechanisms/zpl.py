@@ -14,7 +14,7 @@ import numpy as np
 
 from paczero.mechanisms.base import Mechanism, Release
 from paczero.rng import public_generator
-from paczero.subsets import subset_means, subset_signs
+from paczero.subsets import format_signs, subset_means, subset_signs
 
 
 def public_coin(seed: int, step: int, k: int) -> int:
@@ -32,7 +32,7 @@ class ZPL(Mechanism):
     def release(self, estimates: np.ndarray, *, step: int, k: int) -> Release:
         signs = subset_signs(subset_means(self.membership, estimates))
         positive = int((signs > 0).sum())
+        public = {"positive_subsets": positive, "signs": format_signs(signs)}
         if positive in (0, len(signs)):
-            return Release(value=float(signs[0]), kind="unanimous", public={"positive_subsets": positive})
-        return Release(value=float(public_coin(self.seed, step, k)), kind="coin",
-                       public={"positive_subsets": positive})
+            return Release(value=float(signs[0]), kind="unanimous", public=public)
+        return Release(value=float(public_coin(self.seed, step, k)), kind="coin", public=public)
