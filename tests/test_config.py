@@ -9,7 +9,9 @@ import pytest
 from paczero.config import Config, config_from_dict, load_config
 from paczero.errors import PaczeroError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+_ALL = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = [p for p in _ALL if p.parent.name != "compare"]
+COMPARE_CONFIGS = [p for p in _ALL if p.parent.name == "compare"]
 
 
 def test_overrides_apply():
@@ -56,6 +58,15 @@ def test_every_shipped_config_loads_and_round_trips(path):
     cfg = load_config(path)
     assert config_from_dict(cfg.to_dict()) == cfg
     assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=[p.name for p in COMPARE_CONFIGS])
+def test_every_shipped_compare_config_plans_valid_runs(path, monkeypatch):
+    from paczero.compare import load_compare_config, plan
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    runs = plan(load_compare_config(path))
+    assert {cfg.privacy.mechanism for _, cfg in runs} == {"mezo", "zpl", "mi", "dpzero", "dpaggzo"}
 
 
 def test_fingerprint_ignores_cosmetics_only():

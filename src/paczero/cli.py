@@ -1,4 +1,4 @@
-"""The ``paczero`` command: ``train`` (and ``--resume``), ``eval``, ``replay`` and ``privacy``.
+"""The ``paczero`` command: ``train`` (and ``--resume``), ``eval``, ``replay``, ``privacy`` and ``compare``.
 
 A problem the user can fix (bad config, missing data, a model that cannot be loaded, an impossible
 budget) is printed as one line without a traceback and exits with code 2.
@@ -64,7 +64,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"test accuracy before training: {zero['accuracy']:.4f}")
     print(f"test accuracy after training:  {metrics['test']['accuracy']:.4f} "
           f"(best dev checkpoint, step {metrics['best_dev']['step']})")
-    print(f"unanimity rate: {metrics['unanimity_rate']:.3f}")
+    if metrics["unanimity_rate"] is not None:
+        print(f"unanimity rate: {metrics['unanimity_rate']:.3f}")
     print(f"privacy: {metrics['privacy']['summary']}")
     return 0
 
@@ -105,16 +106,35 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from paczero.compare import compare, load_compare_config, tables
+
+    def floats(text: str) -> list[float]:
+        try:
+            return [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise PaczeroError(f"--epsilons {text!r} is not a comma-separated list of numbers") from None
+
+    cfg = load_compare_config(args.config, epsilons=floats(args.epsilons) if args.epsilons else None,
+                              mechanisms=args.mechanisms.split(",") if args.mechanisms else None, out=args.out)
+    rows = compare(cfg, args.overrides)
+    print(tables(rows)[1], end="")
+    print(f"table written to {Path(cfg.out) / 'compare.csv'} and compare.md")
+    return 0
+
+
 # ------------------------------------------------------------------------ privacy
 def _cmd_privacy(args: argparse.Namespace) -> int:
     from paczero.privacy import (channel_mi, dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon,
                                  mia_posterior_bound, sigma_for_mi)
 
-    chosen = [args.run is not None, args.dp_epsilon is not None, args.mi is not None, args.channel]
+    chosen = [args.run is not None, args.dp_epsilon is not None, args.mi is not None, args.channel, args.dp_noise]
     if sum(chosen) != 1:
-        raise PaczeroError("paczero privacy: give exactly one of RUN_DIR, --dp-epsilon, --mi, --channel")
+        raise PaczeroError("paczero privacy: give exactly one of RUN_DIR, --dp-epsilon, --mi, --channel, --dp-noise")
     try:
-        if args.dp_epsilon is not None:
+        if args.dp_noise:
+            result = _dp_noise(args)
+        elif args.dp_epsilon is not None:
             if args.dp_epsilon < 0:
                 raise PaczeroError(f"--dp-epsilon {args.dp_epsilon} is invalid; expected >= 0")
             result = {"dp_epsilon": args.dp_epsilon, "mi_nats": mi_for_dp_epsilon(args.dp_epsilon),
@@ -135,18 +155,29 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
+    from paczero.privacy.accounting import dp_epsilon, noise_multiplier
+
+    missing = [flag for flag, value in (("--epsilon", args.epsilon), ("--steps", args.steps),
+                                        ("--sample-rate", args.sample_rate)) if value is None]
+    if missing:
+        raise PaczeroError(f"paczero privacy --dp-noise needs {', '.join(missing)}")
+    common = {"delta": args.delta, "sample_rate": args.sample_rate, "steps": args.steps}
+    sigma = noise_multiplier(epsilon=args.epsilon, accountant=args.accountant, **common)
+    return {"noise_multiplier": sigma, "accountant": args.accountant, "target_epsilon": args.epsilon, **common,
+            "epsilon_rdp": dp_epsilon(noise_multiplier=sigma, accountant="rdp", **common),
+            "epsilon_prv": dp_epsilon(noise_multiplier=sigma, accountant="prv", **common)}
+
+
 def run_statement(run: Path) -> dict[str, Any]:
     """The privacy statement of a finished or running run, recomputed from its ledger."""
-    from omegaconf import OmegaConf
-
     from paczero import ledger
-    from paczero.privacy.statement import statement_from_ledger
+    from paczero.config import load_run_config
+    from paczero.privacy.statement import run_statement as statement
 
     if not (run / "config.yaml").is_file() or not (run / ledger.LEDGER_FILE).is_file():
         raise PaczeroError(f"{run} is not a run directory (needs config.yaml and {ledger.LEDGER_FILE})")
-    privacy = OmegaConf.load(run / "config.yaml").privacy
-    return statement_from_ledger(ledger.read(run), mechanism=privacy.mechanism, budget=privacy.budget,
-                                 n_subsets=privacy.n_subsets)
+    return statement(ledger.read(run), load_run_config(run))
 
 
 # ------------------------------------------------------------------------ parser
@@ -184,8 +215,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", action="store_true", help="σ for a budget β at prior q (with --q, --beta)")
     p.add_argument("--q", type=float, help="input prior P(S=+1) of the binary channel")
     p.add_argument("--beta", type=float, help="MI budget of one release, nats")
+    p.add_argument("--dp-noise", action="store_true",
+                   help="noise multiplier σ of a DP baseline for --epsilon, --delta, --steps, --sample-rate")
+    p.add_argument("--epsilon", type=float, help="target DP ε (with --dp-noise)")
+    p.add_argument("--delta", type=float, default=1e-5, help="DP δ (with --dp-noise; default 1e-5)")
+    p.add_argument("--steps", type=int, help="number of steps (with --dp-noise)")
+    p.add_argument("--sample-rate", type=float, help="Poisson sampling rate q (with --dp-noise)")
+    p.add_argument("--accountant", choices=["rdp", "prv"], default="rdp", help="accountant that calibrates σ")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_privacy)
+
+    p = sub.add_parser("compare", help="DPZero/DP-AggZO at each ε, PACZero-MI at the matched MI, ZPL and MeZO")
+    p.add_argument("--config", help="compare YAML (base run config, ε list, per-mechanism overrides)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to every run")
+    p.add_argument("--epsilons", help="comma-separated DP ε list, e.g. 0.5,1,2,6")
+    p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo")
+    p.add_argument("--out", help="folder for the runs and compare.{csv,md}")
+    p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

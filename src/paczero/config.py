@@ -108,7 +108,9 @@ class ZOConfig:
 @dataclass
 class PrivacyConfig:
     mechanism: str = "zpl"
-    """``zpl`` (I = 0) or ``mi`` (budget of ``budget`` nats)."""
+    """``zpl`` (I = 0), ``mi`` (budget of ``budget`` nats), the baselines ``mezo`` (non-private), ``dpzero``
+    and ``dpaggzo`` ((ε, δ)-DP), or an ablation: ``raw_full``, ``quant_full``, ``raw_half``, ``quant_half``,
+    ``random_sign``."""
     n_subsets: int = 128
     """M candidate subsets; each record is in exactly M/2 of them."""
     budget: float = 0.33
@@ -117,6 +119,16 @@ class PrivacyConfig:
     """``adaptive`` (remaining/(T−t)) or ``uniform`` (B/T) per-step budget (``mi`` only)."""
     free_threshold: float = 1e-12
     """Subsets with posterior mass at or below this are ignored by the free-release test (``mi``)."""
+    epsilon: Optional[float] = None
+    """Target DP ε of the whole run (``dpzero``, ``dpaggzo``); the noise multiplier is found for it."""
+    delta: float = 1e-5
+    """DP δ (``dpzero``, ``dpaggzo``)."""
+    sample_rate: float = 0.064
+    """Poisson sampling rate q of the DP baselines (expected batch qN)."""
+    accountant: str = "rdp"
+    """Opacus accountant that calibrates σ and states ε: ``rdp`` or ``prv`` (both are reported)."""
+    pool_size_fraction: float = 0.05
+    """Share of ε spent on DP-AggZO's Laplace-noised pool size (0 normalises by qN instead)."""
 
 
 @dataclass
@@ -136,6 +148,8 @@ class TrainConfig:
     """Evaluate the test set before training (zero-shot accuracy)."""
     checkpoint_every: int = 50
     """Write the resumable ``checkpoints/last`` every this many steps (and at every dev evaluation)."""
+    batch_size: int = 16
+    """Minibatch size of ``mezo`` (the PAC mechanisms use the whole pool, the DP baselines Poisson batches)."""
 
 
 COSMETIC_RUN_KEYS = ("name", "output_dir", "progress")
@@ -179,7 +193,9 @@ def config_differences(a: Config, b: Config) -> list[str]:
 _CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.tuning": ("full", "lora"),
-    "privacy.mechanism": ("zpl", "mi"),
+    "privacy.mechanism": ("zpl", "mi", "mezo", "dpzero", "dpaggzo", "raw_full", "quant_full", "raw_half",
+                          "quant_half", "random_sign"),
+    "privacy.accountant": ("rdp", "prv"),
     "privacy.budget_schedule": ("adaptive", "uniform"),
     "train.lr_schedule": ("linear", "constant"),
     "train.select_on": ("loss", "accuracy"),
@@ -198,14 +214,31 @@ def _require(ok: bool, key: str, value: Any, valid: str) -> None:
         raise PaczeroError(f"config: {key}={value!r} is invalid; {valid}")
 
 
+DP_MECHANISMS = ("dpzero", "dpaggzo")
+
+
+def _validate_dp(cfg: Config) -> None:
+    p = cfg.privacy
+    eps = p.epsilon
+    _require(eps is not None and 0 < eps < float("inf"), "privacy.epsilon", eps,
+             f"expected a finite DP epsilon > 0 for privacy.mechanism={p.mechanism}")
+    _require(0 < p.delta < 1, "privacy.delta", p.delta, "expected 0 < delta < 1")
+    _require(0 < p.sample_rate <= 1, "privacy.sample_rate", p.sample_rate, "expected 0 < q <= 1")
+    _require(0 <= p.pool_size_fraction < 1, "privacy.pool_size_fraction", p.pool_size_fraction,
+             "expected 0 <= fraction < 1")
+    if p.mechanism == "dpzero":
+        _require(cfg.zo.directions == 1, "zo.directions", cfg.zo.directions,
+                 "dpzero releases one direction per step; expected 1 (use privacy.mechanism=dpaggzo for K > 1)")
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges and choices; raise :class:`PaczeroError` naming the key. Returns ``cfg``."""
     for key, choices in _CHOICES.items():
         value = _get(cfg, key)
         _require(value in choices, key, value, f"expected one of {', '.join(choices)}")
     positive = ["data.n_pool", "data.n_dev", "data.max_length", "zo.eps", "zo.clip", "zo.directions",
-                "zo.micro_batch", "train.steps", "train.lr", "train.eval_every", "train.checkpoint_every", "model.lora.r",
-                "model.lora.alpha"]
+                "zo.micro_batch", "train.steps", "train.lr", "train.eval_every", "train.checkpoint_every",
+                "train.batch_size", "model.lora.r", "model.lora.alpha"]
     for key in positive:
         value = _get(cfg, key)
         _require(value > 0, key, value, "expected a positive number")
@@ -217,6 +250,8 @@ def validate(cfg: Config) -> Config:
     if cfg.privacy.mechanism == "mi":
         _require(cfg.privacy.budget > 0, "privacy.budget", cfg.privacy.budget,
                  "expected a positive MI budget in nats (use privacy.mechanism=zpl for I = 0)")
+    if cfg.privacy.mechanism in DP_MECHANISMS:
+        _validate_dp(cfg)
     _require(1e-15 <= cfg.privacy.free_threshold < 1e-3, "privacy.free_threshold", cfg.privacy.free_threshold,
              "expected 1e-15 <= threshold < 1e-3 (below 1e-15 the posterior mass on +1 can round to 1 and a "
              "release to a coin)")

@@ -63,6 +63,11 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
         os.fsync(fh.fileno())
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
     """Read a JSON-lines file written by :func:`append_jsonl`."""
     with open(path, encoding="utf-8") as fh:

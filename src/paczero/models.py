@@ -43,7 +43,8 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise PaczeroError(f"config: model.device={name!r} is not a device (expected auto, cpu, cuda, cuda:N)") from None
+        raise PaczeroError(f"config: model.device={name!r} is not a device (expected auto, cpu, cuda, "
+                           "cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PaczeroError(f"config: model.device={name!r} but no CUDA device is available")
     return device

@@ -44,6 +44,12 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def subset(self, indices: np.ndarray) -> "Encoded":
+        """The records at ``indices`` (in that order), e.g. a sampled minibatch of the pool."""
+        prompts = [self.prompts[i] for i in indices]
+        order = np.argsort([len(p) for p in prompts], kind="stable")
+        return Encoded(prompts=prompts, labels=self.labels[indices], order=order, truncated=0)
+
 
 class ClassificationObjective:
     """Scores label words after a prompt; losses, predictions and metrics for a set of records."""

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from scipy.special import ndtri
 
 from paczero.errors import PaczeroError
@@ -41,6 +42,15 @@ class SecretState:
         msg = b"paczero-noise" + step.to_bytes(8, "big") + k.to_bytes(4, "big")
         word = int.from_bytes(hmac.new(self.key, msg, hashlib.sha256).digest()[:8], "big") >> 11  # 53 bits
         return float(ndtri((word + 0.5) / 2.0**53))
+
+    def generator(self, purpose: str, *index: int) -> np.random.Generator:
+        """A numpy generator keyed by the secret (e.g. the DP baselines' Poisson sampling of ``step``).
+
+        Seeded with HMAC-SHA256(key, purpose, index): unpredictable without the key, reproducible on resume.
+        """
+        msg = b"paczero-" + purpose.encode() + b"".join(i.to_bytes(8, "big") for i in index)
+        digest = hmac.new(self.key, msg, hashlib.sha256).digest()
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest, "big"))))
 
     def save(self, path: Path) -> None:
         write_text(path, json.dumps({"key": self.key.hex(), "j_star": self.j_star}), mode=0o600)

@@ -34,10 +34,10 @@ from paczero.config import Config, config_differences, load_run_config
 from paczero.data.tasks import ClassificationTask, Split, load_task_data
 from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
-from paczero.mechanisms import build_mechanism
+from paczero.mechanisms import PAC_MECHANISMS, build_mechanism
 from paczero.models import load_model
 from paczero.objectives import ClassificationObjective, model_forward
-from paczero.privacy.statement import statement_from_ledger
+from paczero.privacy.statement import run_statement
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
 from paczero.subsets import clip_estimates, membership_matrix
@@ -93,8 +93,9 @@ class Progress:
     """Everything the loop carries from step to step, saved with ``checkpoints/last`` for resume.
 
     Public state only: the mechanism's posterior and MI spent, counters, dev results, and how many
-    lines of the diagnostics belong to the checkpoint (the ledger has one line per step). No generator state is needed: all
-    randomness is derived statelessly from the public seed or the secret key and the step.
+    lines of the diagnostics belong to the checkpoint (the ledger has one line per step). No generator
+    state is needed: all randomness is derived statelessly from the public seed or the secret key and
+    the step.
     """
 
     step: int = 0
@@ -262,21 +263,34 @@ class Trainer:
         self.progress.diagnostics_lines += 1
 
     # ---------------------------------------------------------------- training
+    def _estimates(self, step: int) -> tuple[np.ndarray, list[int], list[float], int]:
+        """Per-record estimates (n, K) of the records the mechanism samples, the K direction seeds, the mean
+        losses and the count of non-finite estimates (replaced by 0)."""
+        cfg = self.cfg
+        K = cfg.zo.directions
+        pool = self.encoded["pool"]
+        chosen = self.mechanism.sample(step=step, n=len(pool))
+        enc = pool if chosen is None else pool.subset(chosen)
+        seeds = [direction_seed(cfg.run.seed, step, k) for k in range(K)]
+        G = np.zeros((len(enc), K))
+        losses, nonfinite = [], 0
+        if len(enc):  # a Poisson batch may be empty: the release is then noise alone
+            for k, seed in enumerate(seeds):
+                g, loss = self.engine.estimates(self.objective, enc, direction=seed)
+                G[:, k], bad = clip_estimates(g, math.inf)
+                losses.append(loss)
+                nonfinite += bad
+        return G, seeds, losses, nonfinite
+
     def _step(self, step: int) -> dict[str, Any]:
-        """One step: K directions, K releases, the update, the ledger line. Returns the postfix figures."""
+        """One step: K directions, their releases, the update, the ledger line. Returns the postfix figures."""
         cfg, p = self.cfg, self.progress
         K = cfg.zo.directions
         lr = learning_rate(step=step, steps=cfg.train.steps, lr=cfg.train.lr, lr_end=cfg.train.lr_end,
                            schedule=cfg.train.lr_schedule)
         self.mechanism.begin_step(step)
-        releases, pool_losses, nonfinite = [], [], 0
-        for k in range(K):
-            seed = direction_seed(cfg.run.seed, step, k)
-            g, pool_loss = self.engine.estimates(self.objective, self.encoded["pool"], direction=seed)
-            g, bad = clip_estimates(g, cfg.zo.clip)
-            releases.append((seed, self.mechanism.release(g, step=step, k=k)))
-            pool_losses.append(pool_loss)
-            nonfinite += bad
+        G, seeds, losses, nonfinite = self._estimates(step)
+        releases = list(zip(seeds, self.mechanism.release_step(G, step=step)))
         self.engine.update([(s, r.value / K) for s, r in releases], lr=lr, weight_decay=cfg.train.weight_decay)
         record = ledger.step_record(step=step, lr=lr, releases=releases)
         assert self.run_dir is not None
@@ -291,11 +305,16 @@ class Trainer:
         ledger.append(self.run_dir, record)
         n_unanimous = sum(d["unanimous"] for d in record["directions"])
         p.unanimous += n_unanimous
-        p.nonfinite += nonfinite
         p.step = step + 1
-        self._diagnose({"step": step, "pool_loss": float(np.mean(pool_losses)), "unanimous": n_unanimous / K,
-                        "nonfinite": nonfinite, "cum_mi": self.mechanism.spent})
-        return {"lr": f"{lr:.2e}", "unanimous": f"{p.unanimous / (p.step * K):.2f}"}
+        postfix = {"lr": f"{lr:.2e}"}
+        if self.mechanism.pool_is_public:
+            p.nonfinite += nonfinite
+            self._diagnose({"step": step, "pool_loss": float(np.mean(losses)), "unanimous": n_unanimous / K,
+                            "nonfinite": nonfinite, "cum_mi": self.mechanism.spent})
+            postfix["unanimous"] = f"{p.unanimous / (p.step * K):.2f}"
+        else:  # DP baselines: nothing computed on the sampled records may be logged, not even their number
+            self._diagnose({"step": step, "lr": lr})
+        return postfix
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
@@ -355,21 +374,22 @@ class Trainer:
         test = self.evaluate("test")
         log.info("test after training (best dev step %d): accuracy %.4f, loss %.4f", p.best["step"],
                  test["accuracy"], test["loss"])
-        statement = statement_from_ledger(ledger.read(run_dir), mechanism=cfg.privacy.mechanism,
-                                          budget=cfg.privacy.budget, n_subsets=cfg.privacy.n_subsets)
+        statement = run_statement(ledger.read(run_dir), cfg)
+        public_pool = self.mechanism.pool_is_public
         metrics = {
             "config": cfg.to_dict(),
             "model": {"name": cfg.model.name, "tuning": cfg.model.tuning,
                       "trainable_parameters": self.loaded.n_trainable},
             "data": {"n_pool": len(self.split.pool), "n_dev": len(self.split.dev), "n_test": len(self.split.test),
-                     "truncated": {k: v.truncated for k, v in self.encoded.items()}, "dev_is_public": True},
+                     "truncated": {k: v.truncated for k, v in self.encoded.items() if public_pool or k != "pool"},
+                     "dev_is_public": True},
             "zero_shot_test": p.zero_shot,
             "best_dev": p.best,
             "final_dev": p.final_dev,
             "test": test,
             "steps_run": p.step,
-            "unanimity_rate": p.unanimous / (p.step * K),
-            "nonfinite_estimates": p.nonfinite,
+            "unanimity_rate": p.unanimous / (p.step * K) if cfg.privacy.mechanism in PAC_MECHANISMS else None,
+            "nonfinite_estimates": p.nonfinite if public_pool else None,
             "privacy": statement,
             "versions": versions(),
             "timings_file": TIMINGS_FILE,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -149,3 +151,21 @@ def test_negative_or_nan_mi_is_rejected(func, bad):
 def test_negative_or_nan_epsilon_is_rejected(func, bad):
     with pytest.raises(ValueError, match=re.escape(f"epsilon={bad!r}")):
         func(bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(epsilon=st.floats(0.0, 8.0), delta=st.floats(0.0, 0.2))
+def test_dp_posterior_bound_with_delta_is_the_best_test_under_the_dp_constraints(epsilon, delta):
+    """Oracle: maximise (TPR + 1 − FPR)/2 on a fine FPR grid subject to the two (ε, δ)-DP test constraints."""
+    fpr = np.linspace(0.0, 1.0, 200_001)
+    e = math.exp(epsilon)
+    tpr = np.minimum.reduce([np.ones_like(fpr), e * fpr + delta, 1.0 - (1.0 - fpr - delta) / e])
+    feasible = tpr >= 0
+    best = np.max((tpr[feasible] + 1.0 - fpr[feasible]) / 2.0)
+    assert dp_posterior_bound(epsilon, delta) == pytest.approx(best, abs=2e-5)
+    assert dp_posterior_bound(epsilon, delta) >= dp_posterior_bound(epsilon)
+
+
+def test_dp_posterior_bound_rejects_bad_delta():
+    with pytest.raises(ValueError, match="delta"):
+        dp_posterior_bound(1.0, 1.0)

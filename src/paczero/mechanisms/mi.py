@@ -19,6 +19,7 @@ By the chain rule, I(S*; transcript) ≤ Σ charged ≤ B (the budget is compute
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,10 @@ class PacMI(Mechanism):
     name = "mi"
 
     def __init__(self, membership: np.ndarray, secret: SecretState, *, budget: float, steps: int,
-                 directions: int = 1, schedule: str = "adaptive", free_threshold: float = 1e-12, seed: int = 0):
+                 directions: int = 1, schedule: str = "adaptive", free_threshold: float = 1e-12, seed: int = 0,
+                 clip: float = math.inf):
         self.membership = membership
+        self.clip = clip
         self._secret = secret
         self.budget = budget
         self.steps = steps

@@ -10,6 +10,8 @@ The mechanism is never given the secret: there is nothing it could leak.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from paczero.mechanisms.base import Mechanism, Release
@@ -25,9 +27,10 @@ def public_coin(seed: int, step: int, k: int) -> int:
 class ZPL(Mechanism):
     name = "zpl"
 
-    def __init__(self, membership: np.ndarray, *, seed: int):
+    def __init__(self, membership: np.ndarray, *, seed: int, clip: float = math.inf):
         self.membership = membership
         self.seed = seed
+        self.clip = clip
 
     def release(self, estimates: np.ndarray, *, step: int, k: int) -> Release:
         signs = subset_signs(subset_means(self.membership, estimates))

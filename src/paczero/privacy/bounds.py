@@ -36,10 +36,18 @@ def _check_epsilon(epsilon: float) -> None:
         raise ValueError(f"epsilon={epsilon!r} is invalid; expected a DP epsilon in [0, inf]")
 
 
-def dp_posterior_bound(epsilon: float) -> float:
-    """p_DP(ε) = e^ε/(1 + e^ε): the MIA success bound of ε-DP at prior 1/2 (paczero-notes §6.3)."""
+def dp_posterior_bound(epsilon: float, delta: float = 0.0) -> float:
+    """p_DP(ε, δ) = (e^ε + δ)/(1 + e^ε): the MIA success bound of (ε, δ)-DP at prior 1/2 (paczero-notes §6.3).
+
+    From the hypothesis-testing view of DP: TPR ≤ e^ε·FPR + δ and 1 − FPR ≤ e^ε(1 − TPR) + δ; the balanced
+    accuracy (TPR + 1 − FPR)/2 is largest where both bind, FPR = (1 − δ)/(1 + e^ε). δ = 0 gives e^ε/(1 + e^ε).
+    """
     _check_epsilon(epsilon)
-    return float(expit(epsilon))
+    if not 0.0 <= delta < 1.0:
+        raise ValueError(f"delta={delta!r} is invalid; expected 0 <= delta < 1")
+    if epsilon == math.inf:
+        return 1.0
+    return float(expit(epsilon) + delta * expit(-epsilon))
 
 
 def mi_for_dp_epsilon(epsilon: float) -> float:

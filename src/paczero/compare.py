@@ -1,0 +1,162 @@
+"""The matched comparison (paczero-notes §6.3, §9): every mechanism on one axis, the MIA posterior bound.
+
+For each DP ε: DPZero and DP-AggZO at (ε, δ), and PACZero-MI at the matched MI
+I(ε) = ln 2 − H_b(e^ε/(1 + e^ε)) (the same MIA bound at prior 1/2); plus PACZero-ZPL (bound 1/2) and
+non-private MeZO (no bound). Each run is an ordinary run directory under ``out``; a finished run is
+reused and an interrupted one resumed, so a crashed comparison continues where it stopped. The table
+(``compare.csv`` and ``compare.md``) lists test accuracy against the bound each run's ledger implies.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from paczero.config import Config, load_config
+from paczero.errors import PaczeroError
+from paczero.fileio import read_json, write_text
+from paczero.privacy.bounds import mi_for_dp_epsilon
+
+log = logging.getLogger("paczero")
+
+MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo")
+COLUMNS = ("mechanism", "dp_epsilon", "mi_nats", "mia_posterior_bound", "test_accuracy", "zero_shot_accuracy",
+           "steps_run", "run")
+
+
+@dataclass
+class MechanismOverrides:
+    common: List[str] = field(default_factory=list)
+    mezo: List[str] = field(default_factory=list)
+    zpl: List[str] = field(default_factory=list)
+    mi: List[str] = field(default_factory=list)
+    dpzero: List[str] = field(default_factory=list)
+    dpaggzo: List[str] = field(default_factory=list)
+
+
+@dataclass
+class CompareConfig:
+    base: str = "configs/sst2-smollm2-zpl.yaml"
+    """Run config every mechanism starts from (path relative to the working directory)."""
+    epsilons: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 6.0])
+    """DP ε of the DPZero/DP-AggZO runs; PACZero-MI runs at the matched MI of each."""
+    mechanisms: List[str] = field(default_factory=lambda: list(MECHANISMS))
+    out: str = "runs/compare"
+    """Folder for the runs and the table."""
+    overrides: MechanismOverrides = field(default_factory=MechanismOverrides)
+    """Dotted overrides per mechanism (``common`` applies to all), e.g. MeZO's learning rate and batch size."""
+
+
+def load_compare_config(path: str | Path | None, *, epsilons: list[float] | None = None,
+                        mechanisms: list[str] | None = None, out: str | None = None) -> CompareConfig:
+    layers = [OmegaConf.structured(CompareConfig)]
+    if path is not None:
+        if not Path(path).is_file():
+            raise PaczeroError(f"compare config not found: {path}")
+        layers.append(OmegaConf.load(path))
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(*layers))
+    except OmegaConfBaseException as exc:
+        raise PaczeroError(f"compare config: {str(exc).splitlines()[0]}") from None
+    assert isinstance(cfg, CompareConfig)
+    if epsilons is not None:
+        cfg.epsilons = epsilons
+    if mechanisms is not None:
+        cfg.mechanisms = mechanisms
+    if out is not None:
+        cfg.out = out
+    unknown = set(cfg.mechanisms) - set(MECHANISMS)
+    if unknown:
+        raise PaczeroError(f"compare: unknown mechanisms {sorted(unknown)}; expected some of {', '.join(MECHANISMS)}")
+    bad = [e for e in cfg.epsilons if not 0 < e < float("inf")]
+    if bad:
+        raise PaczeroError(f"compare: epsilons {bad} are invalid; expected finite values > 0")
+    return cfg
+
+
+def plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, Config]]:
+    """(run name, run config) of every run of the comparison, in order; every config is validated up front."""
+    runs = []
+    o = cfg.overrides
+
+    def make(name: str, mechanism: str, specific: list[str]) -> None:
+        overrides = [*o.common, *getattr(o, mechanism), f"privacy.mechanism={mechanism}", *specific, *extra,
+                     f"run.output_dir={cfg.out}", f"run.name={name}"]
+        runs.append((name, load_config(cfg.base, overrides)))
+
+    for mechanism in ("mezo", "zpl"):
+        if mechanism in cfg.mechanisms:
+            make(mechanism, mechanism, [])
+    for eps in cfg.epsilons:
+        for mechanism in ("dpzero", "dpaggzo"):
+            if mechanism in cfg.mechanisms:
+                make(f"{mechanism}-eps{eps:g}", mechanism, [f"privacy.epsilon={eps!r}"])
+        if "mi" in cfg.mechanisms:
+            make(f"mi-eps{eps:g}", "mi", [f"privacy.budget={mi_for_dp_epsilon(eps)!r}"])
+    return runs
+
+
+def _run_one(name: str, run_cfg: Config) -> dict[str, Any]:
+    from paczero.trainer import METRICS_FILE, Trainer
+
+    run_dir = Path(run_cfg.run.output_dir) / name
+    if (run_dir / METRICS_FILE).is_file():
+        log.info("compare: %s has finished; reusing it", run_dir)
+        return read_json(run_dir / METRICS_FILE)
+    if run_dir.exists():
+        log.info("compare: resuming %s", run_dir)
+        return Trainer.resume(run_dir, config=run_cfg).train()
+    return Trainer(run_cfg).run()
+
+
+def row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One table row from a run's metrics (the bound from the run's own privacy statement)."""
+    privacy = metrics["privacy"]
+    zero = metrics.get("zero_shot_test") or {}
+    mi = privacy.get("mi_nats", privacy.get("mi_nats_matched"))
+    return {"mechanism": privacy["mechanism"], "dp_epsilon": privacy.get("dp_epsilon",
+                                                                         privacy.get("dp_epsilon_equivalent")),
+            "mi_nats": mi, "mia_posterior_bound": privacy["mia_posterior_bound"],
+            "test_accuracy": metrics["test"]["accuracy"], "zero_shot_accuracy": zero.get("accuracy"),
+            "steps_run": metrics["steps_run"], "run": name}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def tables(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The comparison as CSV and as a Markdown table."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return buf.getvalue(), "\n".join(md) + "\n"
+
+
+def compare(cfg: CompareConfig, extra: list[str] = ()) -> list[dict[str, Any]]:
+    """Run (or reuse) every run of the comparison and write ``compare.csv`` and ``compare.md`` into ``cfg.out``."""
+    runs = plan(cfg, list(extra))
+    rows = []
+    for i, (name, run_cfg) in enumerate(runs, start=1):
+        log.info("compare: run %d/%d: %s", i, len(runs), name)
+        rows.append(row(name, _run_one(name, run_cfg)))
+    rows.sort(key=lambda r: (r["mia_posterior_bound"], r["mechanism"]))
+    text_csv, text_md = tables(rows)
+    out = Path(cfg.out)
+    write_text(out / "compare.csv", text_csv)
+    write_text(out / "compare.md", text_md)
+    return rows

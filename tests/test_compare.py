@@ -1,0 +1,66 @@
+"""The matched comparison: every mechanism on the MIA-posterior axis, resumable, one table."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from conftest import TINY_CONFIG
+from paczero.cli import main
+from paczero.compare import load_compare_config, plan
+from paczero.errors import PaczeroError
+from paczero.privacy.bounds import dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound
+
+
+def _write(tmp_path, data_dir):
+    path = tmp_path / "cmp.yaml"
+    path.write_text(f"""
+base: {TINY_CONFIG}
+epsilons: [1.0]
+overrides:
+  common: [train.steps=4, train.eval_every=2, train.eval_before=false, data.data_dir={data_dir}]
+  mezo: [train.batch_size=8]
+  dpzero: [privacy.sample_rate=0.25]
+  dpaggzo: [privacy.sample_rate=0.25, zo.directions=2, privacy.pool_size_fraction=0.0]
+""")
+    return path
+
+
+def test_compare_runs_every_mechanism_and_writes_one_table(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", "--config", str(_write(tmp_path, data_dir)), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert sorted(r["run"] for r in rows) == ["dpaggzo-eps1", "dpzero-eps1", "mezo", "mi-eps1", "zpl"]
+    by_run = {r["run"]: r for r in rows}
+    assert float(by_run["zpl"]["mia_posterior_bound"]) == 0.5
+    assert float(by_run["mezo"]["mia_posterior_bound"]) == 1.0
+    # The MI run's budget is the matched MI; what its ledger spent (free steps cost nothing) is at most that,
+    # so its bound is at most the ε-DP bound. The DP runs sit just below ε = 1 (the accountant's tolerance).
+    assert 0 < float(by_run["mi-eps1"]["mi_nats"]) <= mi_for_dp_epsilon(1.0) * (1 + 1e-9)
+    assert 0.5 < float(by_run["mi-eps1"]["mia_posterior_bound"]) <= dp_posterior_bound(1.0) + 1e-12
+    for name in ("dpzero-eps1", "dpaggzo-eps1"):
+        assert dp_posterior_bound(0.989) <= float(by_run[name]["mia_posterior_bound"]) <= dp_posterior_bound(1.0, 1e-5)
+    bounds = [float(r["mia_posterior_bound"]) for r in rows]
+    assert bounds == sorted(bounds)  # the table reads along the privacy axis
+    assert (out / "compare.md").read_text().count("\n") == len(rows) + 2
+    # A second invocation reuses the finished runs instead of training again.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    assert main(["compare", "--config", str(_write(tmp_path, data_dir)), "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == stamps
+
+
+def test_plan_matches_mi_budgets_to_each_epsilon(tmp_path, data_dir):
+    cfg = load_compare_config(_write(tmp_path, data_dir), epsilons=[0.5, 2.0], mechanisms=["mi", "dpzero"])
+    runs = dict(plan(cfg))
+    assert sorted(runs) == ["dpzero-eps0.5", "dpzero-eps2", "mi-eps0.5", "mi-eps2"]
+    for eps in (0.5, 2.0):
+        budget = runs[f"mi-eps{eps:g}"].privacy.budget
+        assert mia_posterior_bound(budget) == pytest.approx(dp_posterior_bound(eps), rel=1e-12)
+        assert runs[f"dpzero-eps{eps:g}"].privacy.epsilon == eps
+
+
+@pytest.mark.parametrize("kwargs, match", [({"epsilons": [0.0]}, "epsilons"), ({"mechanisms": ["dpsgd"]}, "dpsgd")])
+def test_bad_compare_settings_are_refused(tmp_path, data_dir, kwargs, match):
+    with pytest.raises(PaczeroError, match=match):
+        load_compare_config(_write(tmp_path, data_dir), **kwargs)
