@@ -32,11 +32,12 @@ from paczero import ledger
 from paczero.checkpoint import load_state, load_weights, save_weights
 from paczero.config import Config, config_differences, load_run_config
 from paczero.data.tasks import ClassificationTask, Split, load_task_data
+from paczero.distributed import Dist, DistError, assemble
 from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
 from paczero.mechanisms import PAC_MECHANISMS, build_mechanism
 from paczero.models import load_model
-from paczero.objectives import ClassificationObjective, model_forward
+from paczero.objectives import ClassificationObjective, Encoded, model_forward
 from paczero.privacy.statement import run_statement
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
@@ -141,14 +142,17 @@ class Trainer:
     :meth:`resume` continues a killed run from its last checkpoint.
     """
 
-    def __init__(self, config: Config, *, secret: SecretState | None = None, config_name: str | None = None):
+    def __init__(self, config: Config, *, secret: SecretState | None = None, config_name: str | None = None,
+                 dist: Dist | None = None):
         self.cfg = config
+        self.dist = dist or Dist()
         self._secret = secret
         self.config_name = config_name
         self.run_dir: Path | None = None
         self.progress = Progress(fingerprint=config.fingerprint())
         self._stop_signal: int | None = None
         self._released: dict[int, bytes] = {}
+        self._exhausted = False
 
     # ---------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -160,36 +164,48 @@ class Trainer:
                                                  micro_batch=cfg.zo.micro_batch, device=self.loaded.device)
         self.encoded = {name: self.objective.encode(getattr(self.split, name)) for name in ("pool", "dev", "test")}
 
-    def _build(self, secret: SecretState) -> None:
+    def _build(self, secret: SecretState | None) -> None:
+        """Everything a step needs; the mechanism (and the secret) only on rank 0."""
         cfg = self.cfg
         self.prepare()
         self.membership = membership_matrix(n=len(self.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
-        self.mechanism = build_mechanism(cfg, membership=self.membership, secret=secret)
+        self.mechanism = None if secret is None else build_mechanism(cfg, membership=self.membership, secret=secret)
         self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps)
 
     def setup(self) -> None:
-        """:meth:`prepare`, then the subsets, the secret, the mechanism and the run directory."""
-        cfg = self.cfg
+        """:meth:`prepare`, then the subsets, the secret, the mechanism and the run directory (rank 0)."""
+        cfg, dist = self.cfg, self.dist
         t0 = time.perf_counter()
-        secret = self._secret or SecretState.fresh(cfg.privacy.n_subsets)
+        secret = (self._secret or SecretState.fresh(cfg.privacy.n_subsets)) if dist.main else None
         self._build(secret)
         self.timings: dict[str, float] = {"setup_s": time.perf_counter() - t0}
         # Everything that can fail on user input has been checked: only now create the run directory.
-        self.run_dir = self._make_run_dir()
+        run_dir, error = None, None
+        if dist.main:
+            try:
+                run_dir = self._make_run_dir()
+            except PaczeroError as exc:
+                error = str(exc)
+        run_dir, error = dist.broadcast((run_dir, error))
+        if error is not None:
+            raise PaczeroError(error)
+        self.run_dir = run_dir
+        if not dist.main:
+            return
         write_text(self.run_dir / "config.yaml", cfg.to_yaml())
         atomic_write(self.run_dir / "membership.npy", self._write_membership)
         secret.save(self.run_dir / SECRET_FILE)
-        log.info("run %s: %s on %s (%s, %d trainable tensors, %d parameters), N=%d, M=%d, T=%d, K=%d",
+        log.info("run %s: %s on %s (%s, %d trainable tensors, %d parameters), N=%d, M=%d, T=%d, K=%d%s",
                  self.run_dir, cfg.privacy.mechanism, cfg.model.name, cfg.model.tuning, len(self.loaded.trainable),
                  self.loaded.n_trainable, len(self.split.pool), cfg.privacy.n_subsets, cfg.train.steps,
-                 cfg.zo.directions)
+                 cfg.zo.directions, f", {dist.world} processes" if dist.active else "")
 
     def _write_membership(self, path: Path) -> None:
         with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to a path
             np.save(fh, self.membership)
 
     @classmethod
-    def resume(cls, run_dir: Path, *, config: Config | None = None) -> "Trainer":
+    def resume(cls, run_dir: Path, *, config: Config | None = None, dist: Dist | None = None) -> "Trainer":
         """A trainer positioned at ``run_dir``'s last checkpoint (or its start if it has none).
 
         ``config``, if given, must equal the run's own (cosmetic keys aside); otherwise the differing keys
@@ -202,13 +218,15 @@ class Trainer:
                                f"{', '.join(config_differences(saved, config))}")
         if (run_dir / METRICS_FILE).exists():
             raise PaczeroError(f"{run_dir} has finished (metrics.json exists); nothing to resume")
-        trainer = cls(saved)
+        trainer = cls(saved, dist=dist)
         if config is not None:
             trainer.cfg.run.progress = config.run.progress
         t0 = time.perf_counter()
-        secret = SecretState.load(run_dir / SECRET_FILE)
-        if not 0 <= secret.j_star < saved.privacy.n_subsets:  # the message must not reveal J*
-            raise PaczeroError(f"{run_dir / SECRET_FILE} does not match privacy.n_subsets in config.yaml")
+        secret = None
+        if trainer.dist.main:  # only rank 0 reads the secret
+            secret = SecretState.load(run_dir / SECRET_FILE)
+            if not 0 <= secret.j_star < saved.privacy.n_subsets:  # the message must not reveal J*
+                raise PaczeroError(f"{run_dir / SECRET_FILE} does not match privacy.n_subsets in config.yaml")
         trainer._build(secret)
         trainer.run_dir = run_dir
         state = load_state(run_dir / "checkpoints" / "last")
@@ -217,12 +235,14 @@ class Trainer:
                 raise PaczeroError(f"the checkpoint in {run_dir} was written by another config")
             trainer.progress = Progress(**state)
             load_weights(trainer.loaded, run_dir / "checkpoints" / "last", lora=saved.model.tuning == "lora")
-            trainer.mechanism.load_state_dict(trainer.progress.mechanism)
-        # Steps after the checkpoint were already released: they are recomputed and must come out identical,
-        # since their noise is a function of (key, step) and two different values with one noise would leak.
-        done = trainer.progress.step
-        trainer._released = dict(enumerate(_truncate_lines(run_dir / ledger.LEDGER_FILE, done), start=done))
-        _truncate_lines(run_dir / DIAGNOSTICS_FILE, trainer.progress.diagnostics_lines)
+            if trainer.mechanism is not None:
+                trainer.mechanism.load_state_dict(trainer.progress.mechanism)
+        if trainer.dist.main:
+            # Steps after the checkpoint were already released: they are recomputed and must come out identical,
+            # since their noise is a function of (key, step) and two different values with one noise would leak.
+            done = trainer.progress.step
+            trainer._released = dict(enumerate(_truncate_lines(run_dir / ledger.LEDGER_FILE, done), start=done))
+            _truncate_lines(run_dir / DIAGNOSTICS_FILE, trainer.progress.diagnostics_lines)
         trainer.timings = {"setup_s": time.perf_counter() - t0}
         log.info("resuming %s after step %d", run_dir, trainer.progress.step)
         return trainer
@@ -263,35 +283,72 @@ class Trainer:
         self.progress.diagnostics_lines += 1
 
     # ---------------------------------------------------------------- training
-    def _estimates(self, step: int) -> tuple[np.ndarray, list[int], list[float], int]:
-        """Per-record estimates (n, K) of the records the mechanism samples, the K direction seeds, the mean
-        losses and the count of non-finite estimates (replaced by 0)."""
-        cfg = self.cfg
+    def _my_records(self, enc: Encoded) -> np.ndarray:
+        """Indices (into ``enc``) of the records this rank scores: whole length-sorted micro-batches, dealt
+        round-robin, so every record sits in the batch a single process would put it in."""
+        size = self.objective.micro_batch
+        n_batches = -(-len(enc) // size)
+        mine = [enc.order[b * size:(b + 1) * size] for b in self.dist.batches(n_batches)]
+        return np.concatenate(mine) if mine else np.zeros(0, dtype=np.int64)
+
+    def _estimates(self, step: int) -> tuple[np.ndarray, list[int], np.ndarray, int]:
+        """Per-record estimates (n, K) of the records the mechanism samples, the K direction seeds, the
+        per-record mean losses (n, K) and the count of non-finite estimates (replaced by 0). Rank 0 gets the
+        whole arrays; other ranks get ``None`` for them."""
+        cfg, dist = self.cfg, self.dist
         K = cfg.zo.directions
         pool = self.encoded["pool"]
-        chosen = self.mechanism.sample(step=step, n=len(pool))
+        chosen = self.mechanism.sample(step=step, n=len(pool)) if dist.main else None
+        chosen = dist.broadcast(chosen)
         enc = pool if chosen is None else pool.subset(chosen)
         seeds = [direction_seed(cfg.run.seed, step, k) for k in range(K)]
-        G = np.zeros((len(enc), K))
-        losses, nonfinite = [], 0
-        if len(enc):  # a Poisson batch may be empty: the release is then noise alone
+        mine = self._my_records(enc) if dist.active else np.arange(len(enc))
+        local = enc if not dist.active else enc.subset(mine)
+        G, losses = np.zeros((len(local), K)), np.zeros((len(local), K))
+        if len(local):  # a Poisson batch may be empty: the release is then noise alone
             for k, seed in enumerate(seeds):
-                g, loss = self.engine.estimates(self.objective, enc, direction=seed)
-                G[:, k], bad = clip_estimates(g, math.inf)
-                losses.append(loss)
-                nonfinite += bad
-        return G, seeds, losses, nonfinite
+                G[:, k], losses[:, k] = self.engine.estimates(self.objective, local, direction=seed)
+        parts = dist.gather((mine, np.concatenate([G, losses], axis=1)))
+        if parts is None:
+            return None, seeds, None, 0
+        both = assemble(parts, len(enc), 2 * K) if dist.active else np.concatenate([G, losses], axis=1)
+        G, losses = both[:, :K], both[:, K:]
+        bad = ~np.isfinite(G)
+        return np.where(bad, 0.0, G), seeds, losses, int(bad.sum())
 
     def _step(self, step: int) -> dict[str, Any]:
-        """One step: K directions, their releases, the update, the ledger line. Returns the postfix figures."""
-        cfg, p = self.cfg, self.progress
+        """One step: K directions, their releases, the ledger line, the update. Returns the postfix figures.
+
+        Rank 0 releases, writes the ledger line and updates; then it broadcasts the values (and whether to
+        stop) to the other ranks, which apply the same update. A failure of that broadcast therefore leaves
+        rank 0 with a complete step to checkpoint.
+        """
+        cfg, p, dist = self.cfg, self.progress, self.dist
         K = cfg.zo.directions
         lr = learning_rate(step=step, steps=cfg.train.steps, lr=cfg.train.lr, lr_end=cfg.train.lr_end,
                            schedule=cfg.train.lr_schedule)
-        self.mechanism.begin_step(step)
+        if self.mechanism is not None:
+            self.mechanism.begin_step(step)
         G, seeds, losses, nonfinite = self._estimates(step)
-        releases = list(zip(seeds, self.mechanism.release_step(G, step=step)))
-        self.engine.update([(s, r.value / K) for s, r in releases], lr=lr, weight_decay=cfg.train.weight_decay)
+        postfix = {"lr": f"{lr:.2e}"}
+        if dist.main:
+            releases = list(zip(seeds, self.mechanism.release_step(G, step=step)))
+            values = [r.value for _, r in releases]
+            postfix.update(self._record(step, lr, releases, losses, nonfinite))
+            self.engine.update([(s, v / K) for s, v in zip(seeds, values)], lr=lr,
+                               weight_decay=cfg.train.weight_decay)
+            self._exhausted = self.mechanism.exhausted
+        p.step = step + 1
+        payload = dist.broadcast((values, self._exhausted, self._stop_signal) if dist.main else None)
+        if not dist.main:
+            values, self._exhausted, self._stop_signal = payload
+            self.engine.update([(s, v / K) for s, v in zip(seeds, values)], lr=lr,
+                               weight_decay=cfg.train.weight_decay)
+        return postfix
+
+    def _record(self, step: int, lr: float, releases: list, losses: np.ndarray, nonfinite: int) -> dict[str, str]:
+        """Rank 0: the ledger line (refused if a resumed step differs from its published line) and diagnostics."""
+        p, K = self.progress, self.cfg.zo.directions
         record = ledger.step_record(step=step, lr=lr, releases=releases)
         assert self.run_dir is not None
         released = self._released.pop(step, None)
@@ -305,16 +362,15 @@ class Trainer:
         ledger.append(self.run_dir, record)
         n_unanimous = sum(d["unanimous"] for d in record["directions"])
         p.unanimous += n_unanimous
-        p.step = step + 1
-        postfix = {"lr": f"{lr:.2e}"}
-        if self.mechanism.pool_is_public:
-            p.nonfinite += nonfinite
-            self._diagnose({"step": step, "pool_loss": float(np.mean(losses)), "unanimous": n_unanimous / K,
-                            "nonfinite": nonfinite, "cum_mi": self.mechanism.spent})
-            postfix["unanimous"] = f"{p.unanimous / (p.step * K):.2f}"
-        else:  # DP baselines: nothing computed on the sampled records may be logged, not even their number
+        if not self.mechanism.pool_is_public:
+            # DP baselines: nothing computed on the sampled records may be logged, not even their number.
             self._diagnose({"step": step, "lr": lr})
-        return postfix
+            return {}
+        p.nonfinite += nonfinite
+        pool_loss = float(losses.mean()) if losses.size else float("nan")
+        self._diagnose({"step": step, "pool_loss": pool_loss, "unanimous": n_unanimous / K,
+                        "nonfinite": nonfinite, "cum_mi": self.mechanism.spent})
+        return {"unanimous": f"{p.unanimous / ((step + 1) * K):.2f}"}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
@@ -322,37 +378,37 @@ class Trainer:
                     signal.Signals(signum).name)
 
     def train(self) -> dict[str, Any]:
-        cfg, run_dir, p = self.cfg, self.run_dir, self.progress
+        """Run the remaining steps, then the final test evaluation. Returns the metrics (``{}`` on ranks > 0)."""
+        cfg, run_dir, p, dist = self.cfg, self.run_dir, self.progress, self.dist
         assert run_dir is not None, "call setup() first"
         T = cfg.train.steps
         t_start = time.perf_counter()
-        if cfg.train.eval_before and p.zero_shot is None:
+        if dist.main and cfg.train.eval_before and p.zero_shot is None:
             p.zero_shot = self.evaluate("test")
             log.info("test before training: accuracy %.4f, loss %.4f", p.zero_shot["accuracy"], p.zero_shot["loss"])
+        if dist.main:
+            self._exhausted = self.mechanism.exhausted
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         step_seconds: list[float] = []
         bar = tqdm(total=T, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
-                   disable=None if cfg.run.progress else True)
+                   disable=None if cfg.run.progress and dist.main else True)
         try:
-            while p.step < T and not self.mechanism.exhausted:
+            while p.step < T and not self._exhausted:
                 t0 = time.perf_counter()
-                postfix = self._step(p.step)
+                try:
+                    postfix = self._step(p.step)
+                except DistError as exc:
+                    if dist.main:  # rank 0's state is complete up to p.step: make it resumable
+                        p.mechanism = self.mechanism.state_dict()
+                        self._save("last", state=asdict(p))
+                        raise PaczeroError(f"{exc}; a checkpoint after step {p.step} is saved. Resume with: "
+                                           f"paczero train --resume {run_dir} (alone or under torchrun)") from None
+                    raise
                 step_seconds.append(time.perf_counter() - t0)
-                done = p.step == T or self.mechanism.exhausted
-                evaluate = p.step % cfg.train.eval_every == 0 or done
-                if evaluate:
-                    p.final_dev = self.evaluate("dev")
-                    self._diagnose({"step": p.step - 1, "dev_loss": p.final_dev["loss"],
-                                    "dev_accuracy": p.final_dev["accuracy"]})
-                    if self._is_better(p.final_dev):
-                        p.best = {"step": p.step, **p.final_dev}
-                        self._save("best")
-                    postfix["dev_acc"] = f"{p.final_dev['accuracy']:.3f}"
-                if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop_signal is not None:
-                    p.mechanism = self.mechanism.state_dict()
-                    self._save("last", state=asdict(p))
+                if dist.main:
+                    self._after_step(postfix)
                 bar.update(1)
                 bar.set_postfix(postfix)
                 if self._stop_signal is not None:
@@ -361,10 +417,29 @@ class Trainer:
             bar.close()
             for s, h in handlers.items():
                 signal.signal(s, h)
-        if self.mechanism.exhausted and p.step < T:
+        if not dist.main:
+            return {}
+        if self._exhausted and p.step < T:
             log.info("MI budget spent after %d steps: stopped early", p.step)
         self.timings["train_s"] = time.perf_counter() - t_start
         return self._finish(step_seconds)
+
+    def _after_step(self, postfix: dict[str, str]) -> None:
+        """Rank 0: the dev evaluation and the checkpoints due after a step."""
+        cfg, p = self.cfg, self.progress
+        done = p.step == cfg.train.steps or self._exhausted
+        evaluate = p.step % cfg.train.eval_every == 0 or done
+        if evaluate:
+            p.final_dev = self.evaluate("dev")
+            self._diagnose({"step": p.step - 1, "dev_loss": p.final_dev["loss"],
+                            "dev_accuracy": p.final_dev["accuracy"]})
+            if self._is_better(p.final_dev):
+                p.best = {"step": p.step, **p.final_dev}
+                self._save("best")
+            postfix["dev_acc"] = f"{p.final_dev['accuracy']:.3f}"
+        if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop_signal is not None:
+            p.mechanism = self.mechanism.state_dict()
+            self._save("last", state=asdict(p))
 
     def _finish(self, step_seconds: list[float]) -> dict[str, Any]:
         cfg, run_dir, p = self.cfg, self.run_dir, self.progress

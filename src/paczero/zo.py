@@ -56,11 +56,10 @@ class ZOEngine:
         return objective.losses(forward, enc)
 
     def estimates(self, objective: ClassificationObjective, enc: Encoded, *,
-                  direction: int) -> tuple[np.ndarray, float]:
-        """Per-record two-point estimates (float64, unclipped) and the mean loss over both evaluations.
+                  direction: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-record two-point estimates (float64, unclipped) and per-record losses averaged over both evaluations.
 
-        The mean loss is a by-product of the two evaluations (no extra forward pass); it averages over
-        the whole pool, so it does not depend on which subset is secret.
+        The losses are a by-product of the two evaluations (no extra forward pass).
         """
         while True:  # both evaluations must batch the records alike (an out-of-memory retry shrinks the batches)
             size = objective.micro_batch
@@ -69,7 +68,7 @@ class ZOEngine:
             if objective.micro_batch == size:
                 break
         g = ((plus - minus) / (2 * self.eps)).numpy()
-        return g, float(((plus + minus) / 2).mean())
+        return g, ((plus + minus) / 2).numpy()
 
     @torch.inference_mode()
     def update(self, coefficients: Sequence[tuple[int, float]], *, lr: float, weight_decay: float = 0.0) -> None:
