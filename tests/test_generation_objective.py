@@ -111,7 +111,7 @@ def test_prompts_beyond_the_context_are_cut_on_the_left_or_refused(prepared):
     full = [tok(r.prompt).input_ids for r in records]
     assert enc.truncated == sum(len(f) > 12 for f in full) > 0
     assert all(p == f[-len(p):] and len(p) == min(len(f), 12) for p, f in zip(enc.prompts, full))
-    with pytest.raises(PaczeroError, match="record 0 has .* prompt tokens, more than the 12 kept"):
+    with pytest.raises(PaczeroError, match="record 0 has .* prompt tokens, more than the 12 that fit"):
         GenerationObjective(tok, task, context_length=20, overlong="refuse", **kw).encode(records, where="pool")
 
 

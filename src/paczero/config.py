@@ -62,9 +62,10 @@ class DataConfig:
     label_words: List[str] = field(default_factory=lambda: [" terrible", " great"])
     """Classification: one word per label (label 0, 1, ...); scored by mean token log-probability."""
     max_length: int = 256
-    """Prompt tokens kept per record (also capped by the model's context minus what follows the prompt)."""
+    """Tokens per record: the prompt and what follows it (a multi-token label word, ``max_new_tokens``); the
+    model's context caps it too."""
     overlong: str = "truncate"
-    """A prompt longer than that: ``truncate`` it on the left (counted in metrics.json) or ``refuse`` the run."""
+    """A prompt that does not fit: ``truncate`` it on the left (counted in metrics.json) or ``refuse`` the run."""
     objective: str = "f1"
     """Generation: per-record loss ``f1`` (−F1 of the greedy generation, the paper's) or ``lm`` (teacher-forced
     loss of the first gold answer)."""

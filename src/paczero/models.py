@@ -110,8 +110,14 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
         source, gguf = packaged_smollm2()
     else:
         source, gguf = cfg.name, cfg.gguf_file
-        if gguf is not None and not (Path(source) / gguf).is_file():
+        folder = Path(source).expanduser()
+        if source.startswith(("/", ".", "~")) and not folder.exists():
+            raise PaczeroError(f"model path not found: {source} (model.name)")
+        if gguf is not None and not (folder / gguf).is_file():
             raise PaczeroError(f"config: model.gguf_file={gguf!r} not found in {source}")
+        if folder.is_dir() and gguf is None and not (folder / "config.json").is_file():
+            raise PaczeroError(f"model {source!r} cannot be loaded: the folder has no config.json (for GGUF "
+                               "weights set model.gguf_file)")
     kwargs = {"gguf_file": gguf} if gguf else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

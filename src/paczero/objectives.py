@@ -12,9 +12,9 @@ teacher-forced loss of the first gold answer (``objective="lm"``: mean negative 
 the tokens of ``" {answer}\\n"``, MeZO's SQuAD objective).
 
 Both sort records by length and pad them on the left per micro-batch, so the position that matters
-is always the last one, and compute only the logits they need (``logits_to_keep``). Prompts longer
-than ``max_length`` or than the model's context (less what must follow the prompt) are truncated on
-the left, keeping a leading BOS and the end, where the answer goes; ``overlong="refuse"`` makes such
+is always the last one, and compute only the logits they need (``logits_to_keep``). A record (prompt
+and what follows it: a multi-token label word, or ``max_new_tokens``) must fit in ``max_length``
+tokens and in the model's context; longer prompts are truncated on the left, keeping a leading BOS and the end, where the answer goes; ``overlong="refuse"`` makes such
 a record an error instead. On out-of-memory the micro-batch is halved for good and the whole pass
 restarts, so one pass never mixes two batchings.
 """
@@ -96,6 +96,7 @@ class _Batched:
         self.max_length = max_length
         self.context_length = context_length
         self.overlong = overlong
+        self.reserve = reserve
         self.limit = min(max_length, context_length if context_length is not None else max_length) - reserve
         if self.limit < 1:
             raise PaczeroError(f"config: data.max_length={max_length} leaves no room for a prompt (the model "
@@ -108,9 +109,9 @@ class _Batched:
         if len(ids) <= self.limit:
             return ids, False
         if self.overlong == "refuse":
-            raise PaczeroError(f"{where}: record {index} has {len(ids)} prompt tokens, more than the {self.limit} "
-                               f"kept (data.max_length={self.max_length}, model context {self.context_length}); "
-                               "set data.overlong=truncate to cut prompts on the left")
+            raise PaczeroError(f"{where}: record {index} has {len(ids)} prompt tokens, more than the {self.limit} that "
+                               f"fit (data.max_length={self.max_length}, model context {self.context_length}, less "
+                               f"{self.reserve} for the answer); set data.overlong=truncate to cut prompts on the left")
         bos = self.tokenizer.bos_token_id
         head = [ids[0]] if bos is not None and ids[0] == bos else []
         return head + ids[len(ids) - (self.limit - len(head)):], True
