@@ -261,8 +261,8 @@ def validate(cfg: Config) -> Config:
         _require(value in choices, key, value, f"expected one of {', '.join(choices)}")
     _validate_task(cfg)
     positive = ["data.n_pool", "data.n_dev", "data.max_length", "data.max_new_tokens", "zo.eps", "zo.clip",
-                "zo.directions", "zo.micro_batch", "train.steps", "train.lr", "train.eval_every", "train.checkpoint_every", "model.lora.r",
-                "model.lora.alpha"]
+                "zo.directions", "zo.micro_batch", "train.steps", "train.lr", "train.eval_every",
+                "train.checkpoint_every", "model.lora.r", "model.lora.alpha"]
     for key in positive:
         value = _get(cfg, key)
         _require(value > 0, key, value, "expected a positive number")

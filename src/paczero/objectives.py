@@ -12,10 +12,11 @@ teacher-forced loss of the first gold answer (``objective="lm"``: mean negative 
 the tokens of ``" {answer}\\n"``, MeZO's SQuAD objective).
 
 Both sort records by length and pad them on the left per micro-batch, so the position that matters
-is always the last one, and compute only the logits they need (``logits_to_keep``). A record (prompt
-and what follows it: a multi-token label word, or ``max_new_tokens``) must fit in ``max_length``
-tokens and in the model's context; longer prompts are truncated on the left, keeping a leading BOS and the end, where the answer goes; ``overlong="refuse"`` makes such
-a record an error instead. On out-of-memory the micro-batch is halved for good and the whole pass
+is always the last one, and compute only the logits they need (``logits_to_keep``). A record (its
+prompt and what follows it: a multi-token label word, or ``max_new_tokens``) must fit in
+``max_length`` tokens and in the model's context; longer prompts are truncated on the left, keeping
+a leading BOS and the end, where the answer goes, and counted; ``overlong="refuse"`` makes such a
+record an error instead. On out-of-memory the micro-batch is halved for good and the whole pass
 restarts, so one pass never mixes two batchings.
 """
 

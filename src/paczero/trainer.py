@@ -241,7 +241,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on ``pool``, ``dev``, ``test``."""
+        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
         return self.objective.evaluate(model_forward(self.loaded.model), self.encoded[split])
 
     def _save(self, name: str, state: dict[str, Any] | None = None) -> None:

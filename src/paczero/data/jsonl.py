@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from paczero.data.files import read_text
 from paczero.data.tasks import Example, GenerationExample, Record
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from paczero.config import DataConfig
 
 
-def _classification(obj: dict[str, Any], where: str, label_words: list[str]) -> Example:
+def _classification(obj: dict[str, Any], where: str, label_words: Sequence[str]) -> Example:
     text, label = obj["text"], obj["label"]
     if not isinstance(text, str):
         raise PaczeroError(f"{where}: 'text' must be a string, got {type(text).__name__}")
@@ -49,7 +49,7 @@ def _generation(obj: dict[str, Any], where: str) -> GenerationExample:
     return GenerationExample(prompt=prompt, answers=tuple(answers))
 
 
-def read_jsonl(path: Path, *, kind: str, label_words: list[str] = ()) -> list[Record]:
+def read_jsonl(path: Path, *, kind: str, label_words: Sequence[str] = ()) -> list[Record]:
     """The records of one JSONL file of ``kind`` ``classification`` or ``generation``."""
     keys = ("text", "label") if kind == "classification" else ("prompt", "answers")
     records: list[Record] = []
@@ -67,7 +67,7 @@ def read_jsonl(path: Path, *, kind: str, label_words: list[str] = ()) -> list[Re
         if missing:
             raise PaczeroError(f"{where}: missing key {', '.join(map(repr, missing))} (a {kind} record needs "
                                f"{', '.join(keys)})")
-        records.append(_classification(obj, where, list(label_words)) if kind == "classification"
+        records.append(_classification(obj, where, label_words) if kind == "classification"
                        else _generation(obj, where))
     if not records:
         raise PaczeroError(f"{path} holds no records")

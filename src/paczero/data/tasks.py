@@ -127,25 +127,21 @@ def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
         from paczero.data.sst2 import load_sst2
 
         train, validation = load_sst2(data.data_dir)
-        where = ("sst2 train", "sst2 validation")
     elif data.task == "squad":
         from paczero.data.squad import load_squad
 
         train, validation = load_squad(data.data_dir)
-        where = ()
     elif data.task == "jsonl":
         from paczero.data.jsonl import load_jsonl
 
         train, dev, validation = load_jsonl(data)
-        where = ()
     else:
         raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl")
+    task: Task = GenerationTask()
     if task_kind(data) == "classification":
-        task: Task = ClassificationTask(prompt=data.prompt, label_words=tuple(data.label_words))
-        for records, name in zip((train, validation), where):
-            task.check_labels(records, where=name)
-    else:
-        task = GenerationTask()
+        task = ClassificationTask(prompt=data.prompt, label_words=tuple(data.label_words))
+        for records, name in [(train, "train"), (dev or [], "dev"), (validation, "validation")]:
+            task.check_labels(records, where=f"{data.task} {name}")
     split = make_split(train, validation, n_pool=data.n_pool, n_dev=data.n_dev, n_test=data.n_test, seed=seed,
                        dev=dev)
     return task, split
