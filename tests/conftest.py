@@ -1,12 +1,15 @@
-"""Shared fixtures: a tiny synthetic SST-2 folder and the tiny config pointed at it.
+"""Shared fixtures: a tiny synthetic data folder (SST-2 and SQuAD) and the tiny configs pointed at it.
 
 Tests build their own data (no download, no dependency on ../shared/data): sentences made of a few
-sentiment words and fillers, so a tiny model has something learnable and the tokenizer is small.
+sentiment words and fillers, so a tiny model has something learnable and the tokenizer is small;
+SQuAD-format articles whose answers are spans of short contexts made of a small vocabulary.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import json
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from paczero.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "examples" / "tiny.yaml"
+TINY_SQUAD_CONFIG = ROOT / "configs" / "examples" / "tiny-squad.yaml"
 
 _POS = ["good", "great", "lovely", "fine", "moving", "funny"]
 _NEG = ["bad", "dull", "awful", "boring", "flat", "weak"]
@@ -41,9 +45,46 @@ def write_sst2(folder: Path, *, n_train: int = 400, n_val: int = 80, seed: int =
     return folder
 
 
+_TOPIC = ["river", "city", "king", "bridge", "north", "south", "old", "new", "stone", "gold", "war", "year",
+          "built", "ruled", "crossed", "named", "after", "before", "near", "port"]
+
+
+def _article(rng: np.random.Generator, a: int, *, n_questions: int, answers: int) -> dict:
+    paragraphs = []
+    for p in range(n_questions):
+        words = list(rng.choice(_TOPIC, size=int(rng.integers(8, 20))))
+        context = " ".join(words) + "."
+        qas = []
+        for _ in range(answers):
+            start = int(rng.integers(len(words) - 2))
+            span = " ".join(words[start:start + int(rng.integers(1, 3))])
+            qas.append({"answer_start": context.index(span), "text": span})
+        question = f"What {rng.choice(_TOPIC)} was {rng.choice(_TOPIC)}?"
+        paragraphs.append({"context": context, "qas": [{"answers": qas, "question": question,
+                                                         "id": f"q{a}-{p}"}]})
+    return {"title": f"Topic_{a}", "paragraphs": paragraphs}
+
+
+def write_squad(folder: Path, *, n_train: int = 120, n_val: int = 40, seed: int = 0) -> Path:
+    """Write ``folder/squad/{train,validation,validation_rest}.json`` in the SQuAD v1.1 layout.
+
+    Dev questions carry 1 to 3 gold answers (as SQuAD's dev set does); the dev set is split over the two
+    validation files like ../shared/data/squad.
+    """
+    rng = np.random.default_rng(seed)
+    squad = folder / "squad"
+    squad.mkdir(parents=True, exist_ok=True)
+    train = [_article(rng, a, n_questions=10, answers=1) for a in range(n_train // 10)]
+    dev = [_article(rng, a, n_questions=10, answers=1 + a % 3) for a in range(n_val // 10)]
+    half = len(dev) // 2
+    for name, articles in [("train", train), ("validation", dev[:half]), ("validation_rest", dev[half:])]:
+        (squad / f"{name}.json").write_text(json.dumps({"data": articles, "version": "1.1"}))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    return write_sst2(tmp_path_factory.mktemp("data"))
+    return write_squad(write_sst2(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture
@@ -51,5 +92,14 @@ def tiny_config(data_dir, tmp_path):
     def make(*overrides: str):
         return load_config(TINY_CONFIG, [f"data.data_dir={data_dir}", f"run.output_dir={tmp_path / 'runs'}",
                                          *overrides])
+
+    return make
+
+
+@pytest.fixture
+def tiny_squad_config(data_dir, tmp_path):
+    def make(*overrides: str):
+        return load_config(TINY_SQUAD_CONFIG, [f"data.data_dir={data_dir}", f"run.output_dir={tmp_path / 'runs'}",
+                                               *overrides])
 
     return make

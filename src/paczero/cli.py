@@ -58,11 +58,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None)
         metrics = trainer.run()
-    zero = metrics["zero_shot_test"]
+    zero, metric = metrics["zero_shot_test"], trainer.objective.metric
     print(f"run directory: {trainer.run_dir}")
     if zero is not None:
-        print(f"test accuracy before training: {zero['accuracy']:.4f}")
-    print(f"test accuracy after training:  {metrics['test']['accuracy']:.4f} "
+        print(f"test {metric} before training: {zero[metric]:.4f}")
+    print(f"test {metric} after training:  {metrics['test'][metric]:.4f} "
           f"(best dev checkpoint, step {metrics['best_dev']['step']})")
     if metrics["unanimity_rate"] is not None:
         print(f"unanimity rate: {metrics['unanimity_rate']:.3f}")

@@ -40,21 +40,37 @@ class RunConfig:
 @dataclass
 class DataConfig:
     task: str = "sst2"
-    """Task name; ``sst2`` is built in."""
+    """``sst2`` and ``squad`` (SQuAD v1.1) are built in; ``jsonl`` reads a custom task from JSON Lines files."""
     data_dir: Optional[str] = None
-    """Folder with ``sst2/train.tsv`` etc.; default ``$PACZERO_DATA_DIR``, else the HF hub."""
+    """Folder with ``sst2/train.tsv``, ``squad/train.json`` etc.; default ``$PACZERO_DATA_DIR``, else the HF hub."""
+    kind: Optional[str] = None
+    """``classification`` or ``generation``; required for ``jsonl`` (``sst2`` classifies, ``squad`` generates)."""
+    train_file: Optional[str] = None
+    """``jsonl`` only: records of the pool (and of the dev set unless ``dev_file`` is set)."""
+    dev_file: Optional[str] = None
+    """``jsonl`` only, optional: a separate public dev set."""
+    test_file: Optional[str] = None
+    """``jsonl`` only: the test records."""
     n_pool: int = 1000
     """Private pool size N, drawn from the train split by the public seed."""
     n_dev: int = 500
     """Public dev set for checkpoint selection, disjoint from the pool."""
     n_test: Optional[int] = None
-    """Test records (SST-2: the 872 validation records); ``null`` takes them all."""
+    """Test records drawn by the seed from the validation split (SQuAD: 1000); ``null`` takes them all."""
     prompt: str = "{sentence} It was"
-    """Prompt template; ``{sentence}`` is replaced by the record's text."""
+    """Classification prompt template; ``{sentence}`` is replaced by the record's text."""
     label_words: List[str] = field(default_factory=lambda: [" terrible", " great"])
-    """One word per label (label 0, 1, ...); scored by mean token log-probability."""
+    """Classification: one word per label (label 0, 1, ...); scored by mean token log-probability."""
     max_length: int = 256
-    """Prompt tokens kept per record (longer prompts are truncated on the left)."""
+    """Tokens per record: the prompt and what follows it (a multi-token label word, ``max_new_tokens``); the
+    model's context caps it too."""
+    overlong: str = "truncate"
+    """A prompt that does not fit: ``truncate`` it on the left (counted in metrics.json) or ``refuse`` the run."""
+    objective: str = "f1"
+    """Generation: per-record loss ``f1`` (−F1 of the greedy generation, the paper's) or ``lm`` (teacher-forced
+    loss of the first gold answer)."""
+    max_new_tokens: int = 50
+    """Generation: greedy tokens per record at most (stops earlier at a newline or EOS)."""
 
 
 @dataclass
@@ -142,8 +158,9 @@ class TrainConfig:
     """Decoupled decay λ on tensors other than biases and norms: θ ← θ − η(Yz + λθ)."""
     eval_every: int = 100
     """Dev evaluation period in steps (the last step is always evaluated)."""
-    select_on: str = "loss"
-    """Best-dev checkpoint chosen on dev ``loss`` or ``accuracy``."""
+    select_on: Optional[str] = None
+    """Best-dev checkpoint chosen on dev ``loss``, ``accuracy`` (classification), ``f1`` or ``em`` (generation);
+    default ``loss`` for classification, ``f1`` for generation (the paper's choices)."""
     eval_before: bool = True
     """Evaluate the test set before training (zero-shot accuracy)."""
     checkpoint_every: int = 50
@@ -198,8 +215,22 @@ _CHOICES = {
     "privacy.accountant": ("rdp", "prv"),
     "privacy.budget_schedule": ("adaptive", "uniform"),
     "train.lr_schedule": ("linear", "constant"),
-    "train.select_on": ("loss", "accuracy"),
+    "data.task": ("sst2", "squad", "jsonl"),
+    "data.overlong": ("truncate", "refuse"),
+    "data.objective": ("f1", "lm"),
 }
+_KINDS = {"sst2": "classification", "squad": "generation"}
+_SELECT_ON = {"classification": ("loss", "accuracy"), "generation": ("loss", "f1", "em")}
+
+
+def task_kind(data: DataConfig) -> str:
+    """``classification`` or ``generation``: fixed by a built-in task, ``data.kind`` for ``jsonl``."""
+    return _KINDS[data.task] if data.task in _KINDS else str(data.kind)
+
+
+def selection_metric(cfg: Config) -> str:
+    """The dev metric that picks the best checkpoint: ``train.select_on``, else the task kind's default."""
+    return cfg.train.select_on or ("loss" if task_kind(cfg.data) == "classification" else "f1")
 
 
 def _get(cfg: Config, dotted: str) -> Any:
@@ -231,14 +262,40 @@ def _validate_dp(cfg: Config) -> None:
                  "dpzero releases one direction per step; expected 1 (use privacy.mechanism=dpaggzo for K > 1)")
 
 
+def _validate_task(cfg: Config) -> None:
+    """The task's kind, its files and the options that only make sense for that kind."""
+    data = cfg.data
+    if data.task == "jsonl":
+        _require(data.kind in ("classification", "generation"), "data.kind", data.kind,
+                 "expected classification or generation for data.task=jsonl")
+        for key in ("data.train_file", "data.test_file"):
+            _require(bool(_get(cfg, key)), key, _get(cfg, key),
+                     "expected the path of a JSONL file for data.task=jsonl")
+    else:
+        _require(data.kind in (None, _KINDS[data.task]), "data.kind", data.kind,
+                 f"data.task={data.task} is a {_KINDS[data.task]} task: leave data.kind unset")
+        for key in ("data.train_file", "data.dev_file", "data.test_file"):
+            _require(_get(cfg, key) is None, key, _get(cfg, key), "only data.task=jsonl reads data files by name")
+    kind = task_kind(data)
+    _require(cfg.train.select_on in (None, *_SELECT_ON[kind]), "train.select_on", cfg.train.select_on,
+             f"expected one of {', '.join(_SELECT_ON[kind])} for a {kind} task")
+    if kind == "classification":
+        _require(len(data.label_words) >= 2, "data.label_words", list(data.label_words),
+                 "expected at least two label words")
+        _require(len(set(data.label_words)) == len(data.label_words), "data.label_words",
+                 list(data.label_words), "expected distinct label words")
+        _require("{sentence}" in data.prompt, "data.prompt", data.prompt, "expected a template containing {sentence}")
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges and choices; raise :class:`PaczeroError` naming the key. Returns ``cfg``."""
     for key, choices in _CHOICES.items():
         value = _get(cfg, key)
         _require(value in choices, key, value, f"expected one of {', '.join(choices)}")
-    positive = ["data.n_pool", "data.n_dev", "data.max_length", "zo.eps", "zo.clip", "zo.directions",
-                "zo.micro_batch", "train.steps", "train.lr", "train.eval_every", "train.checkpoint_every",
-                "train.batch_size", "model.lora.r", "model.lora.alpha"]
+    _validate_task(cfg)
+    positive = ["data.n_pool", "data.n_dev", "data.max_length", "data.max_new_tokens", "zo.eps", "zo.clip",
+                "zo.directions", "zo.micro_batch", "train.steps", "train.lr", "train.eval_every",
+                "train.checkpoint_every", "train.batch_size", "model.lora.r", "model.lora.alpha"]
     for key in positive:
         value = _get(cfg, key)
         _require(value > 0, key, value, "expected a positive number")
@@ -257,12 +314,6 @@ def validate(cfg: Config) -> Config:
              "release to a coin)")
     _require(cfg.data.n_test is None or cfg.data.n_test > 0, "data.n_test", cfg.data.n_test,
              "expected a positive number or null (all)")
-    _require(len(cfg.data.label_words) >= 2, "data.label_words", list(cfg.data.label_words),
-             "expected at least two label words")
-    _require(len(set(cfg.data.label_words)) == len(cfg.data.label_words), "data.label_words",
-             list(cfg.data.label_words), "expected distinct label words")
-    _require("{sentence}" in cfg.data.prompt, "data.prompt", cfg.data.prompt,
-             "expected a template containing {sentence}")
     if cfg.model.dtype != "float32" and cfg.model.tuning == "full":
         log.warning("model.dtype=%s with full fine-tuning: updates of size lr·|z| below the weights' rounding "
                     "step are lost; float32 is recommended", cfg.model.dtype)

@@ -37,6 +37,12 @@ class LoadedModel:
         return sum(p.numel() for _, p in self.trainable)
 
 
+def context_length(model: torch.nn.Module) -> int | None:
+    """Tokens the model accepts (``max_position_embeddings``), or ``None`` when its config does not say."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return value if isinstance(value, int) else None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -63,14 +69,20 @@ def packaged_smollm2() -> tuple[str, str]:
 
 
 def build_tiny_tokenizer(texts: Iterable[str]):
-    """A whitespace word-level tokenizer over the words of ``texts`` (deterministic, no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    """A word-level tokenizer over the words of ``texts`` (deterministic, no download).
+
+    Words are split at whitespace; a newline is a token of its own when some text holds one (generation
+    stops at it).
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    texts = list(texts)
+    newline = ["\n"] if any("\n" in t for t in texts) else []
     words = sorted({w for t in texts for w in t.split()})
-    vocab = {tok: i for i, tok in enumerate(_SPECIAL_TOKENS + words)}
+    vocab = {tok: i for i, tok in enumerate(_SPECIAL_TOKENS + newline + words)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|[^\s]+"), behavior="removed", invert=True)
     return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
                                    bos_token="[BOS]", eos_token="[EOS]")
 
@@ -99,8 +111,14 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
         source, gguf = packaged_smollm2()
     else:
         source, gguf = cfg.name, cfg.gguf_file
-        if gguf is not None and not (Path(source) / gguf).is_file():
+        folder = Path(source).expanduser()
+        if source.startswith(("/", ".", "~")) and not folder.exists():
+            raise PaczeroError(f"model path not found: {source} (model.name)")
+        if gguf is not None and not (folder / gguf).is_file():
             raise PaczeroError(f"config: model.gguf_file={gguf!r} not found in {source}")
+        if folder.is_dir() and gguf is None and not (folder / "config.json").is_file():
+            raise PaczeroError(f"model {source!r} cannot be loaded: the folder has no config.json (for GGUF "
+                               "weights set model.gguf_file)")
     kwargs = {"gguf_file": gguf} if gguf else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

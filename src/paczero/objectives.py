@@ -1,40 +1,52 @@
-"""Per-record losses and predictions for classification by label-word scoring.
+"""Per-record losses and evaluation metrics: classification by label words, generation by F1.
 
-Each candidate label word is scored by the mean log-probability of its tokens after the prompt
-(paczero-notes §3.4, §7); the per-record loss is the cross-entropy of the gold label over the
-candidates' scores, and the prediction is their argmax.
+Classification: each candidate label word is scored by the mean log-probability of its tokens after
+the prompt (paczero-notes §3.4, §7); the per-record loss is the cross-entropy of the gold label over
+the candidates' scores, and the prediction is their argmax. When every label word is a single token
+(SST-2 with SmolLM2 or OPT) one forward pass scores all candidates.
 
-Records are sorted by length and padded on the left per micro-batch, so the answer position is
-always the last one; only the logits the loss needs are computed (``logits_to_keep``). When every
-label word is a single token (SST-2 with SmolLM2 or OPT) one forward pass scores all candidates.
+Generation (SQuAD, §3.4, §7): the greedy continuation of the prompt (at most ``max_new_tokens``,
+cut at the first newline) is scored by SQuAD F1 and exact match against the gold answers. The
+per-record loss is −F1 (``objective="f1"``, the paper's non-differentiable objective), or the
+teacher-forced loss of the first gold answer (``objective="lm"``: mean negative log-likelihood of
+the tokens of ``" {answer}\\n"``, MeZO's SQuAD objective).
+
+Both sort records by length and pad them on the left per micro-batch, so the position that matters
+is always the last one, and compute only the logits they need (``logits_to_keep``). A record (its
+prompt and what follows it: a multi-token label word, or ``max_new_tokens``) must fit in
+``max_length`` tokens and in the model's context; longer prompts are truncated on the left, keeping
+a leading BOS and the end, where the answer goes, and counted; ``overlong="refuse"`` makes such a
+record an error instead. On out-of-memory the micro-batch is halved for good and the whole pass
+restarts, so one pass never mixes two batchings.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
 
-from paczero.data.tasks import ClassificationTask, Example
+from paczero.data.tasks import ClassificationTask, Example, GenerationExample, GenerationTask, Task
 from paczero.errors import PaczeroError
+from paczero.generation import Forward, as_forward, greedy_generate, left_pad
+from paczero.metrics import exact_match, f1_score
 
 log = logging.getLogger("paczero")
 
-Forward = Callable[..., torch.Tensor]
-"""``forward(input_ids=, attention_mask=, position_ids=, logits_to_keep=) -> logits``."""
+T = TypeVar("T")
 
 
 def model_forward(model: torch.nn.Module) -> Forward:
-    """The plain (unperturbed) forward of ``model``, returning logits."""
-    return lambda **kw: model(**kw).logits
+    """The plain (unperturbed) forward of ``model``."""
+    return as_forward(model)
 
 
 @dataclass
 class Encoded:
-    """A set of records encoded for scoring; ``order`` sorts them by length."""
+    """A set of classification records encoded for scoring; ``order`` sorts them by length."""
 
     prompts: list[list[int]]
     labels: np.ndarray
@@ -51,51 +63,118 @@ class Encoded:
         return Encoded(prompts=prompts, labels=self.labels[indices], order=order, truncated=0)
 
 
-class ClassificationObjective:
-    """Scores label words after a prompt; losses, predictions and metrics for a set of records."""
+@dataclass
+class EncodedGeneration:
+    """A set of generation records: prompts, gold answers and LM targets; ``order`` sorts them by length."""
 
-    def __init__(self, tokenizer, task: ClassificationTask, *, max_length: int, micro_batch: int,
-                 device: torch.device):
+    prompts: list[list[int]]
+    answers: list[tuple[str, ...]]
+    targets: list[list[int]]
+    order: np.ndarray
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, indices: np.ndarray) -> "EncodedGeneration":
+        """The records at ``indices`` (in that order), e.g. a sampled minibatch of the pool."""
+        prompts = [self.prompts[i] for i in indices]
+        order = np.argsort([len(p) for p in prompts], kind="stable")
+        return EncodedGeneration(prompts=prompts, answers=[self.answers[i] for i in indices],
+                                 targets=[self.targets[i] for i in indices], order=order, truncated=0)
+
+
+class Objective(Protocol):
+    """What the ZO engine and the trainer need of an objective."""
+
+    micro_batch: int
+    metric: str
+    """The headline metric of :meth:`evaluate` (``accuracy``, ``f1``)."""
+
+    def encode(self, examples: Sequence, *, where: str = "records") -> Union[Encoded, EncodedGeneration]: ...
+
+    def losses(self, forward: Forward, enc) -> torch.Tensor: ...
+
+    def evaluate(self, forward: Forward, enc) -> dict[str, float]: ...
+
+
+class _Batched:
+    """Prompt truncation, and micro-batched passes that halve the micro-batch on out-of-memory."""
+
+    def __init__(self, tokenizer, *, max_length: int, reserve: int, micro_batch: int, device: torch.device,
+                 context_length: int | None, overlong: str):
         self.tokenizer = tokenizer
-        self.task = task
-        self.max_length = max_length
         self.micro_batch = micro_batch
         self.device = device
+        self.pad_id = tokenizer.pad_token_id
+        self.max_length = max_length
+        self.context_length = context_length
+        self.overlong = overlong
+        self.reserve = reserve
+        self.limit = min(max_length, context_length if context_length is not None else max_length) - reserve
+        if self.limit < 1:
+            raise PaczeroError(f"config: data.max_length={max_length} leaves no room for a prompt (the model "
+                               f"accepts {context_length} tokens, {reserve} of which must follow the prompt)")
+
+    def _fit(self, ids: list[int], *, where: str, index: int) -> tuple[list[int], bool]:
+        """``ids`` cut to :attr:`limit` tokens on the left (keeping a leading BOS), and whether it was cut."""
+        if not ids:
+            raise PaczeroError(f"{where}: record {index} encodes to no tokens")
+        if len(ids) <= self.limit:
+            return ids, False
+        if self.overlong == "refuse":
+            raise PaczeroError(f"{where}: record {index} has {len(ids)} prompt tokens, more than the {self.limit} that "
+                               f"fit (data.max_length={self.max_length}, model context {self.context_length}, less "
+                               f"{self.reserve} for the answer); set data.overlong=truncate to cut prompts on the left")
+        bos = self.tokenizer.bos_token_id
+        head = [ids[0]] if bos is not None and ids[0] == bos else []
+        return head + ids[len(ids) - (self.limit - len(head)):], True
+
+    def _batch(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+        return left_pad(seqs, pad_id=self.pad_id, device=self.device)
+
+    def _with_retry(self, run: Callable[[int], T], *, what: str) -> T:
+        while True:
+            size = self.micro_batch
+            try:
+                return run(size)
+            except (torch.OutOfMemoryError, MemoryError):
+                pass  # leave the handler first: its traceback would keep the failed batch's tensors alive
+            if size == 1:
+                raise PaczeroError(f"out of memory {what} a single record; lower data.max_length or use a "
+                                   "smaller model or dtype")
+            self.micro_batch = size // 2
+            log.warning("out of memory with micro-batches of %d records: retrying with %d", size, self.micro_batch)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+class ClassificationObjective(_Batched):
+    """Scores label words after a prompt; losses, predictions and metrics for a set of records."""
+
+    metric = "accuracy"
+
+    def __init__(self, tokenizer, task: ClassificationTask, *, max_length: int, micro_batch: int,
+                 device: torch.device, context_length: int | None = None, overlong: str = "truncate"):
+        self.task = task
         self.candidates = [tokenizer(w, add_special_tokens=False).input_ids for w in task.label_words]
         for word, ids in zip(task.label_words, self.candidates):
             if not ids:
                 raise PaczeroError(f"config: label word {word!r} encodes to no tokens")
         self.single_token = all(len(c) == 1 for c in self.candidates)
-        self.pad_id = tokenizer.pad_token_id
+        reserve = 0 if self.single_token else max(len(c) for c in self.candidates)
+        super().__init__(tokenizer, max_length=max_length, reserve=reserve, micro_batch=micro_batch, device=device,
+                         context_length=context_length, overlong=overlong)
 
-    def encode(self, examples: Sequence[Example]) -> Encoded:
-        budget = self.max_length
-        longest_candidate = max(len(c) for c in self.candidates)
-        bos = self.tokenizer.bos_token_id
+    def encode(self, examples: Sequence[Example], *, where: str = "records") -> Encoded:
         prompts, truncated = [], 0
-        for ex in examples:
-            ids = self.tokenizer(self.task.render(ex)).input_ids
-            keep = budget - (0 if self.single_token else longest_candidate)
-            if len(ids) > keep:
-                truncated += 1
-                # Truncate on the left: the answer comes right after the prompt's end.
-                head = [ids[0]] if bos is not None and ids[0] == bos else []
-                ids = head + ids[len(ids) - (keep - len(head)):]
+        for i, ex in enumerate(examples):
+            ids, cut = self._fit(self.tokenizer(self.task.render(ex)).input_ids, where=where, index=i)
             prompts.append(ids)
+            truncated += cut
         labels = np.array([ex.label for ex in examples], dtype=np.int64)
         order = np.argsort([len(p) for p in prompts], kind="stable")
         return Encoded(prompts=prompts, labels=labels, order=order, truncated=truncated)
-
-    def _batch(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[row, width - len(s):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                "position_ids": positions.to(self.device)}
 
     def _score_batch(self, forward: Forward, prompts: list[list[int]]) -> torch.Tensor:
         if self.single_token:
@@ -120,24 +199,8 @@ class ClassificationObjective:
 
     @torch.inference_mode()
     def scores(self, forward: Forward, enc: Encoded) -> torch.Tensor:
-        """(n, C) candidate scores in the records' original order.
-
-        On out-of-memory the micro-batch is halved (for good) and the whole pass restarts, so one pass never
-        mixes two batchings.
-        """
-        while True:
-            size = self.micro_batch
-            try:
-                return self._scores_at(forward, enc, size)
-            except (torch.OutOfMemoryError, MemoryError):
-                pass  # leave the handler first: its traceback would keep the failed batch's tensors alive
-            if size == 1:
-                raise PaczeroError("out of memory scoring a single record; lower data.max_length or use a "
-                                   "smaller model or dtype")
-            self.micro_batch = size // 2
-            log.warning("out of memory with micro-batches of %d records: retrying with %d", size, self.micro_batch)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        """(n, C) candidate scores in the records' original order."""
+        return self._with_retry(lambda size: self._scores_at(forward, enc, size), what="scoring")
 
     @staticmethod
     def losses_from_scores(scores: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
@@ -154,3 +217,105 @@ class ClassificationObjective:
         losses = self.losses_from_scores(scores, enc.labels)
         accuracy = (scores.argmax(dim=1).numpy() == enc.labels).mean()
         return {"loss": float(losses.double().mean()), "accuracy": float(accuracy)}
+
+
+class GenerationObjective(_Batched):
+    """Greedy generations scored by SQuAD F1/EM; per-record loss −F1 or the teacher-forced LM loss."""
+
+    metric = "f1"
+
+    def __init__(self, tokenizer, task: GenerationTask, *, objective: str, max_length: int, max_new_tokens: int,
+                 micro_batch: int, device: torch.device, context_length: int | None = None,
+                 overlong: str = "truncate"):
+        super().__init__(tokenizer, max_length=max_length, reserve=max_new_tokens, micro_batch=micro_batch,
+                         device=device, context_length=context_length, overlong=overlong)
+        self.task = task
+        self.objective = objective
+        self.max_new_tokens = max_new_tokens
+        # Stop at any token whose text holds a newline (byte-level vocabularies have many), or at EOS.
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        self.stop_ids = [i for i, t in enumerate(texts) if "\n" in t]
+        if tokenizer.eos_token_id is not None:
+            self.stop_ids.append(tokenizer.eos_token_id)
+
+    def encode(self, examples: Sequence[GenerationExample], *, where: str = "records") -> EncodedGeneration:
+        prompts, targets, truncated = [], [], 0
+        for i, ex in enumerate(examples):
+            ids, cut = self._fit(self.tokenizer(self.task.render(ex)).input_ids, where=where, index=i)
+            prompts.append(ids)
+            truncated += cut
+            target = self.tokenizer(self.task.target(ex), add_special_tokens=False).input_ids
+            targets.append(target[:self.max_new_tokens])
+        order = np.argsort([len(p) for p in prompts], kind="stable")
+        return EncodedGeneration(prompts=prompts, answers=[ex.answers for ex in examples], targets=targets,
+                                 order=order, truncated=truncated)
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).split("\n", 1)[0].strip()
+
+    def _generate_at(self, forward: Forward, enc: EncodedGeneration, size: int) -> list[str]:
+        out = [""] * len(enc)
+        for start in range(0, len(enc), size):
+            idx = enc.order[start:start + size]
+            generated = greedy_generate(forward, [enc.prompts[i] for i in idx], stop_ids=self.stop_ids,
+                                        pad_id=self.pad_id, max_new_tokens=self.max_new_tokens, device=self.device)
+            for i, tokens in zip(idx, generated):
+                out[i] = self._text(tokens)
+        return out
+
+    def generate(self, forward: Forward, enc: EncodedGeneration) -> list[str]:
+        """The greedy answer of every record (cut at the first newline, stripped), in the original order."""
+        return self._with_retry(lambda size: self._generate_at(forward, enc, size), what="generating for")
+
+    def _lm_batch(self, forward: Forward, prompts: list[list[int]], targets: list[list[int]]) -> torch.Tensor:
+        n = max(len(t) for t in targets)
+        batch = self._batch([p + t for p, t in zip(prompts, targets)])
+        logp = torch.log_softmax(forward(**batch, logits_to_keep=n + 1)[:, :-1, :].float(), dim=-1)
+        gold = batch["input_ids"][:, -n:]
+        nll = -logp.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
+        lengths = torch.tensor([len(t) for t in targets], device=nll.device)
+        counted = torch.arange(n, device=nll.device) >= (n - lengths)[:, None]  # each row's own target tokens
+        return (nll * counted).sum(-1) / lengths
+
+    def _lm_at(self, forward: Forward, enc: EncodedGeneration, size: int) -> torch.Tensor:
+        out = torch.empty(len(enc), dtype=torch.float32)
+        for start in range(0, len(enc), size):
+            idx = enc.order[start:start + size]
+            out[torch.from_numpy(idx)] = self._lm_batch(forward, [enc.prompts[i] for i in idx],
+                                                        [enc.targets[i] for i in idx]).cpu()
+        return out
+
+    @torch.inference_mode()
+    def lm_losses(self, forward: Forward, enc: EncodedGeneration) -> torch.Tensor:
+        """Per-record mean negative log-likelihood of ``" {first answer}\\n"`` after the prompt."""
+        return self._with_retry(lambda size: self._lm_at(forward, enc, size), what="scoring")
+
+    @staticmethod
+    def scores(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-record F1 and exact match of ``predictions`` (float64)."""
+        f1 = np.array([f1_score(p, a) for p, a in zip(predictions, answers)], dtype=np.float64)
+        em = np.array([exact_match(p, a) for p, a in zip(predictions, answers)], dtype=np.float64)
+        return f1, em
+
+    def losses(self, forward: Forward, enc: EncodedGeneration) -> torch.Tensor:
+        if self.objective == "lm":
+            return self.lm_losses(forward, enc)
+        f1, _ = self.scores(self.generate(forward, enc), enc.answers)
+        return torch.from_numpy(-f1)
+
+    def evaluate(self, forward: Forward, enc: EncodedGeneration) -> dict[str, float]:
+        """Mean loss (of the training objective), F1 and exact match of the greedy answers."""
+        f1, em = self.scores(self.generate(forward, enc), enc.answers)
+        loss = float(self.lm_losses(forward, enc).double().mean()) if self.objective == "lm" else float(-f1.mean())
+        return {"loss": loss, "f1": float(f1.mean()), "em": float(em.mean())}
+
+
+def build_objective(task: Task, tokenizer, *, data, micro_batch: int, device: torch.device,
+                    context_length: int | None) -> Objective:
+    """The objective of ``task`` with the options of ``data`` (a :class:`~paczero.config.DataConfig`)."""
+    common = dict(max_length=data.max_length, micro_batch=micro_batch, device=device, context_length=context_length,
+                  overlong=data.overlong)
+    if isinstance(task, ClassificationTask):
+        return ClassificationObjective(tokenizer, task, **common)
+    return GenerationObjective(tokenizer, task, objective=data.objective, max_new_tokens=data.max_new_tokens,
+                               **common)

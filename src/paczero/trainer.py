@@ -30,18 +30,18 @@ from tqdm.auto import tqdm
 
 from paczero import ledger
 from paczero.checkpoint import load_state, load_weights, save_weights
-from paczero.config import Config, config_differences, load_run_config
-from paczero.data.tasks import ClassificationTask, Split, load_task_data
+from paczero.config import Config, config_differences, load_run_config, selection_metric
+from paczero.data.tasks import Split, Task, load_task
 from paczero.distributed import Dist, DistError, assemble
 from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
 from paczero.mechanisms import PAC_MECHANISMS, build_mechanism
-from paczero.models import load_model
-from paczero.objectives import ClassificationObjective, Encoded, model_forward
+from paczero.models import context_length, load_model
+from paczero.objectives import build_objective, model_forward
 from paczero.privacy.statement import run_statement
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
-from paczero.subsets import clip_estimates, membership_matrix
+from paczero.subsets import membership_matrix
 from paczero.zo import ZOEngine
 
 log = logging.getLogger("paczero")
@@ -68,25 +68,21 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "peft": peft.__version__, "numpy": np.__version__}
 
 
-def _texts(task: ClassificationTask, split: Split, cfg: Config) -> list[str]:
+def _texts(task: Task, split: Split) -> list[str]:
     """Every text the model will see: the vocabulary of ``model.name=tiny``'s tokenizer."""
-    return [task.render(e) for e in split.pool + split.dev + split.test] + list(cfg.data.label_words)
+    return task.texts(split.pool + split.dev + split.test)
 
 
-def load_split(cfg: Config) -> tuple[ClassificationTask, Split]:
+def load_split(cfg: Config) -> tuple[Task, Split]:
     """The task and its pool/dev/test split, as a run with ``cfg`` sees them."""
-    task = ClassificationTask(prompt=cfg.data.prompt, label_words=tuple(cfg.data.label_words))
-    split = load_task_data(cfg.data.task, data_dir=cfg.data.data_dir, n_pool=cfg.data.n_pool, n_dev=cfg.data.n_dev,
-                           n_test=cfg.data.n_test, seed=cfg.run.seed, task=task)
-    return task, split
+    return load_task(cfg.data, seed=cfg.run.seed)
 
 
 def tiny_texts(cfg: Config) -> list[str]:
     """The texts a ``model.name=tiny`` run builds its tokenizer from (empty for real models)."""
     if cfg.model.name != "tiny":
         return []
-    task, split = load_split(cfg)
-    return _texts(task, split, cfg)
+    return _texts(*load_split(cfg))
 
 
 @dataclass
@@ -108,6 +104,10 @@ class Progress:
     mechanism: dict[str, Any] = field(default_factory=dict)
     diagnostics_lines: int = 0
     fingerprint: str = ""
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 class Interrupted(PaczeroError):
@@ -159,10 +159,12 @@ class Trainer:
         """Load data, model and objective; writes nothing (``paczero eval`` stops here)."""
         cfg = self.cfg
         self.task, self.split = load_split(cfg)
-        self.loaded = load_model(cfg.model, seed=cfg.run.seed, tiny_texts=_texts(self.task, self.split, cfg))
-        self.objective = ClassificationObjective(self.loaded.tokenizer, self.task, max_length=cfg.data.max_length,
-                                                 micro_batch=cfg.zo.micro_batch, device=self.loaded.device)
-        self.encoded = {name: self.objective.encode(getattr(self.split, name)) for name in ("pool", "dev", "test")}
+        self.loaded = load_model(cfg.model, seed=cfg.run.seed, tiny_texts=_texts(self.task, self.split))
+        self.objective = build_objective(self.task, self.loaded.tokenizer, data=cfg.data,
+                                         micro_batch=cfg.zo.micro_batch, device=self.loaded.device,
+                                         context_length=context_length(self.loaded.model))
+        self.encoded = {name: self.objective.encode(getattr(self.split, name), where=f"{cfg.data.task} {name}")
+                        for name in ("pool", "dev", "test")}
 
     def _build(self, secret: SecretState | None) -> None:
         """Everything a step needs; the mechanism (and the secret) only on rank 0."""
@@ -260,7 +262,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and accuracy of the current weights on ``pool``, ``dev`` or ``test``."""
+        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
         return self.objective.evaluate(model_forward(self.loaded.model), self.encoded[split])
 
     def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
@@ -270,7 +272,7 @@ class Trainer:
 
     def _is_better(self, dev: dict[str, float]) -> bool:
         best = self.progress.best
-        key = self.cfg.train.select_on
+        key = selection_metric(self.cfg)
         if not math.isfinite(dev[key]):
             return best is None
         if best is None or not math.isfinite(best[key]):
@@ -283,7 +285,7 @@ class Trainer:
         self.progress.diagnostics_lines += 1
 
     # ---------------------------------------------------------------- training
-    def _my_records(self, enc: Encoded) -> np.ndarray:
+    def _my_records(self, enc) -> np.ndarray:
         """Indices (into ``enc``) of the records this rank scores: whole length-sorted micro-batches, dealt
         round-robin, so every record sits in the batch a single process would put it in."""
         size = self.objective.micro_batch
@@ -385,7 +387,7 @@ class Trainer:
         t_start = time.perf_counter()
         if dist.main and cfg.train.eval_before and p.zero_shot is None:
             p.zero_shot = self.evaluate("test")
-            log.info("test before training: accuracy %.4f, loss %.4f", p.zero_shot["accuracy"], p.zero_shot["loss"])
+            log.info("test before training: %s", _format(p.zero_shot))
         if dist.main:
             self._exhausted = self.mechanism.exhausted
         handlers = {}
@@ -431,12 +433,11 @@ class Trainer:
         evaluate = p.step % cfg.train.eval_every == 0 or done
         if evaluate:
             p.final_dev = self.evaluate("dev")
-            self._diagnose({"step": p.step - 1, "dev_loss": p.final_dev["loss"],
-                            "dev_accuracy": p.final_dev["accuracy"]})
+            self._diagnose({"step": p.step - 1, **{f"dev_{k}": v for k, v in p.final_dev.items()}})
             if self._is_better(p.final_dev):
                 p.best = {"step": p.step, **p.final_dev}
                 self._save("best")
-            postfix["dev_acc"] = f"{p.final_dev['accuracy']:.3f}"
+            postfix[f"dev_{self.objective.metric}"] = f"{p.final_dev[self.objective.metric]:.3f}"
         if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop_signal is not None:
             p.mechanism = self.mechanism.state_dict()
             self._save("last", state=asdict(p))
@@ -447,8 +448,7 @@ class Trainer:
         K = cfg.zo.directions
         load_weights(self.loaded, run_dir / "checkpoints" / "best", lora=cfg.model.tuning == "lora")
         test = self.evaluate("test")
-        log.info("test after training (best dev step %d): accuracy %.4f, loss %.4f", p.best["step"],
-                 test["accuracy"], test["loss"])
+        log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
         statement = run_statement(ledger.read(run_dir), cfg)
         public_pool = self.mechanism.pool_is_public
         metrics = {

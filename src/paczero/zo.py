@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from paczero.objectives import ClassificationObjective, Encoded
+from paczero.generation import as_forward
+from paczero.objectives import Objective
 from paczero.rng import tensor_seed
 
 _NO_DECAY = ("bias", "norm")
@@ -47,16 +48,13 @@ class ZOEngine:
         return z if param.dtype == torch.float32 else z.to(param.dtype)
 
     @torch.inference_mode()
-    def perturbed_losses(self, objective: ClassificationObjective, enc: Encoded, *, direction: int,
-                         scale: float) -> torch.Tensor:
+    def perturbed_losses(self, objective: Objective, enc, *, direction: int, scale: float) -> torch.Tensor:
         """Per-record losses at θ + scale·z, without modifying the stored weights."""
         params = {name: torch.add(p, self.direction_block(direction, i), alpha=scale)
                   for i, (name, p) in enumerate(self.trainable)}
-        forward = lambda **kw: functional_call(self.model, params, args=(), kwargs=kw).logits  # noqa: E731
-        return objective.losses(forward, enc)
+        return objective.losses(as_forward(lambda **kw: functional_call(self.model, params, args=(), kwargs=kw)), enc)
 
-    def estimates(self, objective: ClassificationObjective, enc: Encoded, *,
-                  direction: int) -> tuple[np.ndarray, np.ndarray]:
+    def estimates(self, objective: Objective, enc, *, direction: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-record two-point estimates (float64, unclipped) and per-record losses averaged over both evaluations.
 
         The losses are a by-product of the two evaluations (no extra forward pass).

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 
+from paczero.data.files import load_hub_dataset, read_text, resolve_data_dir
 from paczero.data.tasks import Example
 from paczero.errors import PaczeroError
 
@@ -13,28 +14,10 @@ HUB_NAME = "stanfordnlp/sst2"
 _TEXT_COLUMNS = ("sentence", "content", "text")
 
 
-def resolve_data_dir(data_dir: str | None) -> Path | None:
-    """``data_dir`` if given, else ``$PACZERO_DATA_DIR``, else ``None`` (use the hub)."""
-    chosen = data_dir or os.environ.get("PACZERO_DATA_DIR") or None
-    if chosen is None:
-        return None
-    path = Path(chosen).expanduser()
-    if not path.is_dir():
-        raise PaczeroError(f"data directory not found: {path} (set data.data_dir or PACZERO_DATA_DIR)")
-    return path
-
-
 def read_sst2_tsv(path: Path) -> list[Example]:
     """Read one SST-2 TSV file: a header naming ``label`` and a text column, in either order."""
-    if not path.is_file():
-        raise PaczeroError(f"SST-2 file not found: {path}")
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except UnicodeDecodeError as exc:
-        raise PaczeroError(f"{path} is not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
-    except OSError as exc:
-        raise PaczeroError(f"cannot read {path}: {exc.strerror}") from None
+    text = read_text(path, what="SST-2 file")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise PaczeroError(f"{path} is empty; expected a header line 'label<TAB>sentence'")
     header = [h.strip().lower() for h in rows[0]]
@@ -53,19 +36,13 @@ def read_sst2_tsv(path: Path) -> list[Example]:
         if not label.lstrip("-").isdigit():
             raise PaczeroError(f"{path}:{line_no}: label {label!r} is not an integer")
         examples.append(Example(text=row[text_col].strip(), label=int(label)))
+    if not examples:
+        raise PaczeroError(f"{path} holds no records (only a header)")
     return examples
 
 
 def _load_from_hub() -> tuple[list[Example], list[Example]]:
-    try:
-        import datasets
-    except ImportError:
-        raise PaczeroError("no local SST-2 data (set PACZERO_DATA_DIR or data.data_dir) and the `datasets` "
-                           "package for the HF hub is not installed: pip install 'paczero[hub]'") from None
-    try:
-        ds = datasets.load_dataset(HUB_NAME)
-    except Exception as exc:  # network, auth, hub layout: all user-facing
-        raise PaczeroError(f"cannot load {HUB_NAME} from the HF hub: {exc}") from None
+    ds = load_hub_dataset(HUB_NAME)
     convert = lambda split: [Example(text=r["sentence"].strip(), label=int(r["label"])) for r in ds[split]]  # noqa: E731
     return convert("train"), convert("validation")
 

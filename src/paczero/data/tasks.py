@@ -1,23 +1,40 @@
-"""Classification tasks: prompt template, label words, and the pool/dev/test split.
+"""Tasks (classification by label words, generation scored by F1) and the pool/dev/test split.
 
 The split follows the paper's protocol (paczero-notes §7): the pool (N private records) and the
 dev set (public, for checkpoint selection) are disjoint draws from the train split made with the
-public seed; the test set is the task's validation split.
+public seed; the test set is the task's validation split, or ``n_test`` records of it drawn by the
+same seed (SQuAD: 1000 of the 10,570 dev questions).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, Union
 
 from paczero.errors import PaczeroError
 from paczero.rng import public_generator
 
+if TYPE_CHECKING:
+    from paczero.config import DataConfig
+
 
 @dataclass(frozen=True)
 class Example:
+    """A classification record: a text and the index of its label word."""
+
     text: str
     label: int
+
+
+@dataclass(frozen=True)
+class GenerationExample:
+    """A generation record: the full prompt and every acceptable gold answer (the first is the target)."""
+
+    prompt: str
+    answers: tuple[str, ...]
+
+
+Record = Union[Example, GenerationExample]
 
 
 @dataclass(frozen=True)
@@ -26,9 +43,14 @@ class ClassificationTask:
 
     prompt: str
     label_words: tuple[str, ...]
+    kind = "classification"
 
     def render(self, example: Example) -> str:
         return self.prompt.replace("{sentence}", example.text)
+
+    def texts(self, examples: Sequence[Example]) -> list[str]:
+        """Every text the model sees for ``examples`` (the vocabulary of ``model.name=tiny``)."""
+        return [self.render(e) for e in examples] + list(self.label_words)
 
     def check_labels(self, examples: Sequence[Example], *, where: str) -> None:
         n = len(self.label_words)
@@ -39,21 +61,53 @@ class ClassificationTask:
 
 
 @dataclass(frozen=True)
+class GenerationTask:
+    """Greedy generation after the record's prompt, scored against its gold answers (SQuAD F1/EM)."""
+
+    kind = "generation"
+
+    @staticmethod
+    def render(example: GenerationExample) -> str:
+        return example.prompt
+
+    @staticmethod
+    def target(example: GenerationExample) -> str:
+        """The teacher-forced target of the LM objective: ``" {first answer}\\n"`` (paczero-notes §7)."""
+        return f" {example.answers[0]}\n"
+
+    def texts(self, examples: Sequence[GenerationExample]) -> list[str]:
+        """Every text the model sees or should produce (the vocabulary of ``model.name=tiny``)."""
+        return [e.prompt for e in examples] + [f" {a}\n" for e in examples for a in e.answers]
+
+
+Task = Union[ClassificationTask, GenerationTask]
+
+
+@dataclass(frozen=True)
 class Split:
-    pool: list[Example]
-    dev: list[Example]
-    test: list[Example]
+    pool: list
+    dev: list
+    test: list
 
 
-def make_split(train: Sequence[Example], validation: Sequence[Example], *, n_pool: int, n_dev: int,
-               n_test: int | None, seed: int) -> Split:
-    """Draw pool and dev (disjoint) from ``train`` and the test set from ``validation`` by the public seed."""
-    if n_pool + n_dev > len(train):
+def make_split(train: Sequence[Record], validation: Sequence[Record], *, n_pool: int, n_dev: int,
+               n_test: int | None, seed: int, dev: Sequence[Record] | None = None) -> Split:
+    """Draw pool and dev (disjoint) from ``train`` and the test set from ``validation`` by the public seed.
+
+    With ``dev`` given, the pool is drawn from ``train`` and the dev set from ``dev`` instead.
+    """
+    if dev is None and n_pool + n_dev > len(train):
         raise PaczeroError(f"data.n_pool={n_pool} + data.n_dev={n_dev} exceeds the {len(train)} training "
                            "records available")
+    if dev is not None and (n_pool > len(train) or n_dev > len(dev)):
+        raise PaczeroError(f"data.n_pool={n_pool} and data.n_dev={n_dev} exceed the {len(train)} training and "
+                           f"{len(dev)} dev records available")
     order = public_generator(seed, "split").permutation(len(train))
     pool = [train[i] for i in order[:n_pool]]
-    dev = [train[i] for i in order[n_pool:n_pool + n_dev]]
+    if dev is None:
+        dev_records = [train[i] for i in order[n_pool:n_pool + n_dev]]
+    else:
+        dev_records = [dev[i] for i in public_generator(seed, "dev").permutation(len(dev))[:n_dev]]
     if n_test is None or n_test >= len(validation):
         test = list(validation)
     else:
@@ -61,17 +115,33 @@ def make_split(train: Sequence[Example], validation: Sequence[Example], *, n_poo
         test = [validation[i] for i in sorted(pick)]
     if not test:
         raise PaczeroError("the test split is empty")
-    return Split(pool=pool, dev=dev, test=test)
+    return Split(pool=pool, dev=dev_records, test=test)
 
 
-def load_task_data(task_name: str, *, data_dir: str | None, n_pool: int, n_dev: int, n_test: int | None,
-                   seed: int, task: ClassificationTask) -> Split:
-    """Load a task's records and split them; labels are checked against the label words."""
-    if task_name != "sst2":
-        raise PaczeroError(f"data.task={task_name!r} is unknown; expected one of: sst2")
-    from paczero.data.sst2 import load_sst2
+def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
+    """The task named by ``data.task`` and its pool/dev/test split (labels checked against the label words)."""
+    from paczero.config import task_kind
 
-    train, validation = load_sst2(data_dir)
-    task.check_labels(train, where="sst2 train")
-    task.check_labels(validation, where="sst2 validation")
-    return make_split(train, validation, n_pool=n_pool, n_dev=n_dev, n_test=n_test, seed=seed)
+    dev = None
+    if data.task == "sst2":
+        from paczero.data.sst2 import load_sst2
+
+        train, validation = load_sst2(data.data_dir)
+    elif data.task == "squad":
+        from paczero.data.squad import load_squad
+
+        train, validation = load_squad(data.data_dir)
+    elif data.task == "jsonl":
+        from paczero.data.jsonl import load_jsonl
+
+        train, dev, validation = load_jsonl(data)
+    else:
+        raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl")
+    task: Task = GenerationTask()
+    if task_kind(data) == "classification":
+        task = ClassificationTask(prompt=data.prompt, label_words=tuple(data.label_words))
+        for records, name in [(train, "train"), (dev or [], "dev"), (validation, "validation")]:
+            task.check_labels(records, where=f"{data.task} {name}")
+    split = make_split(train, validation, n_pool=data.n_pool, n_dev=data.n_dev, n_test=data.n_test, seed=seed,
+                       dev=dev)
+    return task, split

@@ -1,0 +1,126 @@
+"""Every kind of bad input the issue lists: exit code 2, one line naming the problem, no run directory.
+
+Each case runs ``paczero train`` on a tiny config with its own broken data folder, file or option.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import TINY_CONFIG, TINY_SQUAD_CONFIG, write_squad, write_sst2
+from paczero.cli import main
+
+
+def _sst2(tmp: Path, edit: Callable[[Path], None] = lambda folder: None) -> list[str]:
+    edit(write_sst2(tmp / "data", n_train=200, n_val=40) / "sst2")
+    return [f"data.data_dir={tmp / 'data'}"]
+
+
+def _squad(tmp: Path, edit: Callable[[Path], None]) -> list[str]:
+    edit(write_squad(tmp / "data") / "squad")
+    return [f"data.data_dir={tmp / 'data'}"]
+
+
+def _jsonl(tmp: Path, train: bytes, kind: str = "classification") -> list[str]:
+    good = {"classification": b'{"text": "fine film", "label": 1}\n',
+            "generation": b'{"prompt": "Q?", "answers": ["a"]}\n'}[kind]
+    (tmp / "train.jsonl").write_bytes(train)
+    (tmp / "test.jsonl").write_bytes(good * 4)
+    return ["data.task=jsonl", f"data.kind={kind}", f"data.train_file={tmp / 'train.jsonl'}",
+            f"data.test_file={tmp / 'test.jsonl'}", "data.n_pool=2", "data.n_dev=1"]
+
+
+def _drop_first_answers(folder: Path) -> None:
+    doc = json.loads((folder / "train.json").read_text())
+    del doc["data"][0]["paragraphs"][0]["qas"][0]["answers"]
+    (folder / "train.json").write_text(json.dumps(doc))
+
+
+def _replace(name: str, content: bytes) -> Callable[[Path], None]:
+    return lambda folder: (folder / name).write_bytes(content)
+
+
+def _make_dir(name: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        (folder / name).unlink()
+        (folder / name).mkdir()
+    return edit
+
+
+CASES = {
+    # missing or unreadable data files
+    "sst2 file missing": (TINY_CONFIG, lambda t: _sst2(t, lambda f: (f / "validation.tsv").unlink()),
+                          "validation.tsv"),
+    "squad dev file missing": (TINY_SQUAD_CONFIG, lambda t: _squad(t, lambda f: (f / "validation.json").unlink()),
+                               "SQuAD file not found"),
+    "jsonl file missing": (TINY_CONFIG, lambda t: [*_jsonl(t, b'{"text": "ok", "label": 0}\n' * 4),
+                                                   f"data.test_file={t / 'nope.jsonl'}"],
+                           "nope.jsonl"),
+    "data dir missing": (TINY_CONFIG, lambda t: [f"data.data_dir={t / 'nowhere'}"], "data directory not found"),
+    "data file unreadable": (TINY_SQUAD_CONFIG, lambda t: _squad(t, _make_dir("train.json")),
+                             "cannot read .*train.json"),
+    # missing columns or keys
+    "sst2 column missing": (TINY_CONFIG, lambda t: _sst2(t, _replace("train.tsv", b"sentence\nfine\n")),
+                            "lacks a 'label' column"),
+    "squad key missing": (TINY_SQUAD_CONFIG, lambda t: _squad(t, _drop_first_answers), "lacks the key 'answers'"),
+    "jsonl key missing": (TINY_CONFIG, lambda t: _jsonl(t, b'{"text": "x"}\n'), "missing key 'label'"),
+    # labels outside the label words
+    "sst2 label outside": (TINY_CONFIG, lambda t: _sst2(t, _replace("validation.tsv", b"label\tsentence\n2\tok\n")),
+                           "label 2, outside the 2 label words"),
+    "jsonl label outside": (TINY_CONFIG, lambda t: _jsonl(t, b'{"text": "x", "label": "meh"}\n'),
+                            "label 'meh' is outside the label words"),
+    # empty pool, pool smaller than requested
+    "empty pool option": (TINY_CONFIG, lambda t: ["data.n_pool=0"], "data.n_pool=0 is invalid"),
+    "empty train file": (TINY_CONFIG, lambda t: _jsonl(t, b"\n"), "train.jsonl holds no records"),
+    "header-only sst2": (TINY_CONFIG, lambda t: _sst2(t, _replace("train.tsv", b"label\tsentence\n")),
+                         "holds no records"),
+    "pool too small": (TINY_SQUAD_CONFIG, lambda t: ["data.n_pool=5000"], "data.n_pool=5000 .* exceeds the"),
+    # records longer than the model's context, refused by option
+    "overlong refused": (TINY_SQUAD_CONFIG, lambda t: ["data.max_length=12", "data.overlong=refuse"],
+                         "more than the 4 that fit .*data.overlong=truncate"),
+    "overlong jsonl refused": (TINY_CONFIG, lambda t: [*_jsonl(t, b'{"prompt": "a b c d e", "answers": ["a"]}\n' * 4,
+                                                               "generation"), "data.max_length=3",
+                                                        "data.max_new_tokens=1", "data.overlong=refuse"],
+                               "jsonl pool: record 0 has 5 prompt tokens, more than the 2 that fit"),
+    # invalid UTF-8
+    "sst2 not utf-8": (TINY_CONFIG, lambda t: _sst2(t, _replace("train.tsv", b"label\tsentence\n1\tgo\xffod\n")),
+                       "not valid UTF-8"),
+    "squad not utf-8": (TINY_SQUAD_CONFIG, lambda t: _squad(t, _replace("validation_rest.json", b'{"data": "\xc3"}')),
+                        "validation_rest.json is not valid UTF-8"),
+    "jsonl not utf-8": (TINY_CONFIG, lambda t: _jsonl(t, b'{"text": "\xe9t\xe9", "label": 0}\n'),
+                        "not valid UTF-8"),
+    # the number of subsets, steps, learning rate, ε, clip, MI budget
+    "M odd": (TINY_CONFIG, lambda t: ["privacy.n_subsets=7"], "privacy.n_subsets=7 is invalid; expected an even"),
+    "M below 2": (TINY_CONFIG, lambda t: ["privacy.n_subsets=0"], "privacy.n_subsets=0 is invalid"),
+    "steps zero": (TINY_CONFIG, lambda t: ["train.steps=0"], "train.steps=0 is invalid; expected a positive"),
+    "lr negative": (TINY_CONFIG, lambda t: ["train.lr=-0.1"], "train.lr=-0.1 is invalid"),
+    "eps zero": (TINY_CONFIG, lambda t: ["zo.eps=0"], "zo.eps=0.0 is invalid"),
+    "clip negative": (TINY_CONFIG, lambda t: ["zo.clip=-1"], "zo.clip=-1.0 is invalid"),
+    "MI budget zero": (TINY_CONFIG, lambda t: ["privacy.mechanism=mi", "privacy.budget=0"],
+                       "privacy.budget=0.0 is invalid; expected a positive MI budget"),
+    "MI budget negative": (TINY_CONFIG, lambda t: ["privacy.mechanism=mi", "privacy.budget=-0.3"], "privacy.budget"),
+    # models
+    "model path missing": (TINY_CONFIG, lambda t: [f"model.name={t / 'no-model'}"], "model path not found"),
+    "model folder empty": (TINY_CONFIG, lambda t: [f"model.name={t}"], "cannot be loaded: the folder has no config"),
+    "lora target matches nothing": (TINY_CONFIG, lambda t: ["model.tuning=lora", "model.lora.target_modules=[nope]"],
+                                    r"model.lora.target_modules=\['nope'\] match no module"),
+}
+
+
+@pytest.mark.parametrize("config, setup, match", CASES.values(), ids=CASES.keys())
+def test_bad_input_exits_2_names_the_problem_and_writes_no_run(data_dir, tmp_path, capsys, config, setup, match):
+    case = tmp_path / "case"
+    case.mkdir()
+    runs = tmp_path / "runs"
+    # Good data unless the case brings its own (the last value of a key wins).
+    argv = ["train", "--config", str(config), f"data.data_dir={data_dir}", *setup(case), f"run.output_dir={runs}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("paczero: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(match, err), err
+    assert not runs.exists() or not any(runs.iterdir())
