@@ -41,6 +41,7 @@ from paczero.privacy.statement import statement_from_ledger
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
 from paczero.subsets import clip_estimates, membership_matrix
+from paczero.tensorboard_log import TensorBoardLog
 from paczero.zo import ZOEngine
 
 log = logging.getLogger("paczero")
@@ -148,6 +149,7 @@ class Trainer:
         self.progress = Progress(fingerprint=config.fingerprint())
         self._stop_signal: int | None = None
         self._released: dict[int, bytes] = {}
+        self._tensorboard: TensorBoardLog | None = None
 
     # ---------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -260,6 +262,8 @@ class Trainer:
         assert self.run_dir is not None
         append_jsonl(self.run_dir / DIAGNOSTICS_FILE, record)
         self.progress.diagnostics_lines += 1
+        if self._tensorboard is not None:
+            self._tensorboard.log(record)
 
     # ---------------------------------------------------------------- training
     def _step(self, step: int) -> dict[str, Any]:
@@ -314,6 +318,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         step_seconds: list[float] = []
+        if cfg.logging.tensorboard:  # public figures only; hides events a killed run left after the checkpoint
+            self._tensorboard = TensorBoardLog(run_dir, purge_step=p.step + 1)
         bar = tqdm(total=T, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
                    disable=None if cfg.run.progress else True)
         try:
@@ -340,6 +346,8 @@ class Trainer:
                     raise Interrupted(run_dir, p.step, self._stop_signal)
         finally:
             bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.flush()
             for s, h in handlers.items():
                 signal.signal(s, h)
         if self.mechanism.exhausted and p.step < T:
@@ -355,6 +363,9 @@ class Trainer:
         test = self.evaluate("test")
         log.info("test after training (best dev step %d): accuracy %.4f, loss %.4f", p.best["step"],
                  test["accuracy"], test["loss"])
+        if self._tensorboard is not None:
+            self._tensorboard.log({"step": p.step - 1, "test_loss": test["loss"], "test_accuracy": test["accuracy"]})
+            self._tensorboard.close()
         statement = statement_from_ledger(ledger.read(run_dir), mechanism=cfg.privacy.mechanism,
                                           budget=cfg.privacy.budget, n_subsets=cfg.privacy.n_subsets)
         metrics = {
