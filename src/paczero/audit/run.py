@@ -2,15 +2,16 @@
 
 Members and non-members:
 
-* a PAC run (it has ``membership.npy``): members = the records of the secret subset S* = S_J*, non-members =
-  the rest of the pool. J* is read from ``secret.json``: this is the one place outside training that reads the
+* a run that trains on a secret subset (PACZero ZPL/MI, the half-pool ablations): members = the records of
+  S* = S_J*, non-members = the rest of the pool. J* is read from ``secret.json``: this is the one place outside training that reads the
   secret, and everything it writes is an evaluation output labelled ``uses_secret`` (``audit/`` is written
   with mode 0600, since its scores reveal S*).
-* a run without candidate subsets (the DP and non-private baselines train on the whole pool): members = the
-  pool, non-members = the dev set (never trained on).
+* a run that trains on the whole pool (the DP and non-private baselines, the full-pool ablations): members =
+  the pool, non-members = the dev set (never trained on). Such runs may keep a secret key (noise, sampling);
+  the audit does not read it.
 
 Attacks: the loss and reference-calibrated attacks on the released (best-dev) model (:mod:`.attacks`), and for
-PAC runs the Bayes-optimal transcript attack (:mod:`.transcript`), whose success is set against the run's
+secret-subset runs the Bayes-optimal transcript attack (:mod:`.transcript`), whose success is set against the run's
 theoretical bound p*(I). Outputs: ``audit/summary.json``, ``audit/scores.csv`` (one row per record),
 ``audit/roc.png``, and the summary under ``"audit"`` in ``metrics.json``.
 """
@@ -41,7 +42,9 @@ from paczero.errors import PaczeroError
 from paczero.fileio import write_json, write_text
 
 AUDIT_DIR = "audit"
-PAC_MECHANISMS = ("zpl", "mi")
+SECRET_SUBSET_MECHANISMS = ("zpl", "mi", "raw_half", "quant_half")
+"""Mechanisms whose update uses the secret subset S* (PACZero and the half-pool ablations). Every other run
+(MeZO, DPZero, DP-AggZO, the full-pool ablations) trains on the whole pool, even if it keeps a secret key."""
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
 
@@ -125,13 +128,15 @@ def _scores_csv(columns: dict[str, np.ndarray]) -> str:
     return buf.getvalue()
 
 
-def _labels(run_dir: Path, cfg: Any, metrics: dict[str, Any]) -> tuple[np.ndarray | None, int | None]:
-    """The membership matrix and J* of a PAC run, or (None, None) for a run without candidate subsets."""
-    if not (run_dir / "membership.npy").is_file():
-        if cfg.privacy.mechanism in PAC_MECHANISMS:
-            raise PaczeroError(f"{run_dir} is a {cfg.privacy.mechanism} run without membership.npy; cannot tell "
-                               "the candidate subsets")
+def _secret_membership(run_dir: Path, cfg: Any,
+                       metrics: dict[str, Any]) -> tuple[np.ndarray | None, int | None]:
+    """The membership matrix and J* of a run that trained on S*, or (None, None) for one that trained on the
+    whole pool."""
+    if cfg.privacy.mechanism not in SECRET_SUBSET_MECHANISMS:
         return None, None
+    if not (run_dir / "membership.npy").is_file():
+        raise PaczeroError(f"{run_dir} is a {cfg.privacy.mechanism} run without membership.npy; cannot tell "
+                           "the candidate subsets")
     n_pool = metrics.get("data", {}).get("n_pool", cfg.data.n_pool)
     return _secret_subset(run_dir, n_pool, cfg.privacy.n_subsets)
 
@@ -172,7 +177,7 @@ def audit_run(run_dir: str | Path, *, checkpoint: str = "best", overrides: Seque
     if not metrics_path.is_file():
         raise PaczeroError(f"{run_dir} has not finished (no {METRICS_FILE}): there is no released model to audit")
     metrics = json.loads(metrics_path.read_text())
-    membership, j_star = _labels(run_dir, cfg, metrics)
+    membership, j_star = _secret_membership(run_dir, cfg, metrics)
     pac = membership is not None
     base, final = _losses(run_dir, cfg, checkpoint=checkpoint, splits=["pool"] if pac else ["pool", "dev"],
                           progress=progress)
@@ -196,8 +201,8 @@ def audit_run(run_dir: str | Path, *, checkpoint: str = "best", overrides: Seque
         if posterior is not None:
             scores["transcript"] = posterior
     else:
-        attacks["transcript"] = {"applicable": False, "reason": "no candidate subsets: the run trained on the "
-                                 "whole pool (members = pool, non-members = dev set)"}
+        attacks["transcript"] = {"applicable": False, "reason": "no secret subset: the run trained on the whole "
+                                 "pool (members = pool, non-members = dev set)"}
     summary = {"run": str(run_dir), "checkpoint": checkpoint, **_describe(pac), "n_members": int(labels.sum()),
                "n_nonmembers": int(labels.size - labels.sum()), "mia_posterior_bound": bound, "attacks": attacks}
     columns = {"record": np.r_[np.arange(n_pool), np.arange(split.size - n_pool)], "split": split,
