@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("audit", help="membership-inference audit of a finished run (reads its secret)")
-    p.add_argument("run", help="run directory (needs secret.json for PAC runs)")
+    p.add_argument("run", help="run directory (runs on a secret subset need their secret.json)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="model to attack (default: "
                    "best, the released one)")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: the run's, $PACZERO_DATA_DIR)")
