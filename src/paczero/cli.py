@@ -1,4 +1,5 @@
-"""The ``paczero`` command: ``train`` (and ``--resume``), ``eval``, ``replay``, ``privacy`` and ``compare``.
+"""The ``paczero`` command: ``train`` (and ``--resume``), ``eval``, ``replay``, ``audit``, ``report``,
+``privacy`` and ``compare``.
 
 A problem the user can fix (bad config, missing data, a model that cannot be loaded, an impossible
 budget) is printed as one line without a traceback and exits with code 2.
@@ -123,6 +124,43 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------ audit / report
+def _interval(values: list[float]) -> str:
+    return f"[{values[0]:.3f}, {values[1]:.3f}]"
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from paczero.audit import audit_run
+
+    summary = audit_run(Path(args.run), checkpoint=args.checkpoint, overrides=args.overrides)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    print(f"audit of {args.run} ({args.checkpoint} checkpoint): members = {summary['members']}")
+    print(f"{summary['n_members']} members, {summary['n_nonmembers']} non-members"
+          + ("; uses the secret: evaluation output, do not publish" if summary["uses_secret"] else ""))
+    for name, a in summary["attacks"].items():
+        if not a.get("applicable", True):
+            print(f"{name} attack: not applicable ({a['reason']})")
+            continue
+        print(f"{name} attack: AUC {a['auc']:.3f} {_interval(a['auc_interval'])}, "
+              f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f}, at 0.1% FPR {a['tpr_at_0.1pct_fpr']:.3f}, "
+              f"balanced accuracy {a['balanced_accuracy']:.3f} {_interval(a['balanced_accuracy_interval'])}")
+        if "bayes_success" in a:
+            print(f"  Bayes-optimal success {a['bayes_success']:.3f} {_interval(a['bayes_success_interval'])} "
+                  f"vs theoretical bound {a['theoretical_bound']:.4f}")
+    print(f"written: {Path(args.run) / 'audit'} (summary.json, scores.csv, roc.png) and metrics.json[\"audit\"]")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from paczero.report import write_report
+
+    written = write_report(args.runs, Path(args.out))
+    print(f"wrote {', '.join(p.name for p in written.values())} to {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------ privacy
 def _cmd_privacy(args: argparse.Namespace) -> int:
     from paczero.privacy import (channel_mi, dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon,
@@ -207,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="new folder for the rebuilt weights")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("audit", help="membership-inference audit of a finished run (reads its secret)")
+    p.add_argument("run", help="run directory (runs on a secret subset need their secret.json)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="model to attack (default: "
+                   "best, the released one)")
+    p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: the run's, $PACZERO_DATA_DIR)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_cmd_audit, overrides=[])
+
+    p = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", required=True, help="folder for the PNGs and report.md")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
     p.add_argument("run", nargs="?", help="run directory: its statement computed from the ledger")

@@ -12,6 +12,7 @@ type is an error naming the key. :func:`validate` then checks ranges and choices
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -169,6 +170,12 @@ class TrainConfig:
     """Minibatch size of ``mezo`` (the PAC mechanisms use the whole pool, the DP baselines Poisson batches)."""
 
 
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = False
+    """Also write the public per-step figures to ``runs/<id>/tensorboard/`` (needs ``paczero[tensorboard]``)."""
+
+
 COSMETIC_RUN_KEYS = ("name", "output_dir", "progress")
 """``run.*`` keys that do not change what a run computes (ignored when comparing configs)."""
 
@@ -181,6 +188,7 @@ class Config:
     zo: ZOConfig = field(default_factory=ZOConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -317,6 +325,9 @@ def validate(cfg: Config) -> Config:
     if cfg.model.dtype != "float32" and cfg.model.tuning == "full":
         log.warning("model.dtype=%s with full fine-tuning: updates of size lr·|z| below the weights' rounding "
                     "step are lost; float32 is recommended", cfg.model.dtype)
+    if cfg.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise PaczeroError("config: logging.tensorboard=true needs the tensorboard package; "
+                           "pip install 'paczero[tensorboard]' or set logging.tensorboard=false")
     _require(cfg.model.threads is None or cfg.model.threads > 0, "model.threads", cfg.model.threads,
              "expected a positive number or null")
     return cfg

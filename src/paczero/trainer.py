@@ -42,6 +42,7 @@ from paczero.privacy.statement import run_statement
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
 from paczero.subsets import membership_matrix
+from paczero.tensorboard_log import TensorBoardLog
 from paczero.zo import ZOEngine
 
 log = logging.getLogger("paczero")
@@ -153,6 +154,7 @@ class Trainer:
         self._stop_signal: int | None = None
         self._released: dict[int, bytes] = {}
         self._exhausted = False
+        self._tensorboard: TensorBoardLog | None = None
 
     # ---------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -283,6 +285,8 @@ class Trainer:
         assert self.run_dir is not None
         append_jsonl(self.run_dir / DIAGNOSTICS_FILE, record)
         self.progress.diagnostics_lines += 1
+        if self._tensorboard is not None:
+            self._tensorboard.log(record)
 
     # ---------------------------------------------------------------- training
     def _my_records(self, enc) -> np.ndarray:
@@ -394,6 +398,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         step_seconds: list[float] = []
+        if cfg.logging.tensorboard and dist.main:  # public figures only; hides events a killed run left after the checkpoint
+            self._tensorboard = TensorBoardLog(run_dir, purge_step=p.step + 1)
         bar = tqdm(total=T, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
                    disable=None if cfg.run.progress and dist.main else True)
         try:
@@ -417,6 +423,8 @@ class Trainer:
                     raise Interrupted(run_dir, p.step, self._stop_signal)
         finally:
             bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.flush()
             for s, h in handlers.items():
                 signal.signal(s, h)
         if not dist.main:
@@ -449,6 +457,9 @@ class Trainer:
         load_weights(self.loaded, run_dir / "checkpoints" / "best", lora=cfg.model.tuning == "lora")
         test = self.evaluate("test")
         log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
+        if self._tensorboard is not None:
+            self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in test.items()}})
+            self._tensorboard.close()
         statement = run_statement(ledger.read(run_dir), cfg)
         public_pool = self.mechanism.pool_is_public
         metrics = {

@@ -1,0 +1,228 @@
+"""Figures and a Markdown summary of finished (or running) runs: ``paczero report RUN [RUN ...] --out DIR``.
+
+Everything shown is public: the diagnostics (pool and dev loss, dev accuracy, unanimity, cumulative MI)
+and ``metrics.json`` (test accuracy, the privacy statement). An audit's results (``metrics.json["audit"]``)
+depend on the secret subset and are deliberately left out, so a report can be published with the model.
+:func:`roc_figure` draws the audit's own ROC figure.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display needed; PNGs are
+rendered by the Agg canvas), and returned so that callers and tests can inspect their axes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from paczero.errors import PaczeroError
+from paczero.fileio import atomic_write, read_jsonl, write_text
+
+FIGSIZE = (6.4, 4.2)
+MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What the report reads from one run directory."""
+
+    path: Path
+    mechanism: str
+    metrics: dict[str, Any] | None
+    """``metrics.json``; None while the run has not finished."""
+    diagnostics: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps completed, values) of a diagnostics key; empty arrays if the run does not record it."""
+        rows = [(d["step"] + 1, d[key]) for d in self.diagnostics if d.get(key) is not None]
+        steps, values = zip(*rows) if rows else ((), ())
+        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
+
+
+def load_run(path: str | Path) -> RunData:
+    """Read a run directory's ``metrics.json`` (if finished), ``diagnostics.jsonl`` and mechanism."""
+    path = Path(path)
+    metrics_path, diagnostics_path = path / "metrics.json", path / "diagnostics.jsonl"
+    if not metrics_path.is_file() and not diagnostics_path.is_file():
+        raise PaczeroError(f"{path} is not a run directory (no metrics.json or diagnostics.jsonl)")
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    diagnostics = read_jsonl(diagnostics_path) if diagnostics_path.is_file() else []
+    mechanism = (metrics or {}).get("privacy", {}).get("mechanism") or _config_mechanism(path)
+    return RunData(path=path, mechanism=mechanism, metrics=metrics, diagnostics=diagnostics)
+
+
+def _config_mechanism(path: Path) -> str:
+    from omegaconf import OmegaConf
+
+    config = path / "config.yaml"
+    return str(OmegaConf.load(config).privacy.mechanism) if config.is_file() else "unknown"
+
+
+def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
+def accuracy_figure(runs: Sequence[RunData]) -> Figure:
+    """Dev accuracy against steps (one line per run); test accuracy before training (step 0) and of the best
+    dev checkpoint (at its step) as stars of the run's colour."""
+    fig, ax = _axes("Dev accuracy (lines) and test accuracy (stars)", "step", "accuracy")
+    for run in runs:
+        steps, acc = run.series("dev_accuracy")
+        (line,) = ax.plot(steps, acc, marker=".", label=run.name)
+        m = run.metrics or {}
+        tests = [(0, (m.get("zero_shot_test") or {}).get("accuracy"))]
+        if m.get("test") and m.get("best_dev"):
+            tests.append((m["best_dev"]["step"], m["test"]["accuracy"]))
+        tests = [(s, a) for s, a in tests if a is not None]
+        if tests:
+            ax.plot(*zip(*tests), linestyle="none", marker="*", markersize=10, color=line.get_color())
+    _legend(ax)
+    return fig
+
+
+def loss_figure(runs: Sequence[RunData]) -> Figure:
+    """Mean pool loss at the perturbed points per step (thin) and dev loss at each evaluation (markers)."""
+    fig, ax = _axes("Pool loss (thin) and dev loss (markers)", "step", "loss")
+    for run in runs:
+        steps, pool = run.series("pool_loss")
+        (line,) = ax.plot(steps, pool, linewidth=0.8, label=run.name)
+        ax.plot(*run.series("dev_loss"), marker="o", color=line.get_color())
+    _legend(ax)
+    return fig
+
+
+def mi_figure(runs: Sequence[RunData]) -> Figure:
+    """Cumulative mutual information charged (nats) against steps."""
+    fig, ax = _axes("Cumulative MI spent", "step", "cumulative MI (nats)")
+    for run in runs:
+        steps, mi = run.series("cum_mi")
+        if steps.size:
+            ax.plot(steps, mi, label=run.name)
+    _legend(ax)
+    return fig
+
+
+def unanimity_figure(runs: Sequence[RunData]) -> Figure:
+    """Running fraction of free releases (all subsets agree, or the posterior's support does) against steps."""
+    fig, ax = _axes("Unanimity (free-release) rate", "step", "unanimity rate (running mean)")
+    for run in runs:
+        steps, unanimous = run.series("unanimous")
+        if steps.size:
+            ax.plot(steps, np.cumsum(unanimous) / np.arange(1, steps.size + 1), label=run.name)
+    ax.set_ylim(-0.02, 1.02)
+    _legend(ax)
+    return fig
+
+
+def tradeoff_figure(runs: Sequence[RunData]) -> Figure:
+    """Test accuracy against the membership-inference posterior bound, one marker per mechanism (the
+    "DP cliff": at matched bound, PACZero ZPL/MI vs DPZero/DP-AggZO vs non-private MeZO at 1)."""
+    fig, ax = _axes("Test accuracy vs MIA posterior bound", "MIA posterior bound", "test accuracy")
+    colours: dict[str, str] = {}
+    zero_shot = []
+    for run in runs:
+        m = run.metrics or {}
+        bound = m.get("privacy", {}).get("mia_posterior_bound")
+        if bound is None or not m.get("test"):
+            continue
+        label = None if run.mechanism in colours else run.mechanism  # one legend entry per mechanism
+        colour = colours.setdefault(run.mechanism, f"C{len(colours)}")
+        ax.scatter([bound], [m["test"]["accuracy"]], marker=MARKERS.get(run.mechanism, "D"), label=label,
+                   color=colour)
+        ax.annotate(run.name, (bound, m["test"]["accuracy"]), fontsize="x-small", xytext=(3, 3),
+                    textcoords="offset points")
+        if (m.get("zero_shot_test") or {}).get("accuracy") is not None:
+            zero_shot.append(m["zero_shot_test"]["accuracy"])
+    if zero_shot:
+        ax.axhline(float(np.mean(zero_shot)), linestyle="--", color="grey", label="zero-shot (mean)")
+    ax.set_xlim(0.48, 1.02)
+    _legend(ax)
+    return fig
+
+
+def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], *, title: str) -> Figure:
+    """ROC curves ``{attack: (fpr, tpr, auc)}`` on linear and log–log axes (low FPR is where attacks matter)."""
+    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
+    linear, log = fig.subplots(1, 2)
+    for ax, scale in ((linear, "linear"), (log, "log")):
+        for name, (fpr, tpr, auc) in curves.items():
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+        grid = np.logspace(-4, 0, 50) if scale == "log" else np.linspace(0, 1, 2)
+        ax.plot(grid, grid, linestyle="--", color="grey", label="chance")
+        ax.set(xscale=scale, yscale=scale, xlabel="false positive rate", ylabel="true positive rate",
+               title=f"{title} ({scale})")
+        if scale == "log":
+            ax.set(xlim=(1e-4, 1), ylim=(1e-4, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def save_png(fig: Figure, path: Path, *, mode: int = 0o644) -> None:
+    """Render ``fig`` to ``path`` atomically."""
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120), mode=mode)
+
+
+FIGURES = {"accuracy": accuracy_figure, "loss": loss_figure, "mi": mi_figure, "unanimity": unanimity_figure,
+           "tradeoff": tradeoff_figure}
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
+    """A Markdown table of every run's public results, and links to the figure PNGs."""
+    header = ["run", "mechanism", "steps", "zero-shot test acc", "test acc", "best dev acc (step)", "unanimity",
+              "MI (nats)", "MIA posterior bound", "DP ε equiv."]
+    lines = ["# paczero report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        m = run.metrics or {}
+        privacy, best = m.get("privacy", {}), m.get("best_dev") or {}
+        row = [run.name, run.mechanism, _fmt(m.get("steps_run"), "d"),
+               _fmt((m.get("zero_shot_test") or {}).get("accuracy")), _fmt((m.get("test") or {}).get("accuracy")),
+               f"{_fmt(best.get('accuracy'))} ({_fmt(best.get('step'), 'd')})", _fmt(m.get("unanimity_rate"), ".3f"),
+               _fmt(privacy.get("mi_nats"), ".4g"), _fmt(privacy.get("mia_posterior_bound")),
+               _fmt(privacy.get("dp_epsilon_equivalent"), ".3g")]
+        lines.append("| " + " | ".join(row) + " |")
+    unfinished = [r.name for r in runs if r.metrics is None]
+    lines += ["", ("Test accuracy is that of the best-dev checkpoint. The MIA posterior bound is computed from the "
+                   "ledger (1.0 for non-private runs).")]
+    if unfinished:
+        lines += ["", f"Not finished (no metrics.json): {', '.join(unfinished)}."]
+    lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, progress: bool = True) -> dict[str, Path]:
+    """Write one PNG per figure and ``report.md`` into ``out``; returns ``{name: path}``."""
+    out = Path(out)
+    runs = [load_run(p) for p in tqdm(run_dirs, desc="report: reading runs", unit="run",
+                                       disable=None if progress else True)]
+    written: dict[str, Path] = {}
+    for name, build in tqdm(FIGURES.items(), desc="report: figures", unit="figure",
+                            disable=None if progress else True):
+        save_png(build(runs), out / f"{name}.png")
+        written[name] = out / f"{name}.png"
+    write_text(out / "report.md", markdown_summary(runs, FIGURES))
+    written["report"] = out / "report.md"
+    return written
