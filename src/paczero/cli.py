@@ -48,17 +48,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         (run / SECRET_FILE).unlink(missing_ok=True)
         print(f"deleted {run / SECRET_FILE}; the run can no longer be resumed or audited with the secret")
         return 0
+    from paczero import distributed
+
     if args.resume is not None:
         if args.config:
             given = load_config(args.config, args.overrides)
         else:
             given = load_run_config(args.resume, args.overrides) if args.overrides else None
-        trainer = Trainer.resume(Path(args.resume), config=given)
-        metrics = trainer.train()
+        cfg = given or load_run_config(args.resume)
     else:
         cfg = load_config(args.config, args.overrides)
-        trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None)
-        metrics = trainer.run()
+    # Under torchrun (WORLD_SIZE > 1) join the process group; alone this is a no-op.
+    dist = distributed.from_environment(device=cfg.model.device, timeout_s=cfg.run.dist_timeout_s)
+    try:
+        if args.resume is not None:
+            trainer = Trainer.resume(Path(args.resume), config=given, dist=dist)
+            metrics = trainer.train()
+        else:
+            trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None, dist=dist)
+            metrics = trainer.run()
+    finally:
+        distributed.shutdown()
+    if not dist.main:
+        return 0
     zero, metric = metrics["zero_shot_test"], trainer.objective.metric
     print(f"run directory: {trainer.run_dir}")
     if zero is not None:

@@ -36,6 +36,8 @@ class RunConfig:
     output_dir: str = "runs"
     progress: bool = True
     """Show a progress bar (only when stderr is a terminal)."""
+    dist_timeout_s: float = 1800.0
+    """Under ``torchrun``: how long a process waits for the others (a dead peer) before failing."""
 
 
 @dataclass
@@ -102,6 +104,10 @@ class ModelConfig:
     """``float32``, ``bfloat16`` or ``float16`` (fp16 perturbations do not round-trip: avoid)."""
     device: str = "auto"
     """``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``..."""
+    device_map: Optional[str] = None
+    """For models too large for one device: an accelerate ``device_map`` (``auto``, ``balanced``,
+    ``sequential``, or one device such as ``cuda:0``) passed to ``from_pretrained``; ``model.device`` is then
+    ignored. Not for ``tiny``."""
     tuning: str = "full"
     """``full`` (every parameter) or ``lora`` (peft adapters only)."""
     lora: LoraOptions = field(default_factory=LoraOptions)
@@ -176,7 +182,7 @@ class LoggingConfig:
     """Also write the public per-step figures to ``runs/<id>/tensorboard/`` (needs ``paczero[tensorboard]``)."""
 
 
-COSMETIC_RUN_KEYS = ("name", "output_dir", "progress")
+COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")
 """``run.*`` keys that do not change what a run computes (ignored when comparing configs)."""
 
 
@@ -328,6 +334,8 @@ def validate(cfg: Config) -> Config:
     if cfg.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise PaczeroError("config: logging.tensorboard=true needs the tensorboard package; "
                            "pip install 'paczero[tensorboard]' or set logging.tensorboard=false")
+    _require(cfg.model.device_map is None or cfg.model.name != "tiny", "model.device_map", cfg.model.device_map,
+             "expected null for model.name=tiny (it is built in place, not loaded)")
     _require(cfg.model.threads is None or cfg.model.threads > 0, "model.threads", cfg.model.threads,
              "expected a positive number or null")
     return cfg

@@ -120,9 +120,10 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
             raise PaczeroError(f"model {source!r} cannot be loaded: the folder has no config.json (for GGUF "
                                "weights set model.gguf_file)")
     kwargs = {"gguf_file": gguf} if gguf else {}
+    placement = {"device_map": cfg.device_map} if cfg.device_map else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs, **placement)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PaczeroError(f"model {cfg.name!r} cannot be loaded: {first}") from None
@@ -157,7 +158,11 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
         model, tokenizer = _load_pretrained(cfg, dtype)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)  # before LoRA: peft then creates adapters on the right device (Opacus #820)
+    if cfg.device_map:
+        # accelerate placed the layers (possibly over several devices); inputs go where the embeddings are.
+        device = model.get_input_embeddings().weight.device
+    else:
+        model.to(device)  # before LoRA: peft then creates adapters on the right device (Opacus #820)
     for p in model.parameters():
         p.requires_grad_(cfg.tuning == "full")
     if cfg.tuning == "lora":
