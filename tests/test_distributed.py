@@ -75,7 +75,7 @@ def _rank_pid(parent: int, rank: int) -> int | None:
             stat = Path(f"/proc/{pid}/stat").read_text().split()
         except OSError:
             continue
-        if int(stat[3]) == parent and f"RANK={rank}".encode() in environ and b"LOCAL_RANK=" + str(rank).encode() in environ:
+        if int(stat[3]) == parent and f"RANK={rank}".encode() in environ:
             return int(pid)
     return None
 

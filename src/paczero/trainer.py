@@ -398,7 +398,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         step_seconds: list[float] = []
-        if cfg.logging.tensorboard and dist.main:  # public figures only; hides events a killed run left after the checkpoint
+        # Public figures only; purge_step hides the events a killed run wrote after its checkpoint.
+        if cfg.logging.tensorboard and dist.main:
             self._tensorboard = TensorBoardLog(run_dir, purge_step=p.step + 1)
         bar = tqdm(total=T, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
                    disable=None if cfg.run.progress and dist.main else True)
