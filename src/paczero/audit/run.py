@@ -2,10 +2,10 @@
 
 Members and non-members:
 
-* a run that trains on a secret subset (PACZero ZPL/MI, the half-pool ablations): members = the records of
-  S* = S_J*, non-members = the rest of the pool. J* is read from ``secret.json``: this is the one place
-  outside training that reads the secret, and everything it writes is an evaluation output labelled ``uses_secret`` (``audit/`` is written
-  with mode 0600, since its scores reveal S*).
+* a run that trains on a secret subset (PACZero ZPL/MI, the half-pool ablations): members = the records
+  of S* = S_J*, non-members = the rest of the pool. J* is read from ``secret.json``: this is the one
+  place outside training that reads the secret, and everything it writes is an evaluation output
+  labelled ``uses_secret`` (``audit/`` is written with mode 0600, since its scores reveal S*).
 * a run that trains on the whole pool (the DP and non-private baselines, the full-pool ablations): members =
   the pool, non-members = the dev set (never trained on). Such runs may keep a secret key (noise, sampling);
   the audit does not read it.
