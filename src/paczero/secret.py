@@ -26,6 +26,7 @@ SECRET_FILE = "secret.json"
 
 @dataclass(frozen=True, repr=False)
 class SecretState:
+    """J*, the index of the secret subset, and the 256-bit key of the private noise stream."""
     key: bytes
     j_star: int
 

@@ -85,6 +85,7 @@ Task = Union[ClassificationTask, GenerationTask]
 
 @dataclass(frozen=True)
 class Split:
+    """The records of a run: the private pool, the public dev set and the test set."""
     pool: list
     dev: list
     test: list
