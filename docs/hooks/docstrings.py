@@ -44,7 +44,8 @@ def _missing(obj: griffe.Object) -> list[str]:
 
 
 def _modules(obj: griffe.Module) -> list[str]:
-    return [obj.path] + [m for sub in obj.modules.values() if not sub.is_alias and sub.path not in SKIPPED_MODULES for m in _modules(sub)]
+    subs = [sub for sub in obj.modules.values() if not sub.is_alias and sub.path not in SKIPPED_MODULES]
+    return [obj.path] + [m for sub in subs for m in _modules(sub)]
 
 
 def on_pre_build(config) -> None:
