@@ -232,6 +232,7 @@ def run_statement(run: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    """The ``paczero`` argument parser: one sub-command per job (documented in docs/commands.md)."""
     parser = argparse.ArgumentParser(prog="paczero", description="PAC-private zeroth-order fine-tuning (PACZero).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for an error the user can fix)."""
     args = build_parser().parse_args(argv)
     if getattr(args, "data_dir", None):
         args.overrides = [*args.overrides, f"data.data_dir={args.data_dir}"]

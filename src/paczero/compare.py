@@ -33,6 +33,7 @@ COLUMNS = ("mechanism", "dp_epsilon", "mi_nats", "mia_posterior_bound", "test_ac
 
 @dataclass
 class MechanismOverrides:
+    """Dotted run-config overrides per mechanism; ``common`` applies to every run."""
     common: List[str] = field(default_factory=list)
     mezo: List[str] = field(default_factory=list)
     zpl: List[str] = field(default_factory=list)
@@ -43,6 +44,7 @@ class MechanismOverrides:
 
 @dataclass
 class CompareConfig:
+    """What ``paczero compare`` runs: a base config, the ε list, the mechanisms and their overrides."""
     base: str = "configs/sst2-smollm2-zpl.yaml"
     """Run config every mechanism starts from (path relative to the working directory)."""
     epsilons: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 6.0])
@@ -56,6 +58,7 @@ class CompareConfig:
 
 def load_compare_config(path: str | Path | None, *, epsilons: list[float] | None = None,
                         mechanisms: list[str] | None = None, out: str | None = None) -> CompareConfig:
+    """Read a compare YAML over the defaults; ``epsilons``, ``mechanisms`` and ``out`` replace its values."""
     layers = [OmegaConf.structured(CompareConfig)]
     if path is not None:
         if not Path(path).is_file():

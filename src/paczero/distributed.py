@@ -89,6 +89,7 @@ class Dist:
 
     @_collective("barrier")
     def barrier(self) -> None:
+        """Wait for every process (a no-op in a single process)."""
         if self.active:
             torch.distributed.barrier()
 
@@ -114,6 +115,7 @@ def from_environment(*, device: str, timeout_s: float) -> Dist:
 
 
 def shutdown() -> None:
+    """Leave the process group if this process joined one."""
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

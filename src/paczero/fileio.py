@@ -64,6 +64,7 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 

@@ -33,8 +33,10 @@ def step_record(*, step: int, lr: float, releases: Sequence[tuple[int, Release]]
 
 
 def append(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one step's record to the run's ledger (one JSON line)."""
     append_jsonl(run_dir / LEDGER_FILE, record)
 
 
 def read(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the run's ledger, in step order."""
     return read_jsonl(run_dir / LEDGER_FILE)

@@ -26,6 +26,7 @@ _SPECIAL_TOKENS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]"]
 
 @dataclass
 class LoadedModel:
+    """A loaded model, its tokenizer, device and the trainable tensors that the ZO engine perturbs."""
     model: torch.nn.Module
     tokenizer: "transformers.PreTrainedTokenizerBase"  # noqa: F821
     trainable: list[tuple[str, torch.nn.Parameter]]
@@ -44,6 +45,7 @@ def context_length(model: torch.nn.Module) -> int | None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``model.device`` (``auto``: CUDA if present, else CPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -88,6 +90,7 @@ def build_tiny_tokenizer(texts: Iterable[str]):
 
 
 def build_tiny_model(cfg: ModelConfig, tokenizer, *, seed: int) -> torch.nn.Module:
+    """A random-initialised tiny Llama of ``model.tiny``'s shape over ``tokenizer``'s vocabulary, from ``seed``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     t = cfg.tiny

@@ -91,11 +91,14 @@ class Objective(Protocol):
     metric: str
     """The headline metric of :meth:`evaluate` (``accuracy``, ``f1``)."""
 
-    def encode(self, examples: Sequence, *, where: str = "records") -> Union[Encoded, EncodedGeneration]: ...
+    def encode(self, examples: Sequence, *, where: str = "records") -> Union[Encoded, EncodedGeneration]:
+        """Tokenise ``examples`` once (``where`` names them in error messages)."""
 
-    def losses(self, forward: Forward, enc) -> torch.Tensor: ...
+    def losses(self, forward: Forward, enc) -> torch.Tensor:
+        """Per-record losses of the encoded records under ``forward`` (the model, possibly perturbed)."""
 
-    def evaluate(self, forward: Forward, enc) -> dict[str, float]: ...
+    def evaluate(self, forward: Forward, enc) -> dict[str, float]:
+        """Mean loss and the task's metrics over the encoded records."""
 
 
 class _Batched:
@@ -167,6 +170,7 @@ class ClassificationObjective(_Batched):
                          context_length=context_length, overlong=overlong)
 
     def encode(self, examples: Sequence[Example], *, where: str = "records") -> Encoded:
+        """Tokenise the prompts of ``examples`` (fitted to the length limit) with their labels, in length order."""
         prompts, truncated = [], 0
         for i, ex in enumerate(examples):
             ids, cut = self._fit(self.tokenizer(self.task.render(ex)).input_ids, where=where, index=i)
@@ -209,6 +213,7 @@ class ClassificationObjective(_Batched):
         return torch.logsumexp(scores, dim=1) - gold
 
     def losses(self, forward: Forward, enc: Encoded) -> torch.Tensor:
+        """Per-record cross-entropy of the gold label word over the label words' scores."""
         return self.losses_from_scores(self.scores(forward, enc), enc.labels)
 
     def evaluate(self, forward: Forward, enc: Encoded) -> dict[str, float]:
@@ -239,6 +244,7 @@ class GenerationObjective(_Batched):
             self.stop_ids.append(tokenizer.eos_token_id)
 
     def encode(self, examples: Sequence[GenerationExample], *, where: str = "records") -> EncodedGeneration:
+        """Tokenise the prompts (fitted to leave room for the answer) and the LM objective's targets."""
         prompts, targets, truncated = [], [], 0
         for i, ex in enumerate(examples):
             ids, cut = self._fit(self.tokenizer(self.task.render(ex)).input_ids, where=where, index=i)
@@ -298,6 +304,7 @@ class GenerationObjective(_Batched):
         return f1, em
 
     def losses(self, forward: Forward, enc: EncodedGeneration) -> torch.Tensor:
+        """Per-record −F1 of the greedy answer (``data.objective=f1``) or teacher-forced LM loss (``lm``)."""
         if self.objective == "lm":
             return self.lm_losses(forward, enc)
         f1, _ = self.scores(self.generate(forward, enc), enc.answers)

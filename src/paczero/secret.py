@@ -26,6 +26,7 @@ SECRET_FILE = "secret.json"
 
 @dataclass(frozen=True, repr=False)
 class SecretState:
+    """J*, the index of the secret subset, and the 256-bit key of the private noise stream."""
     key: bytes
     j_star: int
 
@@ -53,10 +54,12 @@ class SecretState:
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest, "big"))))
 
     def save(self, path: Path) -> None:
+        """Write the state to ``path`` with mode 0600."""
         write_text(path, json.dumps({"key": self.key.hex(), "j_star": self.j_star}), mode=0o600)
 
     @classmethod
     def load(cls, path: Path) -> "SecretState":
+        """Read a state written by :meth:`save`."""
         if not path.is_file():
             raise PaczeroError(f"secret state {path} not found (was it deleted with --forget-secret?)")
         d = json.loads(path.read_text())

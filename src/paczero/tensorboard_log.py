@@ -40,7 +40,9 @@ class TensorBoardLog:
                 self._writer.add_scalar(TAGS.get(key, f"diagnostics/{key}"), value, global_step=record["step"] + 1)
 
     def flush(self) -> None:
+        """Write pending events to disk."""
         self._writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self._writer.close()

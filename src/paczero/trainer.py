@@ -60,6 +60,7 @@ def learning_rate(*, step: int, steps: int, lr: float, lr_end: float, schedule: 
 
 
 def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that determine a run's numbers (stored in metrics.json)."""
     import peft
     import transformers
 
@@ -489,6 +490,7 @@ class Trainer:
         return metrics
 
     def run(self) -> dict[str, Any]:
+        """:meth:`setup` then :meth:`train`: a whole run; returns the metrics."""
         self.setup()
         return self.train()
 

@@ -79,6 +79,7 @@ def proportion_interval(successes: float, n: int, *, confidence: float = 0.95) -
 
 @dataclass(frozen=True)
 class BalancedAccuracy:
+    """Balanced accuracy of a member/non-member decision with its Clopper–Pearson interval."""
     value: float
     """(TPR + TNR)/2 of the decisions."""
     interval: tuple[float, float]

@@ -99,6 +99,7 @@ def membership_posterior(log_posterior: np.ndarray, membership: np.ndarray) -> n
 
 @dataclass(frozen=True)
 class BayesSuccess:
+    """Success rate of the transcript attacker's decision, with its interval."""
     success: float
     """Fraction of records whose membership the Bayes decision (posterior > 1/2) gets right; ties count ½."""
     successes: float

@@ -46,6 +46,7 @@ class ClassificationTask:
     kind = "classification"
 
     def render(self, example: Example) -> str:
+        """The prompt of ``example``: ``data.prompt`` with ``{sentence}`` replaced by its text."""
         return self.prompt.replace("{sentence}", example.text)
 
     def texts(self, examples: Sequence[Example]) -> list[str]:
@@ -53,6 +54,7 @@ class ClassificationTask:
         return [self.render(e) for e in examples] + list(self.label_words)
 
     def check_labels(self, examples: Sequence[Example], *, where: str) -> None:
+        """Refuse a record whose label is not the index of a label word."""
         n = len(self.label_words)
         for i, ex in enumerate(examples):
             if not 0 <= ex.label < n:
@@ -68,6 +70,7 @@ class GenerationTask:
 
     @staticmethod
     def render(example: GenerationExample) -> str:
+        """The prompt of ``example``, used as is."""
         return example.prompt
 
     @staticmethod
@@ -85,6 +88,7 @@ Task = Union[ClassificationTask, GenerationTask]
 
 @dataclass(frozen=True)
 class Split:
+    """The records of a run: the private pool, the public dev set and the test set."""
     pool: list
     dev: list
     test: list

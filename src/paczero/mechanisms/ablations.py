@@ -31,6 +31,7 @@ def _sign(x: float) -> float:
 
 
 class Ablation(Mechanism):
+    """One decomposition ablation (``variant``, one of :data:`ABLATIONS`); see the module's table."""
     def __init__(self, variant: str, *, membership: np.ndarray, secret: SecretState, seed: int,
                  clip: float = math.inf):
         if variant not in ABLATIONS:

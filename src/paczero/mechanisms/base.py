@@ -32,6 +32,7 @@ class Release:
 
 
 class Mechanism(ABC):
+    """A release mechanism: per-record estimates and public state in, the released value(s) out."""
     name: str
     spent: float = 0.0
     """Mutual information charged so far, in nats (0 for mechanisms that charge none)."""

@@ -17,6 +17,7 @@ from paczero.rng import public_generator
 
 
 class MeZO(Mechanism):
+    """MeZO (paczero-notes §9.1): the mean two-point estimate of a public minibatch; no privacy."""
     name = "mezo"
 
     def __init__(self, *, seed: int, batch_size: int):

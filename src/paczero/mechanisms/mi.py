@@ -43,6 +43,7 @@ def step_budget(*, budget: float, spent: float, step: int, steps: int, schedule:
 
 
 class PacMI(Mechanism):
+    """PACZero-MI (paczero-notes §3.7): free releases on agreement, else s_J* + N(0, σ²) within the budget."""
     name = "mi"
 
     def __init__(self, membership: np.ndarray, secret: SecretState, *, budget: float, steps: int,

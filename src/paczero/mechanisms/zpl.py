@@ -25,6 +25,7 @@ def public_coin(seed: int, step: int, k: int) -> int:
 
 
 class ZPL(Mechanism):
+    """PACZero-ZPL (paczero-notes §3.7): the common sign if all M subsets agree, else a public coin; I = 0."""
     name = "zpl"
 
     def __init__(self, membership: np.ndarray, *, seed: int, clip: float = math.inf):
