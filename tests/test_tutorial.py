@@ -25,14 +25,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def _execute(nb, env: dict[str, str], *, timeout: int) -> None:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}})
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    client.execute(env=env)  # the kernel's environment
 
 
 def test_the_committed_notebook_has_no_outputs():
