@@ -105,7 +105,7 @@ class ModelConfig:
     gguf_file: Optional[str] = None
     """GGUF file inside ``name`` (a folder), if the weights are GGUF."""
     dtype: str = "float32"
-    """``float32``, ``bfloat16`` or ``float16`` (fp16 perturbations do not round-trip: avoid)."""
+    """``float32``, ``bfloat16`` or ``float16`` (half precision rounds small updates away: docs/pitfalls.md)."""
     device: str = "auto"
     """``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``..."""
     device_map: Optional[str] = None
