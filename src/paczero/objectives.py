@@ -54,6 +54,10 @@ class Encoded:
 class ClassificationObjective:
     """Scores label words after a prompt; losses, predictions and metrics for a set of records."""
 
+    static_calls = True
+    """Its forward calls depend on the records alone (never on the logits): the ZO engine may record them
+    and evaluate them layer by layer (:mod:`paczero.staged`)."""
+
     def __init__(self, tokenizer, task: ClassificationTask, *, max_length: int, micro_batch: int,
                  device: torch.device):
         self.tokenizer = tokenizer

@@ -5,22 +5,41 @@ by tensor from :func:`paczero.rng.tensor_seed` and never stored. Per record i (p
 
     g_i = (L_i(θ + εz) − L_i(θ − εz)) / (2ε)
 
-The perturbed weights are temporaries handed to the model with ``torch.func.functional_call``:
-the stored weights are never modified during the evaluations, so they are restored exactly (bit
-for bit, in any dtype) by construction. The update θ ← θ − η(Σ_k c_k z_k + λθ) regenerates each
-tensor's block of every direction in turn, so no parameter-sized buffer is allocated for K > 1.
+**Perturbed evaluation.** The stored weights are never written while estimating, so they are
+"restored" exactly (bit for bit, in any dtype) by construction. Both evaluations run together, layer
+by layer (:mod:`paczero.staged`): for each decoder layer the block z of each of its tensors is
+generated once, the perturbed tensors θ ± εz exist only while that layer runs on every micro-batch
+of both evaluations, and are then dropped; the tensors outside the layers (embeddings, final norm,
+LM head) are perturbed the same way while the prefix and the suffix run, one evaluation at a time so
+that a large (tied) embedding is held once. Extra memory: the hidden states of the records between
+layers and the perturbed tensors of one stage, never a second copy of the weights. Passes over the
+parameters (z generation) per estimate: one for the decoder layers and two for the tensors outside
+them; the update is one more.
+
+Objectives whose forward calls depend on the model's outputs (greedy generation) cannot be staged:
+they are evaluated through ``functional_call`` with a perturbed copy of the trainable tensors.
+
+**Update.** θ ← θ − η(Σ_k c_k z_k + λθ) regenerates each tensor's block of every direction in turn,
+so no parameter-sized buffer is allocated for K > 1.
+
+**Cached prefix.** When every trainable tensor lies in the top layers (``model.train_top_layers``),
+the frozen bottom — the prefix and the layers below — gives the same hidden states at every
+evaluation; with ``cache=True`` they are computed once per encoded set (:meth:`ZOEngine.cache`)
+and the evaluations run the trainable layers only, with bit-identical results.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
-from paczero.objectives import ClassificationObjective, Encoded
+from paczero.objectives import ClassificationObjective, Encoded, model_forward
 from paczero.rng import tensor_seed
+from paczero.staged import Batch, StagedModel, record_calls, replayer
 
 _NO_DECAY = ("bias", "norm")
 
@@ -30,15 +49,40 @@ def _decays(name: str) -> bool:
     return not any(tag in lowered for tag in _NO_DECAY)
 
 
+def _perturbed(p: torch.Tensor, z: torch.Tensor, scale: float, *, reuse: bool = False) -> torch.Tensor:
+    """p + scale·z as a new tensor (or written over ``z`` when ``reuse``): round(p + round(scale·z))."""
+    out = z.mul_(scale) if reuse else torch.mul(z, scale)
+    return out.add_(p)
+
+
+class _Cached:
+    """The frozen bottom's output for one encoded set: recorded calls, hidden states, layer arguments."""
+
+    def __init__(self, enc: Encoded, micro_batch: int, calls: list[Batch], hidden: list[torch.Tensor],
+                 kwargs: list[list[dict[str, Any]]]):
+        self.enc, self.micro_batch, self.calls, self.hidden, self.kwargs = enc, micro_batch, calls, hidden, kwargs
+
+
 class ZOEngine:
-    """Two-point estimates and updates over a fixed, ordered list of trainable tensors."""
+    """Two-point estimates and updates over a fixed, ordered list of trainable tensors.
+
+    ``cache=True`` keeps the frozen bottom's hidden states of the sets passed to :meth:`cache`.
+    """
 
     def __init__(self, model: torch.nn.Module, trainable: Sequence[tuple[str, torch.nn.Parameter]], *,
-                 eps: float):
+                 eps: float, cache: bool = False):
         self.model = model
         self.trainable = list(trainable)
         self.eps = eps
+        self.staged = StagedModel(model, self.trainable)
+        self._use_cache = cache
+        self._cached: dict[int, _Cached] = {}
+        self._workers = max(1, torch.get_num_threads())
+        self._pool = ThreadPoolExecutor(max_workers=self._workers) if self._workers > 1 else None
+        first = [i for i, params in enumerate(self.staged.layer_params) if params]
+        self.first_trainable_layer = first[0] if first else self.staged.n_layers
 
+    # ------------------------------------------------------------------ directions
     def direction_block(self, direction: int, index: int) -> torch.Tensor:
         """Block of direction ``direction`` for trainable tensor ``index`` (standard normal, param dtype)."""
         param = self.trainable[index][1]
@@ -46,14 +90,142 @@ class ZOEngine:
         z = torch.randn(param.shape, generator=gen, device=param.device, dtype=torch.float32)
         return z if param.dtype == torch.float32 else z.to(param.dtype)
 
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``fn`` over ``items`` (one per tensor), on worker threads on CPU: generating a block is single-threaded."""
+        if self._pool is None or len(items) < 2 or self.trainable[0][1].device.type != "cpu":
+            return [fn(item) for item in items]
+
+        def run(item: Any) -> Any:
+            with torch.inference_mode():  # grad mode is per thread
+                return fn(item)
+
+        return list(self._pool.map(run, items))
+
+    def _stream_params(self, indices: Sequence[int], direction: int, scale: float) -> dict[str, torch.Tensor]:
+        """θ + scale·z for the trainable tensors ``indices`` (z generated afresh), keyed by parameter name."""
+        if scale == 0.0:
+            return {}
+        tensors = self._map(lambda i: _perturbed(self.trainable[i][1], self.direction_block(direction, i), scale,
+                                                 reuse=True), indices)
+        return {self.trainable[i][0]: t for i, t in zip(indices, tensors)}
+
+    def _layer_params(self, layer: int, direction: int, scales: Sequence[float]) -> list[dict[str, torch.Tensor]]:
+        """θ + s·z for the tensors of one layer and each scale s, from one generation of z per tensor."""
+        local = self.staged.layer_params[layer]
+        if not local or all(s == 0.0 for s in scales):
+            return [{} for _ in scales]
+
+        def build(entry: tuple[int, str]) -> list[torch.Tensor]:
+            p, z = self.trainable[entry[0]][1], self.direction_block(direction, entry[0])
+            return [_perturbed(p, z, s, reuse=k == len(scales) - 1) for k, s in enumerate(scales)]
+
+        built = self._map(build, local)
+        return [{name: tensors[k] for (_, name), tensors in zip(local, built)} for k in range(len(scales))]
+
+    # ------------------------------------------------------------------ staged evaluation
+    def _staged(self, objective: ClassificationObjective, enc: Encoded) -> bool:
+        return getattr(objective, "static_calls", False)
+
+    def _record(self, objective: ClassificationObjective, enc: Encoded) -> list[Batch]:
+        vocab = self.model.config.vocab_size
+        return record_calls(lambda forward: objective.scores(forward, enc), vocab_size=vocab)
+
+    def _bottom(self, calls: list[Batch], stop: int, direction: int, scales: Sequence[float]
+                ) -> tuple[list[list[torch.Tensor]], list[list[dict[str, Any]]]]:
+        """Per scale, the hidden states entering layer ``stop`` for every call; and the layers' arguments."""
+        staged = self.staged
+        if calls:
+            staged.ensure_discovered(calls[0])
+        hidden: list[list[torch.Tensor]] = []
+        kwargs: list[list[dict[str, Any]]] = []
+        for k, scale in enumerate(scales):  # one evaluation at a time: a large (tied) embedding is held once
+            params = self._stream_params(staged.prefix_params or [], direction, scale)
+            stream = []
+            for batch in calls:
+                h, kw = staged.prefix(batch, params)
+                stream.append(h)
+                if k == 0:
+                    kwargs.append(kw)
+            del params
+            hidden.append(stream)
+        self._layers(hidden, kwargs, range(stop), direction, scales)
+        return hidden, kwargs
+
+    def _layers(self, hidden: list[list[torch.Tensor]], kwargs: list[list[dict[str, Any]]], layers: range,
+                direction: int, scales: Sequence[float]) -> None:
+        """Run ``layers`` over every call of every evaluation, in place in ``hidden``."""
+        for layer in layers:
+            params = self._layer_params(layer, direction, scales)
+            for stream, p in zip(hidden, params):
+                for b in range(len(stream)):
+                    stream[b] = self.staged.layer(layer, stream[b], kwargs[b][layer], p)
+            del params
+
+    def cache(self, objective: ClassificationObjective, enc: Encoded) -> None:
+        """Compute and keep the frozen bottom's output for ``enc`` (needs ``cache=True``; no-op otherwise)."""
+        if not self._use_cache or not self._staged(objective, enc):
+            return
+        self._cached.pop(id(enc), None)
+        calls = self._record(objective, enc)
+        with torch.inference_mode():
+            hidden, kwargs = self._bottom(calls, self.first_trainable_layer, 0, [0.0])
+        self._cached[id(enc)] = _Cached(enc, objective.micro_batch, calls, hidden[0], kwargs)
+
+    def _from_cache(self, objective: ClassificationObjective, enc: Encoded,
+                    n: int) -> tuple[list[Batch], list[list[torch.Tensor]], list[list[dict[str, Any]]]] | None:
+        entry = self._cached.get(id(enc))
+        if entry is None or entry.enc is not enc or entry.micro_batch != objective.micro_batch:
+            return None
+        return entry.calls, [list(entry.hidden) for _ in range(n)], entry.kwargs
+
+    @torch.inference_mode()
+    def _staged_scores(self, objective: ClassificationObjective, enc: Encoded, *, direction: int,
+                       scales: Sequence[float], evaluate: bool = False) -> list[Any]:
+        """Per scale s, the objective's losses (or metrics) at θ + s·z, from one staged pass."""
+        staged = self.staged
+        while True:  # an out-of-memory retry shrinks the micro-batches and restarts every evaluation
+            size = objective.micro_batch
+            try:
+                cached = self._from_cache(objective, enc, len(scales)) if self.first_trainable_layer else None
+                if cached is None:
+                    calls = self._record(objective, enc)
+                    hidden, kwargs = self._bottom(calls, staged.n_layers, direction, scales)
+                else:
+                    calls, hidden, kwargs = cached
+                    self._layers(hidden, kwargs, range(self.first_trainable_layer, staged.n_layers), direction,
+                                 scales)
+                results = []
+                for stream, scale in zip(hidden, scales):
+                    params = self._stream_params(staged.suffix_params or [], direction, scale)
+                    forward = replayer(lambda b, batch: staged.suffix(batch, stream[b], params), calls)
+                    results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc))
+                    del params
+                if objective.micro_batch == size:
+                    return results
+            except (torch.OutOfMemoryError, MemoryError):
+                if size == 1:
+                    raise
+                objective.micro_batch = size // 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ public API
     @torch.inference_mode()
     def perturbed_losses(self, objective: ClassificationObjective, enc: Encoded, *, direction: int,
                          scale: float) -> torch.Tensor:
         """Per-record losses at θ + scale·z, without modifying the stored weights."""
-        params = {name: torch.add(p, self.direction_block(direction, i), alpha=scale)
+        if self._staged(objective, enc):
+            return self._staged_scores(objective, enc, direction=direction, scales=[scale])[0]
+        params = {name: _perturbed(p, self.direction_block(direction, i), scale, reuse=True)
                   for i, (name, p) in enumerate(self.trainable)}
         forward = lambda **kw: functional_call(self.model, params, args=(), kwargs=kw).logits  # noqa: E731
         return objective.losses(forward, enc)
+
+    def evaluate(self, objective: ClassificationObjective, enc: Encoded) -> dict[str, float]:
+        """The objective's metrics at the stored weights (staged, so a cached prefix is used)."""
+        if not self._staged(objective, enc):
+            return objective.evaluate(model_forward(self.model), enc)
+        return self._staged_scores(objective, enc, direction=0, scales=[0.0], evaluate=True)[0]
 
     def estimates(self, objective: ClassificationObjective, enc: Encoded, *,
                   direction: int) -> tuple[np.ndarray, float]:
@@ -62,12 +234,16 @@ class ZOEngine:
         The mean loss is a by-product of the two evaluations (no extra forward pass); it averages over
         the whole pool, so it does not depend on which subset is secret.
         """
-        while True:  # both evaluations must batch the records alike (an out-of-memory retry shrinks the batches)
-            size = objective.micro_batch
-            plus = self.perturbed_losses(objective, enc, direction=direction, scale=self.eps).double()
-            minus = self.perturbed_losses(objective, enc, direction=direction, scale=-self.eps).double()
-            if objective.micro_batch == size:
-                break
+        if self._staged(objective, enc):
+            plus, minus = (t.double() for t in self._staged_scores(objective, enc, direction=direction,
+                                                                    scales=[self.eps, -self.eps]))
+        else:
+            while True:  # both evaluations must batch the records alike (an out-of-memory retry shrinks the batches)
+                size = objective.micro_batch
+                plus = self.perturbed_losses(objective, enc, direction=direction, scale=self.eps).double()
+                minus = self.perturbed_losses(objective, enc, direction=direction, scale=-self.eps).double()
+                if objective.micro_batch == size:
+                    break
         g = ((plus - minus) / (2 * self.eps)).numpy()
         return g, float(((plus + minus) / 2).mean())
 
@@ -76,10 +252,14 @@ class ZOEngine:
         """θ ← θ − lr·(Σ_k c_k z_k + λθ) for ``coefficients = [(direction seed, c_k), ...]``.
 
         A zero coefficient adds nothing (not even ``+0.0``), so a zero update leaves the weights bit-identical.
+        Each worker thread updates its own tensors, one direction block at a time.
         """
-        for i, (name, p) in enumerate(self.trainable):
+        def one(i: int) -> None:
+            name, p = self.trainable[i]
             if weight_decay and _decays(name):
                 p.mul_(1.0 - lr * weight_decay)
             for direction, c in coefficients:
                 if c != 0.0:
                     p.add_(self.direction_block(direction, i), alpha=-lr * c)
+
+        self._map(one, list(range(len(self.trainable))))
