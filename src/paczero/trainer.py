@@ -36,7 +36,7 @@ from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
 from paczero.mechanisms import PAC_MECHANISMS, build_mechanism
 from paczero.models import load_model
-from paczero.objectives import ClassificationObjective, model_forward
+from paczero.objectives import ClassificationObjective
 from paczero.privacy.statement import run_statement
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
@@ -159,13 +159,15 @@ class Trainer:
         self.objective = ClassificationObjective(self.loaded.tokenizer, self.task, max_length=cfg.data.max_length,
                                                  micro_batch=cfg.zo.micro_batch, device=self.loaded.device)
         self.encoded = {name: self.objective.encode(getattr(self.split, name)) for name in ("pool", "dev", "test")}
+        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix)
+        for enc in self.encoded.values():
+            self.engine.cache(self.objective, enc)
 
     def _build(self, secret: SecretState) -> None:
         cfg = self.cfg
         self.prepare()
         self.membership = membership_matrix(n=len(self.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
         self.mechanism = build_mechanism(cfg, membership=self.membership, secret=secret)
-        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps)
 
     def setup(self) -> None:
         """:meth:`prepare`, then the subsets, the secret, the mechanism and the run directory."""
@@ -241,7 +243,7 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and accuracy of the current weights on ``pool``, ``dev`` or ``test``."""
-        return self.objective.evaluate(model_forward(self.loaded.model), self.encoded[split])
+        return self.engine.evaluate(self.objective, self.encoded[split])
 
     def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
         assert self.run_dir is not None

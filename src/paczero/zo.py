@@ -138,8 +138,12 @@ class ZOEngine:
             staged.ensure_discovered(calls[0])
         hidden: list[list[torch.Tensor]] = []
         kwargs: list[list[dict[str, Any]]] = []
+        unperturbed: list[torch.Tensor] | None = None
         for k, scale in enumerate(scales):  # one evaluation at a time: a large (tied) embedding is held once
             params = self._stream_params(staged.prefix_params or [], direction, scale)
+            if not params and unperturbed is not None:
+                hidden.append(list(unperturbed))  # the same computation: share it
+                continue
             stream = []
             for batch in calls:
                 h, kw = staged.prefix(batch, params)
@@ -148,6 +152,8 @@ class ZOEngine:
                     kwargs.append(kw)
             del params
             hidden.append(stream)
+            if not staged.prefix_params or scale == 0.0:
+                unperturbed = stream
         self._layers(hidden, kwargs, range(stop), direction, scales)
         return hidden, kwargs
 
@@ -156,10 +162,16 @@ class ZOEngine:
         """Run ``layers`` over every call of every evaluation, in place in ``hidden``."""
         for layer in layers:
             params = self._layer_params(layer, direction, scales)
+            shared: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # unperturbed layer, input shared by streams
             for stream, p in zip(hidden, params):
-                for b in range(len(stream)):
-                    stream[b] = self.staged.layer(layer, stream[b], kwargs[b][layer], p)
-            del params
+                for b, h in enumerate(stream):
+                    if not p and id(h) in shared and shared[id(h)][0] is h:
+                        stream[b] = shared[id(h)][1]
+                        continue
+                    stream[b] = self.staged.layer(layer, h, kwargs[b][layer], p)
+                    if not p:
+                        shared[id(h)] = (h, stream[b])
+            del params, shared
 
     def cache(self, objective: ClassificationObjective, enc: Encoded) -> None:
         """Compute and keep the frozen bottom's output for ``enc`` (needs ``cache=True``; no-op otherwise)."""
@@ -167,6 +179,10 @@ class ZOEngine:
             return
         self._cached.pop(id(enc), None)
         calls = self._record(objective, enc)
+        if calls:
+            self.staged.ensure_discovered(calls[0])
+        if self.staged.prefix_params or not self.first_trainable_layer:
+            raise ValueError("no frozen bottom to cache: the prefix or the first decoder layer is trainable")
         with torch.inference_mode():
             hidden, kwargs = self._bottom(calls, self.first_trainable_layer, 0, [0.0])
         self._cached[id(enc)] = _Cached(enc, objective.micro_batch, calls, hidden[0], kwargs)
