@@ -126,6 +126,18 @@ def _attach_lora(model: torch.nn.Module, cfg: ModelConfig, *, seed: int) -> torc
                            f"of the model ({str(exc).splitlines()[0]})") from None
 
 
+def contiguous_head_input(model: torch.nn.Module) -> None:
+    """Make the LM head's input contiguous (a forward pre-hook; the copy is a few rows per record).
+
+    With ``logits_to_keep`` the head sees a strided slice of the hidden states; unless the head's weight
+    requires grad, ``torch.matmul`` then runs a batched product over the weight expanded per record instead
+    of one matrix product (measured on SmolLM2: 0.8 s instead of 20 ms per micro-batch of 64).
+    """
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+
+
 def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
     """Freeze all but the top ``n`` decoder layers and the tensors after them that the input side does not read
     (a tied input/output embedding stays frozen, so the layers below never change)."""
@@ -157,6 +169,7 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
         model, tokenizer = _load_pretrained(cfg, dtype)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    contiguous_head_input(model)
     model.to(device)  # before LoRA: peft then creates adapters on the right device (Opacus #820)
     for p in model.parameters():
         p.requires_grad_(cfg.tuning == "full")

@@ -34,6 +34,10 @@ Batch = dict[str, Any]
 """The keyword arguments of one recorded forward call (``input_ids``, ``attention_mask``, ...)."""
 
 
+class CallsChanged(RuntimeError):
+    """The objective's forward calls during a replay differ from the recorded ones (it re-batched)."""
+
+
 class _StopPrefix(Exception):
     """Raised by the last layer stand-in once the prefix has been captured."""
 
@@ -256,7 +260,7 @@ def replayer(logits_of: Callable[[int, Batch], torch.Tensor], calls: list[Batch]
     def forward(**kw: Any) -> torch.Tensor:
         i = next(position, None)
         if i is None or not torch.equal(kw["input_ids"], calls[i]["input_ids"]):
-            raise RuntimeError("the objective's forward calls changed between recording and replay")
+            raise CallsChanged("the objective's forward calls changed between recording and replay")
         return logits_of(i, calls[i])
 
     return forward

@@ -30,8 +30,9 @@ and the evaluations run the trainable layers only, with bit-identical results.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +40,13 @@ from torch.func import functional_call
 
 from paczero.objectives import ClassificationObjective, Encoded, model_forward
 from paczero.rng import tensor_seed
-from paczero.staged import Batch, StagedModel, record_calls, replayer
+from paczero.errors import PaczeroError
+from paczero.staged import Batch, CallsChanged, StagedModel, record_calls, replayer
+
+log = logging.getLogger("paczero")
+
+PIECE = 1 << 18
+"""Elements per independently seeded piece of a direction block (1 MiB of float32)."""
 
 _NO_DECAY = ("bias", "norm")
 
@@ -66,12 +73,15 @@ class _Cached:
 class ZOEngine:
     """Two-point estimates and updates over a fixed, ordered list of trainable tensors.
 
-    ``cache=True`` keeps the frozen bottom's hidden states of the sets passed to :meth:`cache`.
+    ``cache=True`` keeps the frozen bottom's hidden states of the sets passed to :meth:`cache`;
+    ``autocast`` (e.g. ``torch.bfloat16`` on a GPU) runs the staged forward passes under autocast, while the
+    weights, their perturbations and the updates stay in the weights' dtype.
     """
 
     def __init__(self, model: torch.nn.Module, trainable: Sequence[tuple[str, torch.nn.Parameter]], *,
-                 eps: float, cache: bool = False):
+                 eps: float, cache: bool = False, autocast: torch.dtype | None = None):
         self.model = model
+        self.autocast = autocast
         self.trainable = list(trainable)
         self.eps = eps
         self.staged = StagedModel(model, self.trainable)
@@ -84,30 +94,34 @@ class ZOEngine:
 
     # ------------------------------------------------------------------ directions
     def direction_block(self, direction: int, index: int) -> torch.Tensor:
-        """Block of direction ``direction`` for trainable tensor ``index`` (standard normal, param dtype)."""
+        """Block of direction ``direction`` for trainable tensor ``index`` (standard normal, param dtype).
+
+        Generated in pieces of :data:`PIECE` elements (each from :func:`~paczero.rng.tensor_seed` with its
+        piece number), filled on worker threads on CPU: one generator is single-threaded.
+        """
         param = self.trainable[index][1]
-        gen = torch.Generator(device=param.device).manual_seed(tensor_seed(direction, index))
-        z = torch.randn(param.shape, generator=gen, device=param.device, dtype=torch.float32)
-        return z if param.dtype == torch.float32 else z.to(param.dtype)
+        z = torch.empty(param.shape, device=param.device, dtype=torch.float32)
+        flat = z.view(-1)
 
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """``fn`` over ``items`` (one per tensor), on worker threads on CPU: generating a block is single-threaded."""
-        if self._pool is None or len(items) < 2 or self.trainable[0][1].device.type != "cpu":
-            return [fn(item) for item in items]
-
-        def run(item: Any) -> Any:
+        def fill(piece: int) -> None:
+            gen = torch.Generator(device=param.device).manual_seed(tensor_seed(direction, index, piece))
             with torch.inference_mode():  # grad mode is per thread
-                return fn(item)
+                flat[piece * PIECE:(piece + 1) * PIECE].normal_(generator=gen)
 
-        return list(self._pool.map(run, items))
+        pieces = range((flat.numel() + PIECE - 1) // PIECE)
+        if self._pool is None or len(pieces) < 2 or param.device.type != "cpu":
+            for piece in pieces:
+                fill(piece)
+        else:
+            list(self._pool.map(fill, pieces))
+        return z if param.dtype == torch.float32 else z.to(param.dtype)
 
     def _stream_params(self, indices: Sequence[int], direction: int, scale: float) -> dict[str, torch.Tensor]:
         """θ + scale·z for the trainable tensors ``indices`` (z generated afresh), keyed by parameter name."""
         if scale == 0.0:
             return {}
-        tensors = self._map(lambda i: _perturbed(self.trainable[i][1], self.direction_block(direction, i), scale,
-                                                 reuse=True), indices)
-        return {self.trainable[i][0]: t for i, t in zip(indices, tensors)}
+        return {self.trainable[i][0]: _perturbed(self.trainable[i][1], self.direction_block(direction, i), scale,
+                                                 reuse=True) for i in indices}
 
     def _layer_params(self, layer: int, direction: int, scales: Sequence[float]) -> list[dict[str, torch.Tensor]]:
         """θ + s·z for the tensors of one layer and each scale s, from one generation of z per tensor."""
@@ -119,7 +133,7 @@ class ZOEngine:
             p, z = self.trainable[entry[0]][1], self.direction_block(direction, entry[0])
             return [_perturbed(p, z, s, reuse=k == len(scales) - 1) for k, s in enumerate(scales)]
 
-        built = self._map(build, local)
+        built = [build(entry) for entry in local]
         return [{name: tensors[k] for (_, name), tensors in zip(local, built)} for k in range(len(scales))]
 
     # ------------------------------------------------------------------ staged evaluation
@@ -194,36 +208,52 @@ class ZOEngine:
             return None
         return entry.calls, [list(entry.hidden) for _ in range(n)], entry.kwargs
 
+    def _staged_pass(self, objective: ClassificationObjective, enc: Encoded, direction: int,
+                     scales: Sequence[float], evaluate: bool) -> list[Any]:
+        staged = self.staged
+        cached = self._from_cache(objective, enc, len(scales)) if self.first_trainable_layer else None
+        if cached is None:
+            calls = self._record(objective, enc)
+            hidden, kwargs = self._bottom(calls, staged.n_layers, direction, scales)
+        else:
+            calls, hidden, kwargs = cached
+            self._layers(hidden, kwargs, range(self.first_trainable_layer, staged.n_layers), direction, scales)
+        results = []
+        for stream, scale in zip(hidden, scales):
+            params = self._stream_params(staged.suffix_params or [], direction, scale)
+            forward = replayer(lambda b, batch: staged.suffix(batch, stream[b], params), calls)
+            results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc))
+            del params
+        return results
+
     @torch.inference_mode()
     def _staged_scores(self, objective: ClassificationObjective, enc: Encoded, *, direction: int,
                        scales: Sequence[float], evaluate: bool = False) -> list[Any]:
-        """Per scale s, the objective's losses (or metrics) at θ + s·z, from one staged pass."""
-        staged = self.staged
-        while True:  # an out-of-memory retry shrinks the micro-batches and restarts every evaluation
+        """Per scale s, the objective's losses (or metrics) at θ + s·z, from one staged pass.
+
+        Out of memory, the micro-batches are halved (for good) and every evaluation restarts, so the
+        evaluations of one estimate never mix two batchings.
+        """
+        device = self.trainable[0][1].device.type if self.trainable else "cpu"
+        while True:
             size = objective.micro_batch
             try:
-                cached = self._from_cache(objective, enc, len(scales)) if self.first_trainable_layer else None
-                if cached is None:
-                    calls = self._record(objective, enc)
-                    hidden, kwargs = self._bottom(calls, staged.n_layers, direction, scales)
-                else:
-                    calls, hidden, kwargs = cached
-                    self._layers(hidden, kwargs, range(self.first_trainable_layer, staged.n_layers), direction,
-                                 scales)
-                results = []
-                for stream, scale in zip(hidden, scales):
-                    params = self._stream_params(staged.suffix_params or [], direction, scale)
-                    forward = replayer(lambda b, batch: staged.suffix(batch, stream[b], params), calls)
-                    results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc))
-                    del params
+                with torch.autocast(device, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+                    results = self._staged_pass(objective, enc, direction, scales, evaluate)
                 if objective.micro_batch == size:
                     return results
+                continue  # the objective itself shrank its micro-batches during the replay
+            except CallsChanged:
+                continue
             except (torch.OutOfMemoryError, MemoryError):
-                if size == 1:
-                    raise
-                objective.micro_batch = size // 2
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                pass  # leave the handler first: its traceback would keep the failed stage's tensors alive
+            if size == 1:
+                raise PaczeroError("out of memory evaluating a single record; lower data.max_length or use a "
+                                   "smaller model or dtype")
+            objective.micro_batch = size // 2
+            log.warning("out of memory with micro-batches of %d records: retrying with %d", size, objective.micro_batch)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ public API
     @torch.inference_mode()
@@ -268,14 +298,11 @@ class ZOEngine:
         """θ ← θ − lr·(Σ_k c_k z_k + λθ) for ``coefficients = [(direction seed, c_k), ...]``.
 
         A zero coefficient adds nothing (not even ``+0.0``), so a zero update leaves the weights bit-identical.
-        Each worker thread updates its own tensors, one direction block at a time.
+        One direction block of one tensor exists at a time.
         """
-        def one(i: int) -> None:
-            name, p = self.trainable[i]
+        for i, (name, p) in enumerate(self.trainable):
             if weight_decay and _decays(name):
                 p.mul_(1.0 - lr * weight_decay)
             for direction, c in coefficients:
                 if c != 0.0:
                     p.add_(self.direction_block(direction, i), alpha=-lr * c)
-
-        self._map(one, list(range(len(self.trainable))))
