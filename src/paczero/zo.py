@@ -9,12 +9,13 @@ by tensor from :func:`paczero.rng.tensor_seed` and never stored. Per record i (p
 "restored" exactly (bit for bit, in any dtype) by construction. Both evaluations run together, layer
 by layer (:mod:`paczero.staged`): for each decoder layer the block z of each of its tensors is
 generated once, the perturbed tensors θ ± εz exist only while that layer runs on every micro-batch
-of both evaluations, and are then dropped; the tensors outside the layers (embeddings, final norm,
-LM head) are perturbed the same way while the prefix and the suffix run, one evaluation at a time so
-that a large (tied) embedding is held once. Extra memory: the hidden states of the records between
-layers and the perturbed tensors of one stage, never a second copy of the weights. Passes over the
-parameters (z generation) per estimate: one for the decoder layers and two for the tensors outside
-them; the update is one more.
+of both evaluations, and are then dropped. The tensors outside the layers (embeddings, final norm,
+LM head) are perturbed while the prefix and while the suffix runs, one evaluation at a time, z
+generated afresh each time, so that a large (tied) embedding is held once and never beside its z.
+Extra memory: the records' hidden states between layers and the perturbed tensors of one stage,
+never a second copy of the weights. Gaussian draws per estimate: one per parameter of the decoder
+layers, four per parameter outside them (prefix and suffix, two evaluations each); the update draws
+one per parameter and direction.
 
 Objectives whose forward calls depend on the model's outputs (greedy generation) cannot be staged:
 they are evaluated through ``functional_call`` with a perturbed copy of the trainable tensors.
@@ -57,9 +58,8 @@ def _decays(name: str) -> bool:
 
 
 def _perturbed(p: torch.Tensor, z: torch.Tensor, scale: float, *, reuse: bool = False) -> torch.Tensor:
-    """p + scale·z as a new tensor (or written over ``z`` when ``reuse``): round(p + round(scale·z))."""
-    out = z.mul_(scale) if reuse else torch.mul(z, scale)
-    return out.add_(p)
+    """θ + scale·z in one pass, as a new tensor or written over ``z`` when ``reuse``."""
+    return torch.add(p, z, alpha=scale, out=z if reuse else None)
 
 
 class _Cached:
@@ -84,12 +84,15 @@ class ZOEngine:
         self.autocast = autocast
         self.trainable = list(trainable)
         self.eps = eps
-        self.staged = StagedModel(model, self.trainable)
+        try:
+            self.staged: StagedModel | None = StagedModel(model, self.trainable)
+        except ValueError:  # no list of decoder layers: every evaluation takes the perturbed-copy path
+            self.staged = None
         self._use_cache = cache
         self._cached: dict[int, _Cached] = {}
         self._workers = max(1, torch.get_num_threads())
         self._pool = ThreadPoolExecutor(max_workers=self._workers) if self._workers > 1 else None
-        first = [i for i, params in enumerate(self.staged.layer_params) if params]
+        first = [i for i, params in enumerate(self.staged.layer_params) if params] if self.staged else [0]
         self.first_trainable_layer = first[0] if first else self.staged.n_layers
 
     # ------------------------------------------------------------------ directions
@@ -138,7 +141,7 @@ class ZOEngine:
 
     # ------------------------------------------------------------------ staged evaluation
     def _staged(self, objective: ClassificationObjective, enc: Encoded) -> bool:
-        return getattr(objective, "static_calls", False)
+        return self.staged is not None and getattr(objective, "static_calls", False)
 
     def _record(self, objective: ClassificationObjective, enc: Encoded) -> list[Batch]:
         vocab = self.model.config.vocab_size
