@@ -242,13 +242,15 @@ class ReferenceStep:
 
 
 # ---------------------------------------------------------------------- the benchmark
-def _best(fn: Callable[[], Any], repeat: int, device: torch.device, memory: PeakMemory) -> tuple[float, float]:
+def _best(fn: Callable[[], Any], repeat: int, device: torch.device, memory: PeakMemory, what: str = ""
+          ) -> tuple[float, float]:
     """(best time of ``repeat`` runs, peak memory over them)."""
     times, peaks = [], []
     for _ in range(repeat):
         t, peak = memory.measure(lambda: _timed(fn, device))
         times.append(t)
         peaks.append(peak)
+        print(f"{what}: {t:.3f} s, peak {peak:.0f} MB", file=sys.stderr, flush=True)
     return min(times), max(peaks)
 
 
@@ -300,13 +302,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     forward = _forward(model, objective, enc, autocast)
     objective.losses(model_forward(model), enc.subset(np.arange(min(8, n))))  # warm-up
-    result["forward_s"], result["peak_rss_forward_mb"] = _best(forward, args.repeat, device, memory)
+    result["forward_s"], result["peak_rss_forward_mb"] = _best(forward, args.repeat, device, memory, "forward")
     step = PaczeroStep(model, objective, enc, autocast)
     step()  # warm-up
-    result["step_s"], result["peak_rss_step_mb"] = _best(step, args.repeat, device, memory)
+    result["step_s"], result["peak_rss_step_mb"] = _best(step, args.repeat, device, memory, "step")
     if not args.skip_reference:
         reference = ReferenceStep(model, objective, enc, step.mechanism, autocast)
-        reference_s, peak = _best(reference, max(1, args.repeat - 1), device, memory)
+        reference_s, peak = _best(reference, max(1, args.repeat - 1), device, memory, "reference step")
         result["reference_step_s"], result["peak_rss_reference_mb"] = reference_s, peak
     if args.n_values:
         result["step_vs_n"] = []
@@ -321,7 +323,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lora = _attach_lora(model)
     lora_step = PaczeroStep(lora, objective, enc, autocast)
     lora_step()
-    result["step_lora_s"], result["peak_rss_step_lora_mb"] = _best(lora_step, args.repeat, device, memory)
+    result["step_lora_s"], result["peak_rss_step_lora_mb"] = _best(lora_step, args.repeat, device, memory, "LoRA step")
 
     result["overhead"] = result["step_s"] / (2 * result["forward_s"])
     if "reference_step_s" in result:

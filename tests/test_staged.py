@@ -7,13 +7,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from test_zo import _oracle_losses
 
 from paczero.models import contiguous_head_input
 from paczero.objectives import model_forward
 from paczero.trainer import Trainer
 from paczero.zo import ZOEngine, _perturbed
-
-from test_zo import _oracle_losses
 
 
 def _prepared(tiny_config, *overrides):

@@ -91,6 +91,9 @@ class ModelConfig:
     tiny: TinyModelOptions = field(default_factory=TinyModelOptions)
     threads: Optional[int] = None
     """CPU threads for torch; default: all cores."""
+    autocast: bool = False
+    """On CUDA: run the forward passes under bfloat16 autocast (weights, perturbations and updates stay in
+    ``dtype``). Ignored on CPU."""
     train_top_layers: Optional[int] = None
     """Full tuning of the top N decoder layers only (and the tensors after them that the input side does not
     share, e.g. the final norm); ``null`` tunes every tensor. ``tuning: full`` only."""

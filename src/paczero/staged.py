@@ -173,7 +173,7 @@ class StagedModel:
 
         handles = [m.register_forward_pre_hook(hook) for m in readers]
         try:
-            hidden, kwargs = self.prefix(batch, {}, discovering=True)
+            hidden, _ = self.prefix(batch, {}, discovering=True)
             self.suffix(batch, hidden, {}, discovering=True)
         finally:
             for h in handles:

@@ -159,7 +159,9 @@ class Trainer:
         self.objective = ClassificationObjective(self.loaded.tokenizer, self.task, max_length=cfg.data.max_length,
                                                  micro_batch=cfg.zo.micro_batch, device=self.loaded.device)
         self.encoded = {name: self.objective.encode(getattr(self.split, name)) for name in ("pool", "dev", "test")}
-        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix)
+        autocast = torch.bfloat16 if cfg.model.autocast and self.loaded.device.type == "cuda" else None
+        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix,
+                               autocast=autocast)
         for enc in self.encoded.values():
             self.engine.cache(self.objective, enc)
 

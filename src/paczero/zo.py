@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from paczero.errors import PaczeroError
 from paczero.objectives import ClassificationObjective, Encoded, model_forward
 from paczero.rng import tensor_seed
-from paczero.errors import PaczeroError
 from paczero.staged import Batch, CallsChanged, StagedModel, record_calls, replayer
 
 log = logging.getLogger("paczero")
@@ -74,7 +74,7 @@ class ZOEngine:
     """Two-point estimates and updates over a fixed, ordered list of trainable tensors.
 
     ``cache=True`` keeps the frozen bottom's hidden states of the sets passed to :meth:`cache`;
-    ``autocast`` (e.g. ``torch.bfloat16`` on a GPU) runs the staged forward passes under autocast, while the
+    ``autocast`` (e.g. ``torch.bfloat16`` on a GPU) runs the forward passes under autocast, while the
     weights, their perturbations and the updates stay in the weights' dtype.
     """
 
@@ -139,6 +139,10 @@ class ZOEngine:
         built = [build(entry) for entry in local]
         return [{name: tensors[k] for (_, name), tensors in zip(local, built)} for k in range(len(scales))]
 
+    def _autocast(self) -> torch.autocast:
+        device = self.trainable[0][1].device.type if self.trainable else "cpu"
+        return torch.autocast(device, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None)
+
     # ------------------------------------------------------------------ staged evaluation
     def _staged(self, objective: ClassificationObjective, enc: Encoded) -> bool:
         return self.staged is not None and getattr(objective, "static_calls", False)
@@ -199,7 +203,8 @@ class ZOEngine:
         if calls:
             self.staged.ensure_discovered(calls[0])
         if self.staged.prefix_params or not self.first_trainable_layer:
-            raise ValueError("no frozen bottom to cache: the prefix or the first decoder layer is trainable")
+            raise PaczeroError("zo.cache_prefix: nothing to cache, the first decoder layer or the embeddings are "
+                               "trainable (set model.train_top_layers below the number of layers)")
         with torch.inference_mode():
             hidden, kwargs = self._bottom(calls, self.first_trainable_layer, 0, [0.0])
         self._cached[id(enc)] = _Cached(enc, objective.micro_batch, calls, hidden[0], kwargs)
@@ -224,9 +229,14 @@ class ZOEngine:
         results = []
         for stream, scale in zip(hidden, scales):
             params = self._stream_params(staged.suffix_params or [], direction, scale)
-            forward = replayer(lambda b, batch: staged.suffix(batch, stream[b], params), calls)
+
+            def logits(b: int, batch: Batch, stream: list[torch.Tensor] = stream,
+                       params: dict[str, torch.Tensor] = params) -> torch.Tensor:
+                return staged.suffix(batch, stream[b], params)
+
+            forward = replayer(logits, calls)
             results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc))
-            del params
+            del params, logits, forward
         return results
 
     @torch.inference_mode()
@@ -237,11 +247,10 @@ class ZOEngine:
         Out of memory, the micro-batches are halved (for good) and every evaluation restarts, so the
         evaluations of one estimate never mix two batchings.
         """
-        device = self.trainable[0][1].device.type if self.trainable else "cpu"
         while True:
             size = objective.micro_batch
             try:
-                with torch.autocast(device, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+                with self._autocast():
                     results = self._staged_pass(objective, enc, direction, scales, evaluate)
                 if objective.micro_batch == size:
                     return results
@@ -268,12 +277,14 @@ class ZOEngine:
         params = {name: _perturbed(p, self.direction_block(direction, i), scale, reuse=True)
                   for i, (name, p) in enumerate(self.trainable)}
         forward = lambda **kw: functional_call(self.model, params, args=(), kwargs=kw).logits  # noqa: E731
-        return objective.losses(forward, enc)
+        with self._autocast():
+            return objective.losses(forward, enc)
 
     def evaluate(self, objective: ClassificationObjective, enc: Encoded) -> dict[str, float]:
         """The objective's metrics at the stored weights (staged, so a cached prefix is used)."""
         if not self._staged(objective, enc):
-            return objective.evaluate(model_forward(self.model), enc)
+            with torch.inference_mode(), self._autocast():
+                return objective.evaluate(model_forward(self.model), enc)
         return self._staged_scores(objective, enc, direction=0, scales=[0.0], evaluate=True)[0]
 
     def estimates(self, objective: ClassificationObjective, enc: Encoded, *,
