@@ -74,3 +74,13 @@ def test_fingerprint_ignores_cosmetics_only():
     b = load_config(None, ["run.name=b"])
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != load_config(None, ["train.steps=7"]).fingerprint()
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["model.train_top_layers=0"], "model.train_top_layers"),
+    (["model.train_top_layers=2", "model.tuning=lora"], "model.train_top_layers"),
+    (["zo.cache_prefix=true"], "zo.cache_prefix"),
+])
+def test_performance_options_are_validated(overrides, key):
+    with pytest.raises(PaczeroError, match=key.replace(".", r"\.")):
+        load_config(None, overrides)

@@ -165,3 +165,29 @@ def test_the_shipped_tiny_config_runs_on_the_real_data(tmp_path, monkeypatch):
     metrics = Trainer(load_config(TINY_CONFIG, [f"run.output_dir={tmp_path}", "run.name=real"])).run()
     assert (metrics["data"]["n_pool"], metrics["data"]["n_dev"], metrics["data"]["n_test"]) == (64, 32, 64)
     assert metrics["steps_run"] == 10
+
+
+def test_train_top_layers_freezes_the_bottom_and_the_tied_embedding(tiny_config):
+    trainer = Trainer(tiny_config("model.tiny.num_layers=3", "model.train_top_layers=1"))
+    trainer.prepare()
+    names = [n for n, _ in trainer.loaded.trainable]
+    assert names and all(n.startswith("model.layers.2.") for n in names if n != "model.norm.weight")
+    assert "model.norm.weight" in names and "model.embed_tokens.weight" not in names
+    assert trainer.engine.first_trainable_layer == 2
+
+
+def test_cached_prefix_training_equals_uncached_bit_for_bit(tiny_config):
+    """Same ledger, diagnostics, metrics and weights with the frozen bottom cached or recomputed."""
+    secret = SecretState.fresh(8)
+    base = ("model.tiny.num_layers=3", "model.train_top_layers=1", "privacy.mechanism=mi", "privacy.budget=0.2",
+            "train.steps=6", "train.eval_every=3")
+    runs = {cached: _run(tiny_config(f"run.name=cache-{cached}", f"zo.cache_prefix={cached}", *base), secret=secret)
+            for cached in ("false", "true")}
+    uncached, cached = (runs[k].run_dir for k in ("false", "true"))
+    for name in ("ledger.jsonl", "diagnostics.jsonl", "checkpoints/last/model.safetensors",
+                 "checkpoints/best/model.safetensors"):
+        assert _digest(uncached / name) == _digest(cached / name), name
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (uncached, cached))
+    assert a["test"] == b["test"] and a["best_dev"] == b["best_dev"]
+    assert runs["true"].engine._cached and not runs["false"].engine._cached
+    assert {d["kind"] for r in ledger.read(cached) for d in r["directions"]} & {"noisy", "free"}

@@ -132,3 +132,127 @@ def test_directions_are_deterministic_and_standard_normal(prepared):
     assert z.numel() > 10_000
     assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
     assert abs(torch.corrcoef(torch.stack([z, other]))[0, 1].item()) < 0.05
+
+
+def _peak_allocated_bytes(fn) -> int:
+    """Peak bytes of tensor storage created while ``fn`` runs and still referenced (a dispatch-mode probe).
+
+    Every new storage an operator returns (not one of its inputs': in-place operations and views allocate
+    nothing) is counted until the tensor object that brought it dies; views that outlive their base are not
+    followed, which only undercounts short-lived activations, never a buffer.
+    """
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Probe(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.live: dict[int, int] = {}
+            self.now = self.peak = 0
+
+        def _free(self, key: int) -> None:
+            self.now -= self.live.pop(key, 0)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = {a.untyped_storage().data_ptr() for a in tree_leaves((args, kwargs))
+                      if isinstance(a, torch.Tensor)}
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    key = t.untyped_storage().data_ptr()
+                    if key and key not in self.live and key not in inputs:
+                        self.live[key] = t.untyped_storage().nbytes()
+                        self.now += self.live[key]
+                        self.peak = max(self.peak, self.now)
+                        weakref.finalize(t, self._free, key)
+            return out
+
+    with Probe() as probe:
+        fn()
+    return probe.peak
+
+
+class _FullCopyEngine(ZOEngine):
+    """The engine before staging: each evaluation through ``functional_call`` with a perturbed copy."""
+
+    def _staged(self, objective, enc):
+        return False
+
+
+@pytest.mark.parametrize("engine_class, allowed", [(ZOEngine, True), (_FullCopyEngine, False)],
+                         ids=["staged", "full-copy"])
+def test_no_parameter_sized_allocation_during_a_k16_step(tiny_config, engine_class, allowed):
+    """A K = 16 step (16 two-point estimates, then one update) on a model of 8 thin layers, on 4 records.
+
+    The staged engine holds one layer's perturbed tensors at a time (1/8 of the parameters, twice); the
+    update one direction block of one tensor. The probe must catch the full-copy engine.
+    """
+    trainer = Trainer(tiny_config("model.tiny.num_layers=8", "model.tiny.hidden_size=64",
+                                  "model.tiny.intermediate_size=256"))
+    trainer.prepare()
+    loaded, objective = trainer.loaded, trainer.objective
+    enc = trainer.encoded["pool"].subset(np.arange(4))
+    engine = engine_class(loaded.model, loaded.trainable, eps=1e-3)
+    size = sum(p.numel() * p.element_size() for _, p in loaded.trainable)
+    seeds = list(range(100, 116))
+
+    def step():
+        values = [1.0 if engine.estimates(objective, enc, direction=s)[0].mean() >= 0 else -1.0 for s in seeds]
+        engine.update([(s, v / 16) for s, v in zip(seeds, values)], lr=1e-3)
+
+    peak = _peak_allocated_bytes(step)
+    assert (peak < size / 2) == allowed, f"peak {peak} bytes against {size} bytes of trainable parameters"
+
+
+def test_k1_aggregation_equals_the_single_direction_algorithm(tiny_config):
+    """A K = 1 MI run equals paczero-notes §3.10 written out for one direction (no β/K, no 1/K), bit for bit."""
+    from safetensors.torch import load_file
+
+    from paczero import ledger
+    from paczero.privacy.channel import binary_entropy, channel_mi, sigma_for_mi
+    from paczero.privacy.posterior import agreeing_sign, gaussian_update, q_plus, uniform_log_posterior
+    from paczero.rng import direction_seed
+    from paczero.secret import SecretState
+    from paczero.subsets import clip_estimates, membership_matrix, subset_means, subset_signs
+    from paczero.trainer import learning_rate
+
+    cfg = tiny_config("run.name=k1", "privacy.mechanism=mi", "privacy.budget=0.3", "zo.directions=1",
+                      "train.steps=4", "train.eval_every=4", "train.eval_before=false")
+    secret = SecretState.fresh(cfg.privacy.n_subsets)
+    run = Trainer(cfg, secret=secret)
+    run.run()
+    records = ledger.read(run.run_dir)
+
+    ref = Trainer(cfg)
+    ref.prepare()
+    T, B = cfg.train.steps, cfg.privacy.budget
+    membership = membership_matrix(n=cfg.data.n_pool, m=cfg.privacy.n_subsets, seed=cfg.run.seed)
+    log_post, spent, kinds = uniform_log_posterior(cfg.privacy.n_subsets), 0.0, []
+    for t in range(T):
+        seed = direction_seed(cfg.run.seed, t, 0)
+        g, _ = ref.engine.estimates(ref.objective, ref.encoded["pool"], direction=seed)
+        signs = subset_signs(subset_means(membership, clip_estimates(g, cfg.zo.clip)[0]))
+        q = q_plus(log_posterior=log_post, signs=signs)
+        common = agreeing_sign(log_posterior=log_post, signs=signs, threshold=cfg.privacy.free_threshold)
+        if common is not None:
+            y, kind = float(common), "free"
+        else:
+            beta = min((B - spent) / (T - t), 0.999 * binary_entropy(q))
+            sigma = sigma_for_mi(q=q, beta=beta)
+            y, kind = float(signs[secret.j_star]) + sigma * secret.gaussian(step=t, k=0), "noisy"
+            log_post = gaussian_update(log_posterior=log_post, signs=signs, y=y, sigma=sigma)
+            spent += channel_mi(q=q, sigma=sigma)
+            assert records[t]["directions"][0]["sigma"] == sigma and records[t]["directions"][0]["y"] == y
+        kinds.append(kind)
+        value = 1.0 if y >= 0 else -1.0
+        assert records[t]["directions"][0]["value"] == value
+        lr = learning_rate(step=t, steps=T, lr=cfg.train.lr, lr_end=cfg.train.lr_end, schedule=cfg.train.lr_schedule)
+        with torch.no_grad():
+            for i, (_, p) in enumerate(ref.loaded.trainable):
+                p.add_(ref.engine.direction_block(seed, i), alpha=-lr * value)
+    assert "noisy" in kinds
+    final = load_file(str(run.run_dir / "checkpoints" / "last" / "model.safetensors"))
+    for name, p in ref.loaded.trainable:
+        assert torch.equal(final[name], p.detach())

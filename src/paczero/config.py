@@ -118,6 +118,12 @@ class ModelConfig:
     tiny: TinyModelOptions = field(default_factory=TinyModelOptions)
     threads: Optional[int] = None
     """CPU threads for torch; default: all cores."""
+    autocast: bool = False
+    """On CUDA: run the forward passes under bfloat16 autocast (weights, perturbations and updates stay in
+    ``dtype``). Ignored on CPU."""
+    train_top_layers: Optional[int] = None
+    """Full tuning of the top N decoder layers only (and the tensors after them that the input side does not
+    share, e.g. the final norm); ``null`` tunes every tensor. ``tuning: full`` only."""
 
 
 @dataclass
@@ -131,6 +137,9 @@ class ZOConfig:
     """K directions per step (K-aggregation); the update averages the K releases."""
     micro_batch: int = 64
     """Records per forward pass (memory only; results do not depend on it)."""
+    cache_prefix: bool = False
+    """With ``model.train_top_layers``: compute the frozen bottom's hidden states of the pool, dev and test
+    records once per run and evaluate only the trainable top layers (bit-identical results)."""
 
 
 @dataclass
@@ -349,6 +358,12 @@ def validate(cfg: Config) -> Config:
              "expected null for model.name=tiny (it is built in place, not loaded)")
     _require(cfg.model.threads is None or cfg.model.threads > 0, "model.threads", cfg.model.threads,
              "expected a positive number or null")
+    top = cfg.model.train_top_layers
+    _require(top is None or top > 0, "model.train_top_layers", top, "expected a positive number of layers or null")
+    _require(top is None or cfg.model.tuning == "full", "model.train_top_layers", top,
+             "expected null with model.tuning=lora (it selects layers for full tuning)")
+    _require(not cfg.zo.cache_prefix or top is not None, "zo.cache_prefix", cfg.zo.cache_prefix,
+             "a cached prefix needs a frozen bottom: set model.train_top_layers too")
     return cfg
 
 

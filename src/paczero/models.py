@@ -148,6 +148,36 @@ def _attach_lora(model: torch.nn.Module, cfg: ModelConfig, *, seed: int) -> torc
                            f"of the model ({str(exc).splitlines()[0]})") from None
 
 
+def contiguous_head_input(model: torch.nn.Module) -> None:
+    """Make the LM head's input contiguous (a forward pre-hook; the copy is a few rows per record).
+
+    With ``logits_to_keep`` the head sees a strided slice of the hidden states; unless the head's weight
+    requires grad, ``torch.matmul`` then runs a batched product over the weight expanded per record instead
+    of one matrix product (measured on SmolLM2: 0.8 s instead of 20 ms per micro-batch of 64).
+    """
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+
+
+def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
+    """Freeze all but the top ``n`` decoder layers and the tensors after them that the input side does not read
+    (a tied input/output embedding stays frozen, so the layers below never change)."""
+    from paczero.staged import StagedModel
+
+    staged = StagedModel(model, list(model.named_parameters()))
+    if n > staged.n_layers:
+        raise PaczeroError(f"config: model.train_top_layers={n} exceeds the model's {staged.n_layers} decoder layers")
+    probe = torch.tensor([[0, 1]], device=next(model.parameters()).device)
+    with torch.inference_mode():
+        staged.ensure_discovered({"input_ids": probe, "attention_mask": torch.ones_like(probe)})
+    assert staged.prefix_params is not None and staged.suffix_params is not None
+    keep = {i for layer in staged.layer_params[staged.n_layers - n:] for i, _ in layer}
+    keep |= set(staged.suffix_params) - set(staged.prefix_params)
+    for i, (_, p) in enumerate(staged.trainable):
+        p.requires_grad_(i in keep)
+
+
 def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -> LoadedModel:
     """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``."""
     device = resolve_device(cfg.device)
@@ -161,6 +191,7 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
         model, tokenizer = _load_pretrained(cfg, dtype)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    contiguous_head_input(model)
     if cfg.device_map:
         # accelerate placed the layers (possibly over several devices); inputs go where the embeddings are.
         device = model.get_input_embeddings().weight.device
@@ -171,5 +202,7 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
     if cfg.tuning == "lora":
         model = _attach_lora(model, cfg, seed=seed)
     model.eval()
+    if cfg.train_top_layers is not None:
+        _train_top_layers_only(model, cfg.train_top_layers)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device)

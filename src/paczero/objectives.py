@@ -156,6 +156,9 @@ class ClassificationObjective(_Batched):
     """Scores label words after a prompt; losses, predictions and metrics for a set of records."""
 
     metric = "accuracy"
+    static_calls = True
+    """Its forward calls depend on the records alone (never on the logits): the ZO engine may record them
+    and evaluate them layer by layer (:mod:`paczero.staged`)."""
 
     def __init__(self, tokenizer, task: ClassificationTask, *, max_length: int, micro_batch: int,
                  device: torch.device, context_length: int | None = None, overlong: str = "truncate"):

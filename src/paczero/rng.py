@@ -28,9 +28,12 @@ def direction_seed(seed: int, step: int, k: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-def tensor_seed(direction: int, tensor_index: int) -> int:
-    """Seed of the Gaussian block of one trainable tensor within a direction."""
-    state = np.random.SeedSequence([direction & 0xFFFFFFFF, direction >> 32, tensor_index]).generate_state(
-        2, np.uint32
-    )
+def tensor_seed(direction: int, tensor_index: int, piece: int = 0) -> int:
+    """Seed of piece ``piece`` of the Gaussian block of one trainable tensor within a direction.
+
+    A block is generated in pieces of fixed size, each from its own seed, so that pieces can be generated
+    in parallel; piece 0 keeps the seed of a block generated whole.
+    """
+    entropy = [direction & 0xFFFFFFFF, direction >> 32, tensor_index] + ([piece] if piece else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])

@@ -37,7 +37,7 @@ from paczero.errors import PaczeroError
 from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
 from paczero.mechanisms import PAC_MECHANISMS, build_mechanism
 from paczero.models import context_length, load_model
-from paczero.objectives import build_objective, model_forward
+from paczero.objectives import build_objective
 from paczero.privacy.statement import run_statement
 from paczero.rng import direction_seed
 from paczero.secret import SECRET_FILE, SecretState
@@ -168,6 +168,11 @@ class Trainer:
                                          context_length=context_length(self.loaded.model))
         self.encoded = {name: self.objective.encode(getattr(self.split, name), where=f"{cfg.data.task} {name}")
                         for name in ("pool", "dev", "test")}
+        autocast = torch.bfloat16 if cfg.model.autocast and self.loaded.device.type == "cuda" else None
+        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix,
+                               autocast=autocast)
+        for enc in self.encoded.values():
+            self.engine.cache(self.objective, enc)
 
     def _build(self, secret: SecretState | None) -> None:
         """Everything a step needs; the mechanism (and the secret) only on rank 0."""
@@ -175,7 +180,6 @@ class Trainer:
         self.prepare()
         self.membership = membership_matrix(n=len(self.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
         self.mechanism = None if secret is None else build_mechanism(cfg, membership=self.membership, secret=secret)
-        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps)
 
     def setup(self) -> None:
         """:meth:`prepare`, then the subsets, the secret, the mechanism and the run directory (rank 0)."""
@@ -265,8 +269,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
-        return self.objective.evaluate(model_forward(self.loaded.model), self.encoded[split])
+        """Loss and accuracy of the current weights on ``pool``, ``dev`` or ``test``."""
+        return self.engine.evaluate(self.objective, self.encoded[split])
 
     def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
         assert self.run_dir is not None

@@ -1,0 +1,267 @@
+"""Layer-major evaluation of a decoder-only Hugging Face model over many micro-batches.
+
+An objective scores records by calling ``forward(**batch)`` once per micro-batch. Evaluating the
+perturbed model θ + εz that way would rebuild every perturbed weight once per micro-batch, or keep a
+whole perturbed copy of the weights. Instead the objective's calls are first *recorded* (they depend
+on the encoded records only, not on the model's outputs), then run stage by stage over all recorded
+micro-batches at once:
+
+1. the **prefix** — everything the model computes before its first decoder layer (token and position
+   embeddings, the attention masks, rotary tables), captured by stand-ins for the decoder layers;
+2. each **decoder layer** in turn, for every micro-batch;
+3. the **suffix** — everything after the last layer (final norm, LM head), while the objective's calls
+   are *replayed* with the real logits.
+
+Weights are substituted per stage with :func:`torch.func.functional_call`, so a stage can run with
+temporaries (perturbed weights) that live only while that stage runs, and the stored weights are
+never written. Every micro-batch goes through exactly the modules and kernels of a plain forward, so
+the logits equal the plain forward's bit for bit.
+
+Which trainable tensors each stage reads is found by hooks, once: the prefix and the suffix may share
+a tensor (tied input and output embeddings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+Batch = dict[str, Any]
+"""The keyword arguments of one recorded forward call (``input_ids``, ``attention_mask``, ...)."""
+
+
+class CallsChanged(RuntimeError):
+    """The objective's forward calls during a replay differ from the recorded ones (it re-batched)."""
+
+
+class _StopPrefix(Exception):
+    """Raised by the last layer stand-in once the prefix has been captured."""
+
+
+class _StandIn(nn.Module):
+    """Takes the place of decoder layer ``index`` while the prefix or the suffix runs.
+
+    During the prefix it records the keyword arguments the model passes to the layer (masks, rotary
+    tables) and passes the hidden states through; the last one aborts the forward. During the suffix
+    every stand-in returns the precomputed output of the last layer. Attribute look-ups the model makes
+    on its layers (e.g. ``attention_type``) fall through to the real layer.
+    """
+
+    def __init__(self, layer: nn.Module, index: int, last: bool, run: "_Run"):
+        super().__init__()
+        self._real = (layer,)  # a tuple, so that the real layer is not registered as a submodule
+        self._index = index
+        self._last = last
+        self._run = run
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._real[0], name)
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        run = self._run
+        if run.mode == "prefix":
+            if args:
+                raise TypeError("decoder layers called with positional arguments beyond the hidden states are "
+                                "not supported by the staged forward")
+            run.layer_kwargs.append(kwargs)
+            if self._last:
+                run.hidden = hidden_states
+                raise _StopPrefix
+            return hidden_states
+        if self._last:
+            run.after_layers = True
+        return run.hidden
+
+
+@dataclass
+class _Run:
+    """Scratch state shared by the stand-ins during one prefix or suffix call."""
+
+    mode: str = "prefix"
+    hidden: torch.Tensor | None = None
+    layer_kwargs: list[dict[str, Any]] = field(default_factory=list)
+    after_layers: bool = False
+
+
+def _find_layers(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
+    """The ``nn.ModuleList`` of decoder layers (the list of same-class blocks holding the most parameters)."""
+    best: tuple[int, nn.Module, str, nn.ModuleList] | None = None
+    for owner in model.modules():
+        for attr, child in owner.named_children():
+            if not isinstance(child, nn.ModuleList) or len(child) == 0:
+                continue
+            if len({type(m) for m in child}) != 1:
+                continue
+            size = sum(p.numel() for p in child.parameters())
+            if best is None or size > best[0]:
+                best = (size, owner, attr, child)
+    if best is None:
+        raise ValueError(f"{type(model).__name__} has no list of decoder layers; the staged forward needs one")
+    return best[1], best[2], best[3]
+
+
+@dataclass
+class StagedCalls:
+    """The recorded micro-batches of one scoring pass and their states between stages."""
+
+    batches: list[Batch]
+    layer_kwargs: list[list[dict[str, Any]]] = field(default_factory=list)
+    """Per micro-batch, the keyword arguments of each decoder layer (from the prefix)."""
+
+
+class StagedModel:
+    """Runs a decoder-only causal LM stage by stage (prefix, layers, suffix) with substituted weights.
+
+    ``trainable`` lists the tensors that callers may substitute, as ``(name, parameter)`` pairs named
+    as in ``model.named_parameters()``. :attr:`layer_params` and :attr:`prefix_params` /
+    :attr:`suffix_params` say, by index into ``trainable``, which tensors each stage reads.
+    """
+
+    def __init__(self, model: nn.Module, trainable: Sequence[tuple[str, nn.Parameter]]):
+        self.model = model
+        self.trainable = list(trainable)
+        self.owner, self.attr, self.layers = _find_layers(model)
+        self.n_layers = len(self.layers)
+        index = {id(p): i for i, (_, p) in enumerate(self.trainable)}
+        in_layers: set[int] = set()
+        self.layer_params: list[list[tuple[int, str]]] = []
+        for layer in self.layers:
+            local = [(index[id(p)], name) for name, p in layer.named_parameters() if id(p) in index]
+            self.layer_params.append(local)
+            in_layers.update(i for i, _ in local)
+        self.outer = [i for i in range(len(self.trainable)) if i not in in_layers]
+        self._run = _Run()
+        self.prefix_params: list[int] | None = None
+        self.suffix_params: list[int] | None = None
+
+    # ------------------------------------------------------------------ which tensors each stage reads
+    def _outer_readers(self) -> dict[nn.Module, list[int]]:
+        """Modules outside the decoder layers that own outer trainable tensors, with those tensors."""
+        outer_ids = {id(self.trainable[i][1]): i for i in self.outer}
+        readers: dict[nn.Module, list[int]] = {}
+        for module in self.model.modules():
+            owned = [outer_ids[id(p)] for p in module.parameters(recurse=False) if id(p) in outer_ids]
+            if owned:
+                readers[module] = owned
+        return readers
+
+    def _discover(self, batch: Batch) -> None:
+        """Find, by hooks on one unperturbed prefix and suffix call, which outer tensors each stage reads.
+
+        A module whose forward encloses the decoder layers (an ancestor of the layer list) counts for both.
+        """
+        readers = self._outer_readers()
+        enclosing = {m for m in self.model.modules() if any(c is self.layers for c in m.modules())}
+        seen: dict[str, set[int]] = {"prefix": set(), "suffix": set()}
+
+        def hook(module: nn.Module, args: Any) -> None:
+            run = self._run
+            if module in enclosing:
+                seen["prefix"].update(readers[module])
+                seen["suffix"].update(readers[module])
+            elif run.mode == "prefix":
+                seen["prefix"].update(readers[module])
+            elif run.after_layers:
+                seen["suffix"].update(readers[module])
+
+        handles = [m.register_forward_pre_hook(hook) for m in readers]
+        try:
+            hidden, _ = self.prefix(batch, {}, discovering=True)
+            self.suffix(batch, hidden, {}, discovering=True)
+        finally:
+            for h in handles:
+                h.remove()
+        self.prefix_params = sorted(seen["prefix"])
+        self.suffix_params = sorted(seen["suffix"])
+
+    def ensure_discovered(self, batch: Batch) -> None:
+        """Find, once, which trainable tensors the prefix and the suffix read (by running ``batch``)."""
+        if self.prefix_params is None:
+            self._discover(batch)
+
+    # ------------------------------------------------------------------ the three stages
+    def _with_stand_ins(self, mode: str, call: Callable[[], Any]) -> Any:
+        run = self._run
+        run.mode, run.layer_kwargs, run.after_layers = mode, [], False
+        stand_ins = nn.ModuleList([_StandIn(layer, i, i == self.n_layers - 1, run)
+                                   for i, layer in enumerate(self.layers)])
+        setattr(self.owner, self.attr, stand_ins)
+        try:
+            return call()
+        finally:
+            setattr(self.owner, self.attr, self.layers)
+
+    def _call_model(self, params: Mapping[str, torch.Tensor], batch: Batch) -> Any:
+        return functional_call(self.model, dict(params), args=(), kwargs={**batch, "use_cache": False})
+
+    def prefix(self, batch: Batch, params: Mapping[str, torch.Tensor], *,
+               discovering: bool = False) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        """Hidden states entering the first decoder layer, and every layer's keyword arguments."""
+        if not discovering:
+            self.ensure_discovered(batch)
+        run = self._run
+
+        def call() -> None:
+            try:
+                self._call_model(params, {k: v for k, v in batch.items() if k != "logits_to_keep"})
+            except _StopPrefix:
+                return
+            raise RuntimeError("the model never called its last decoder layer")
+
+        self._with_stand_ins("prefix", call)
+        hidden, kwargs = run.hidden, run.layer_kwargs
+        run.hidden, run.layer_kwargs = None, []
+        assert hidden is not None and len(kwargs) == self.n_layers
+        return hidden, kwargs
+
+    def layer(self, index: int, hidden: torch.Tensor, kwargs: dict[str, Any],
+              params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Decoder layer ``index`` on one micro-batch (``params`` named relative to the layer)."""
+        out = functional_call(self.layers[index], dict(params), args=(hidden,), kwargs=kwargs)
+        return out[0] if isinstance(out, tuple) else out
+
+    def suffix(self, batch: Batch, hidden: torch.Tensor, params: Mapping[str, torch.Tensor], *,
+               discovering: bool = False) -> torch.Tensor:
+        """Logits from the last layer's output ``hidden`` (the model's own code after its layers)."""
+        self._run.hidden = hidden
+        try:
+            return self._with_stand_ins("suffix", lambda: self._call_model(params, batch).logits)
+        finally:
+            self._run.hidden = None
+
+
+def record_calls(score: Callable[[Callable[..., torch.Tensor]], Any], *, vocab_size: int) -> list[Batch]:
+    """The forward calls ``score(forward)`` makes, answered with zero logits (nothing is computed).
+
+    Valid for objectives whose calls depend on the records alone, never on the logits returned.
+    """
+    calls: list[Batch] = []
+
+    def recorder(**kw: Any) -> torch.Tensor:
+        calls.append(kw)
+        ids = kw["input_ids"]
+        keep = kw.get("logits_to_keep", 0) or ids.shape[1]
+        return torch.zeros((ids.shape[0], keep, vocab_size), device=ids.device)
+
+    score(recorder)
+    return calls
+
+
+def replayer(logits_of: Callable[[int, Batch], torch.Tensor], calls: list[Batch]) -> Callable[..., torch.Tensor]:
+    """A forward that answers the i-th call with ``logits_of(i, batch)``, checking it is the recorded one."""
+    position = iter(range(len(calls)))
+
+    def forward(**kw: Any) -> torch.Tensor:
+        i = next(position, None)
+        if i is None or not torch.equal(kw["input_ids"], calls[i]["input_ids"]):
+            raise CallsChanged("the objective's forward calls changed between recording and replay")
+        return logits_of(i, calls[i])
+
+    return forward
