@@ -46,9 +46,11 @@ def _metrics(run: Path) -> dict:
     return metrics
 
 
-@pytest.mark.parametrize("mechanism", ["zpl", "mi"])
+@pytest.mark.parametrize("mechanism", [("privacy.mechanism=zpl",), ("privacy.mechanism=mi",),
+                                       ("privacy.mechanism=zpl", "model.tiny.num_layers=3", "model.train_top_layers=1",
+                                        "zo.cache_prefix=true")], ids=["zpl", "mi", "zpl-cached-prefix"])
 def test_two_processes_give_the_one_process_run(tiny_config, data_dir, tmp_path, mechanism):
-    extra = [f"privacy.mechanism={mechanism}", "privacy.budget=0.3", "train.steps=8", "train.eval_every=4",
+    extra = [*mechanism, "privacy.budget=0.3", "train.steps=8", "train.eval_every=4",
              "zo.micro_batch=16"]  # 4 micro-batches of the 64-record pool: 2 per rank
     proc = _torchrun(tmp_path, data_dir, "run.name=two", "run.output_dir=runs", *extra)
     out, err = proc.communicate(timeout=TIMEOUT)

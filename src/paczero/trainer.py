@@ -302,6 +302,14 @@ class Trainer:
         mine = [enc.order[b * size:(b + 1) * size] for b in self.dist.batches(n_batches)]
         return np.concatenate(mine) if mine else np.zeros(0, dtype=np.int64)
 
+    def _local_pool(self, mine: np.ndarray):
+        """This rank's share of the whole pool, encoded once (so that a cached prefix is computed once)."""
+        if getattr(self, "_local", None) is None or not np.array_equal(self._local[0], mine):
+            local = self.encoded["pool"].subset(mine)
+            self.engine.cache(self.objective, local)
+            self._local = (mine, local)
+        return self._local[1]
+
     def _estimates(self, step: int) -> tuple[np.ndarray, list[int], np.ndarray, int]:
         """Per-record estimates (n, K) of the records the mechanism samples, the K direction seeds, the
         per-record mean losses (n, K) and the count of non-finite estimates (replaced by 0). Rank 0 gets the
@@ -311,10 +319,11 @@ class Trainer:
         pool = self.encoded["pool"]
         chosen = self.mechanism.sample(step=step, n=len(pool)) if dist.main else None
         chosen = dist.broadcast(chosen)
-        enc = pool if chosen is None else pool.subset(chosen)
+        whole = chosen is None or np.array_equal(chosen, np.arange(len(pool)))
+        enc = pool if whole else pool.subset(chosen)  # the pool itself where it can: its cached prefix is kept
         seeds = [direction_seed(cfg.run.seed, step, k) for k in range(K)]
         mine = self._my_records(enc) if dist.active else np.arange(len(enc))
-        local = enc if not dist.active else enc.subset(mine)
+        local = enc if not dist.active else self._local_pool(mine) if whole else enc.subset(mine)
         G, losses = np.zeros((len(local), K)), np.zeros((len(local), K))
         if len(local):  # a Poisson batch may be empty: the release is then noise alone
             for k, seed in enumerate(seeds):

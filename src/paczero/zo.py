@@ -91,6 +91,8 @@ class ZOEngine:
             self.staged = None
         self._use_cache = cache
         self._cached: dict[int, _Cached] = {}
+        self.cache_hits = 0
+        """Evaluations that started from a cached prefix."""
         self._workers = max(1, torch.get_num_threads())
         self._pool = ThreadPoolExecutor(max_workers=self._workers) if self._workers > 1 else None
         first = [i for i, params in enumerate(self.staged.layer_params) if params] if self.staged else [0]
@@ -215,6 +217,7 @@ class ZOEngine:
         entry = self._cached.get(id(enc))
         if entry is None or entry.enc is not enc or entry.micro_batch != objective.micro_batch:
             return None
+        self.cache_hits += 1
         return entry.calls, [list(entry.hidden) for _ in range(n)], entry.kwargs
 
     def _staged_pass(self, objective: Objective, enc, direction: int,
