@@ -26,7 +26,6 @@ from paczero.errors import PaczeroError
 from paczero.rng import direction_seed
 from paczero.subsets import clip_estimates, membership_matrix, subset_means, subset_signs
 from paczero.trainer import Trainer
-from paczero.zo import ZOEngine
 
 
 def unanimity(estimates: np.ndarray, *, m: int, draws: int) -> float:
@@ -48,6 +47,7 @@ def main() -> None:
     parser.add_argument("--subsets", default="8,16,32,128", help="comma-separated numbers of subsets M (even)")
     parser.add_argument("--directions", type=int, default=16, help="directions D")
     parser.add_argument("--draws", type=int, default=50, help="membership matrices per (N, M)")
+    parser.add_argument("--clips", help="comma-separated clips c to compare (default: the config's zo.clip)")
     args = parser.parse_args()
     pools = sorted(int(x) for x in args.pool.split(","))
     subsets = sorted(int(x) for x in args.subsets.split(","))
@@ -55,20 +55,21 @@ def main() -> None:
     cfg = load_config(args.config, [*args.overrides, f"data.n_pool={pools[-1]}"])
     trainer = Trainer(cfg)
     trainer.prepare()
-    engine = ZOEngine(trainer.loaded.model, trainer.loaded.trainable, eps=cfg.zo.eps)
-    columns = []
-    for k in range(args.directions):
-        seed = direction_seed(cfg.run.seed, 0, k)
-        g, _ = engine.estimates(trainer.objective, trainer.encoded["pool"], direction=seed)
-        columns.append(clip_estimates(g, cfg.zo.clip)[0])
-    estimates = np.stack(columns, axis=1)
+    clips = [float(c) for c in args.clips.split(",")] if args.clips else [cfg.zo.clip]
+    engine = trainer.engine  # the run's engine: a cached prefix (zo.cache_prefix) is used
+    raw = np.stack([engine.estimates(trainer.objective, trainer.encoded["pool"],
+                                     direction=direction_seed(cfg.run.seed, 0, k))[0]
+                    for k in range(args.directions)], axis=1)
 
     print(f"unanimity over {args.directions} directions at the base model, {args.draws} membership draws each")
-    print("| N | " + " | ".join(f"M = {m}" for m in subsets) + " |")
-    print("|---|" + "---|" * len(subsets))
-    for n in pools:
-        rates = [unanimity(estimates[:n], m=m, draws=args.draws) for m in subsets]
-        print(f"| {n} | " + " | ".join(f"{r:.2f}" for r in rates) + " |")
+    for clip in clips:
+        estimates = clip_estimates(raw, clip)[0]
+        print(f"\nclip c = {clip:g}\n")
+        print("| N | " + " | ".join(f"M = {m}" for m in subsets) + " |")
+        print("|---|" + "---|" * len(subsets))
+        for n in pools:
+            rates = [unanimity(estimates[:n], m=m, draws=args.draws) for m in subsets]
+            print(f"| {n} | " + " | ".join(f"{r:.2f}" for r in rates) + " |")
 
 
 if __name__ == "__main__":

@@ -51,8 +51,9 @@ def test_unanimity_matches_a_plain_loop():
 def test_the_script_prints_a_table(data_dir):
     env = {**os.environ, "PACZERO_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(TINY_CONFIG), "--pool", "16,32",
-                             "--subsets", "2,8", "--directions", "2", "--draws", "3"],
+                             "--subsets", "2,8", "--directions", "2", "--draws", "3", "--clips", "1e-9,25"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 16 ") or line.startswith("| 32 ")]
-    assert len(rows) == 2 and all(len(r.split("|")) == 5 for r in rows)
+    assert len(rows) == 4 and all(len(r.split("|")) == 5 for r in rows)  # one table per clip
+    assert "clip c = 1e-09" in result.stdout and "clip c = 25" in result.stdout
