@@ -156,6 +156,7 @@ class Trainer:
         self._released: dict[int, bytes] = {}
         self._exhausted = False
         self._tensorboard: TensorBoardLog | None = None
+        self._local: tuple[np.ndarray, Any] | None = None  # this rank's share of the pool: (indices, encoded)
 
     # ---------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -171,8 +172,9 @@ class Trainer:
         autocast = torch.bfloat16 if cfg.model.autocast and self.loaded.device.type == "cuda" else None
         self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix,
                                autocast=autocast)
-        for enc in self.encoded.values():
-            self.engine.cache(self.objective, enc)
+        for name, enc in self.encoded.items():
+            if name != "pool" or not self.dist.active:  # under torchrun each rank caches its share (_local_pool)
+                self.engine.cache(self.objective, enc)
 
     def _build(self, secret: SecretState | None) -> None:
         """Everything a step needs; the mechanism (and the secret) only on rank 0."""
@@ -269,7 +271,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and accuracy of the current weights on ``pool``, ``dev`` or ``test``."""
+        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
         return self.engine.evaluate(self.objective, self.encoded[split])
 
     def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
@@ -304,7 +306,7 @@ class Trainer:
 
     def _local_pool(self, mine: np.ndarray):
         """This rank's share of the whole pool, encoded once (so that a cached prefix is computed once)."""
-        if getattr(self, "_local", None) is None or not np.array_equal(self._local[0], mine):
+        if self._local is None or not np.array_equal(self._local[0], mine):
             local = self.encoded["pool"].subset(mine)
             self.engine.cache(self.objective, local)
             self._local = (mine, local)
