@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 
+import numpy as np
 import pytest
+import yaml
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
@@ -64,3 +67,38 @@ def test_plan_matches_mi_budgets_to_each_epsilon(tmp_path, data_dir):
 def test_bad_compare_settings_are_refused(tmp_path, data_dir, kwargs, match):
     with pytest.raises(PaczeroError, match=match):
         load_compare_config(_write(tmp_path, data_dir), **kwargs)
+
+
+def test_seeds_repeat_every_cell_and_summarise_it(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", "--config", str(_write(tmp_path, data_dir)), "--out", str(out), "--seeds", "3,5",
+                 "--mechanisms", "zpl,mi"]) == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert sorted(r["run"] for r in rows) == ["mi-eps1-s3", "mi-eps1-s5", "zpl-s3", "zpl-s5"]
+    for r in rows:
+        assert r["run"].endswith(f"-s{r['seed']}")
+        stored = yaml.safe_load((out / r["run"] / "config.yaml").read_text())
+        assert stored["run"]["seed"] == int(r["seed"])
+    # The public seed draws the membership matrix and the directions: the two seeds' runs differ in both.
+    s3, s5 = (out / "zpl-s3", out / "zpl-s5")
+    assert not np.array_equal(np.load(s3 / "membership.npy"), np.load(s5 / "membership.npy"))
+    first = [json.loads((d / "ledger.jsonl").read_text().splitlines()[0])["directions"][0]["seed"] for d in (s3, s5)]
+    assert first[0] != first[1]
+    summary = {r["mechanism"]: r for r in csv.DictReader((out / "compare-summary.csv").open())}
+    assert sorted(summary) == ["mi", "zpl"]
+    assert summary["mi"]["cell"] == "mi-eps1" and summary["zpl"]["cell"] == "zpl"
+    for mechanism, cell in summary.items():
+        acc = [float(r["test_accuracy"]) for r in rows if r["mechanism"] == mechanism]
+        assert int(cell["seeds"]) == 2
+        assert float(cell["test_accuracy_mean"]) == pytest.approx(sum(acc) / 2)
+        assert float(cell["test_accuracy_sd"]) == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
+        assert float(cell["test_accuracy_min"]) == min(acc) and float(cell["test_accuracy_max"]) == max(acc)
+        bounds = [float(r["mia_posterior_bound"]) for r in rows if r["mechanism"] == mechanism]
+        assert float(cell["mia_posterior_bound_max"]) == max(bounds)
+    assert "compare-summary" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1]])
+def test_bad_seed_lists_are_refused(tmp_path, data_dir, seeds):
+    with pytest.raises(PaczeroError, match="seeds"):
+        load_compare_config(_write(tmp_path, data_dir), seeds=seeds)

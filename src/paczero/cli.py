@@ -128,11 +128,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         except ValueError:
             raise PaczeroError(f"--epsilons {text!r} is not a comma-separated list of numbers") from None
 
+    def ints(text: str) -> list[int]:
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise PaczeroError(f"--seeds {text!r} is not a comma-separated list of integers") from None
+
     cfg = load_compare_config(args.config, epsilons=floats(args.epsilons) if args.epsilons else None,
-                              mechanisms=args.mechanisms.split(",") if args.mechanisms else None, out=args.out)
+                              mechanisms=args.mechanisms.split(",") if args.mechanisms else None, out=args.out,
+                              seeds=ints(args.seeds) if args.seeds else None)
     rows = compare(cfg, args.overrides)
     print(tables(rows)[1], end="")
     print(f"table written to {Path(cfg.out) / 'compare.csv'} and compare.md")
+    if len(cfg.seeds) > 1:
+        print(f"mean and spread over seeds: {Path(cfg.out) / 'compare-summary.csv'} and compare-summary.md")
     return 0
 
 
@@ -295,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilons", help="comma-separated DP ε list, e.g. 0.5,1,2,6")
     p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo")
     p.add_argument("--out", help="folder for the runs and compare.{csv,md}")
+    p.add_argument("--seeds", help="comma-separated public seeds, e.g. 0,1,2 (runs end in -s<seed>; adds a summary)")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.set_defaults(func=_cmd_compare)
     return parser

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List
@@ -27,8 +28,10 @@ from paczero.privacy.bounds import mi_for_dp_epsilon
 log = logging.getLogger("paczero")
 
 MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo")
-COLUMNS = ("mechanism", "dp_epsilon", "mi_nats", "mia_posterior_bound", "test_accuracy", "zero_shot_accuracy",
-           "steps_run", "run")
+COLUMNS = ("mechanism", "dp_epsilon", "seed", "mi_nats", "mia_posterior_bound", "test_accuracy",
+           "zero_shot_accuracy", "steps_run", "run")
+SUMMARY_COLUMNS = ("cell", "mechanism", "seeds", "mia_posterior_bound_max", "test_accuracy_mean",
+                   "test_accuracy_sd", "test_accuracy_min", "test_accuracy_max", "zero_shot_accuracy_mean")
 
 
 @dataclass
@@ -50,6 +53,10 @@ class CompareConfig:
     epsilons: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 6.0])
     """DP ε of the DPZero/DP-AggZO runs; PACZero-MI runs at the matched MI of each."""
     mechanisms: List[str] = field(default_factory=lambda: list(MECHANISMS))
+    seeds: List[int] = field(default_factory=lambda: [0])
+    """Public seeds (``run.seed``: data split, membership matrix, directions; J* is secret and fresh per run).
+    With more than one, every run name ends in ``-s<seed>`` and ``compare-summary.{csv,md}`` gives the mean
+    and standard deviation over seeds of every cell."""
     out: str = "runs/compare"
     """Folder for the runs and the table."""
     overrides: MechanismOverrides = field(default_factory=MechanismOverrides)
@@ -57,8 +64,10 @@ class CompareConfig:
 
 
 def load_compare_config(path: str | Path | None, *, epsilons: list[float] | None = None,
-                        mechanisms: list[str] | None = None, out: str | None = None) -> CompareConfig:
-    """Read a compare YAML over the defaults; ``epsilons``, ``mechanisms`` and ``out`` replace its values."""
+                        mechanisms: list[str] | None = None, out: str | None = None,
+                        seeds: list[int] | None = None) -> CompareConfig:
+    """Read a compare YAML over the defaults; ``epsilons``, ``mechanisms``, ``out`` and ``seeds`` replace its
+    values."""
     layers = [OmegaConf.structured(CompareConfig)]
     if path is not None:
         if not Path(path).is_file():
@@ -75,6 +84,10 @@ def load_compare_config(path: str | Path | None, *, epsilons: list[float] | None
         cfg.mechanisms = mechanisms
     if out is not None:
         cfg.out = out
+    if seeds is not None:
+        cfg.seeds = seeds
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise PaczeroError(f"compare: seeds {cfg.seeds} must be a non-empty list without repeats")
     unknown = set(cfg.mechanisms) - set(MECHANISMS)
     if unknown:
         raise PaczeroError(f"compare: unknown mechanisms {sorted(unknown)}; expected some of {', '.join(MECHANISMS)}")
@@ -85,25 +98,32 @@ def load_compare_config(path: str | Path | None, *, epsilons: list[float] | None
 
 
 def plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, Config]]:
-    """(run name, run config) of every run of the comparison, in order; every config is validated up front."""
-    runs = []
+    """(run name, run config) of every run of the comparison, in order (every cell at the first seed, then at
+    the next, so an interrupted comparison has whole seeds); every config is validated up front."""
     o = cfg.overrides
-
-    def make(name: str, mechanism: str, specific: list[str]) -> None:
-        overrides = [*o.common, *getattr(o, mechanism), f"privacy.mechanism={mechanism}", *specific, *extra,
-                     f"run.output_dir={cfg.out}", f"run.name={name}"]
-        runs.append((name, load_config(cfg.base, overrides)))
-
+    cells: list[tuple[str, str, list[str]]] = []
     for mechanism in ("mezo", "zpl"):
         if mechanism in cfg.mechanisms:
-            make(mechanism, mechanism, [])
+            cells.append((mechanism, mechanism, []))
     for eps in cfg.epsilons:
         for mechanism in ("dpzero", "dpaggzo"):
             if mechanism in cfg.mechanisms:
-                make(f"{mechanism}-eps{eps:g}", mechanism, [f"privacy.epsilon={eps!r}"])
+                cells.append((f"{mechanism}-eps{eps:g}", mechanism, [f"privacy.epsilon={eps!r}"]))
         if "mi" in cfg.mechanisms:
-            make(f"mi-eps{eps:g}", "mi", [f"privacy.budget={mi_for_dp_epsilon(eps)!r}"])
+            cells.append((f"mi-eps{eps:g}", "mi", [f"privacy.budget={mi_for_dp_epsilon(eps)!r}"]))
+    runs = []
+    for seed in cfg.seeds:
+        for cell, mechanism, specific in cells:
+            name = run_name(cfg, cell, seed)
+            overrides = [*o.common, *getattr(o, mechanism), f"privacy.mechanism={mechanism}", *specific, *extra,
+                         f"run.seed={seed}", f"run.output_dir={cfg.out}", f"run.name={name}"]
+            runs.append((name, load_config(cfg.base, overrides)))
     return runs
+
+
+def run_name(cfg: CompareConfig, cell: str, seed: int) -> str:
+    """The run folder of ``cell`` (e.g. ``mi-eps1``) at ``seed``: the cell's name alone when there is one seed."""
+    return f"{cell}-s{seed}" if len(cfg.seeds) > 1 else cell
 
 
 def _run_one(name: str, run_cfg: Config) -> dict[str, Any]:
@@ -119,14 +139,14 @@ def _run_one(name: str, run_cfg: Config) -> dict[str, Any]:
     return Trainer(run_cfg).run()
 
 
-def row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+def row(name: str, metrics: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
     """One table row from a run's metrics (the bound from the run's own privacy statement)."""
     privacy = metrics["privacy"]
     zero = metrics.get("zero_shot_test") or {}
     mi = privacy.get("mi_nats", privacy.get("mi_nats_matched"))
     return {"mechanism": privacy["mechanism"], "dp_epsilon": privacy.get("dp_epsilon",
                                                                          privacy.get("dp_epsilon_equivalent")),
-            "mi_nats": mi, "mia_posterior_bound": privacy["mia_posterior_bound"],
+            "seed": seed, "mi_nats": mi, "mia_posterior_bound": privacy["mia_posterior_bound"],
             "test_accuracy": metrics["test"]["accuracy"], "zero_shot_accuracy": zero.get("accuracy"),
             "steps_run": metrics["steps_run"], "run": name}
 
@@ -139,27 +159,54 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def tables(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """The comparison as CSV and as a Markdown table."""
+def tables(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> tuple[str, str]:
+    """The comparison (or its summary, with ``columns=SUMMARY_COLUMNS``) as CSV and as a Markdown table."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
     return buf.getvalue(), "\n".join(md) + "\n"
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell (mechanism at one requested DP ε, named like ``mi-eps1``) over its seeds: mean, sample standard deviation (``None``
+    for one seed), min and max of the test accuracy, and the largest MIA posterior bound of the cell's runs."""
+    cells: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["mechanism"], r["cell"]), []).append(r)
+    out = []
+    for (mechanism, cell), members in cells.items():
+        acc = [float(m["test_accuracy"]) for m in members]
+        zero = [float(m["zero_shot_accuracy"]) for m in members if m["zero_shot_accuracy"] is not None]
+        out.append({"cell": cell, "mechanism": mechanism, "seeds": len(members),
+                    "mia_posterior_bound_max": max(m["mia_posterior_bound"] for m in members),
+                    "test_accuracy_mean": statistics.fmean(acc),
+                    "test_accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else None,
+                    "test_accuracy_min": min(acc), "test_accuracy_max": max(acc),
+                    "zero_shot_accuracy_mean": statistics.fmean(zero) if zero else None})
+    out.sort(key=lambda r: (r["mia_posterior_bound_max"], r["mechanism"]))
+    return out
 
 
 def compare(cfg: CompareConfig, extra: list[str] = ()) -> list[dict[str, Any]]:
     """Run (or reuse) every run of the comparison and write ``compare.csv`` and ``compare.md`` into ``cfg.out``."""
     runs = plan(cfg, list(extra))
-    rows = []
+    rows, cells = [], []
     for i, (name, run_cfg) in enumerate(runs, start=1):
         log.info("compare: run %d/%d: %s", i, len(runs), name)
-        rows.append(row(name, _run_one(name, run_cfg)))
-    rows.sort(key=lambda r: (r["mia_posterior_bound"], r["mechanism"]))
-    text_csv, text_md = tables(rows)
+        rows.append(row(name, _run_one(name, run_cfg), seed=run_cfg.run.seed))
+        seed = run_cfg.run.seed
+        cells.append(name[:-len(f"-s{seed}")] if len(cfg.seeds) > 1 else name)
+    summary = summarise([{**r, "cell": c} for r, c in zip(rows, cells)])
+    rows.sort(key=lambda r: (r["mia_posterior_bound"], r["mechanism"], r["seed"]))
     out = Path(cfg.out)
+    text_csv, text_md = tables(rows)
     write_text(out / "compare.csv", text_csv)
     write_text(out / "compare.md", text_md)
+    if len(cfg.seeds) > 1:
+        text_csv, text_md = tables(summary, SUMMARY_COLUMNS)
+        write_text(out / "compare-summary.csv", text_csv)
+        write_text(out / "compare-summary.md", text_md)
     return rows
