@@ -14,6 +14,7 @@ from paczero.cli import main
 from paczero.compare import load_compare_config, plan
 from paczero.errors import PaczeroError
 from paczero.privacy.bounds import dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound
+from paczero.report import compare_figure
 
 
 def _write(tmp_path, data_dir):
@@ -96,6 +97,23 @@ def test_seeds_repeat_every_cell_and_summarise_it(tmp_path, data_dir, capsys):
         bounds = [float(r["mia_posterior_bound"]) for r in rows if r["mechanism"] == mechanism]
         assert float(cell["mia_posterior_bound_max"]) == max(bounds)
     assert "compare-summary" in capsys.readouterr().out
+    assert (out / "compare.png").stat().st_size > 0
+
+
+def test_compare_figure_draws_each_cell_at_its_mean_and_spread():
+    rows = [{"cell": "zpl", "mechanism": "zpl", "mia_posterior_bound": 0.5, "test_accuracy": a,
+             "zero_shot_accuracy": 0.5} for a in (0.6, 0.7, 0.8)]
+    rows += [{"cell": "mi-eps1", "mechanism": "mi", "mia_posterior_bound": b, "test_accuracy": a,
+              "zero_shot_accuracy": 0.5} for a, b in ((0.65, 0.7), (0.75, 0.72))]
+    (ax,) = compare_figure(rows).axes
+    bars = {c.get_label(): c for c in ax.containers}
+    assert sorted(bars) == ["mi", "zpl"]
+    for label, xs, ys in (("zpl", [0.5] * 3, [0.6, 0.7, 0.8]), ("mi", [0.7, 0.72], [0.65, 0.75])):
+        line, _, (ycol,) = bars[label].lines  # the marker, the caps, the y error segments
+        assert line.get_xdata()[0] == pytest.approx(np.mean(xs)) and line.get_ydata()[0] == pytest.approx(np.mean(ys))
+        (seg,) = ycol.get_segments()
+        assert seg[1][1] - seg[0][1] == pytest.approx(2 * np.std(ys, ddof=1))
+    assert [ln.get_ydata()[0] for ln in ax.lines if ln.get_linestyle() == "--"] == [0.5]
 
 
 @pytest.mark.parametrize("seeds", [[], [1, 1]])

@@ -171,8 +171,9 @@ def tables(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> tu
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell (mechanism at one requested DP ε, named like ``mi-eps1``) over its seeds: mean, sample standard deviation (``None``
-    for one seed), min and max of the test accuracy, and the largest MIA posterior bound of the cell's runs."""
+    """One row per cell (a mechanism at one requested DP ε, named like ``mi-eps1``) over its seeds: mean, sample
+    standard deviation (``None`` for one seed), min and max of the test accuracy, and the largest MIA posterior
+    bound of the cell's runs."""
     cells: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["mechanism"], r["cell"]), []).append(r)
@@ -191,7 +192,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def compare(cfg: CompareConfig, extra: list[str] = ()) -> list[dict[str, Any]]:
-    """Run (or reuse) every run of the comparison and write ``compare.csv`` and ``compare.md`` into ``cfg.out``."""
+    """Run (or reuse) every run of the comparison and write ``compare.csv``, ``compare.md`` and ``compare.png``
+    (accuracy against the bound, mean ± sd over seeds) into ``cfg.out``; with several seeds, also
+    ``compare-summary.{csv,md}``."""
     runs = plan(cfg, list(extra))
     rows, cells = [], []
     for i, (name, run_cfg) in enumerate(runs, start=1):
@@ -199,12 +202,16 @@ def compare(cfg: CompareConfig, extra: list[str] = ()) -> list[dict[str, Any]]:
         rows.append(row(name, _run_one(name, run_cfg), seed=run_cfg.run.seed))
         seed = run_cfg.run.seed
         cells.append(name[:-len(f"-s{seed}")] if len(cfg.seeds) > 1 else name)
-    summary = summarise([{**r, "cell": c} for r, c in zip(rows, cells)])
+    with_cells = [{**r, "cell": c} for r, c in zip(rows, cells)]
+    summary = summarise(with_cells)
     rows.sort(key=lambda r: (r["mia_posterior_bound"], r["mechanism"], r["seed"]))
     out = Path(cfg.out)
     text_csv, text_md = tables(rows)
     write_text(out / "compare.csv", text_csv)
     write_text(out / "compare.md", text_md)
+    from paczero.report import compare_figure, save_png
+
+    save_png(compare_figure(with_cells), out / "compare.png")
     if len(cfg.seeds) > 1:
         text_csv, text_md = tables(summary, SUMMARY_COLUMNS)
         write_text(out / "compare-summary.csv", text_csv)

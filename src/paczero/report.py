@@ -159,6 +159,38 @@ def tradeoff_figure(runs: Sequence[RunData]) -> Figure:
     return fig
 
 
+def compare_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Test accuracy against the MIA posterior bound from ``paczero compare``'s rows (``mechanism``, ``cell``,
+    ``mia_posterior_bound``, ``test_accuracy``, ``zero_shot_accuracy``): every run as a faint marker at its
+    own bound, and each cell's mean over its seeds, with the sample standard deviation as an error bar, at
+    the mean of its runs' bounds."""
+    fig, ax = _axes("Test accuracy vs MIA posterior bound (mean ± sd over seeds)", "MIA posterior bound",
+                    "test accuracy")
+    cells: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault(str(r["cell"]), []).append(r)
+    colours: dict[str, str] = {}
+    labelled: set[str] = set()
+    for cell, members in cells.items():
+        mechanism = str(members[0]["mechanism"])
+        colour = colours.setdefault(mechanism, f"C{len(colours)}")
+        label = None if mechanism in labelled else mechanism  # one legend entry per mechanism
+        labelled.add(mechanism)
+        bounds = np.array([float(m["mia_posterior_bound"]) for m in members])
+        acc = np.array([float(m["test_accuracy"]) for m in members])
+        marker = MARKERS.get(mechanism, "D")
+        ax.scatter(bounds, acc, marker=marker, color=colour, alpha=0.3, s=16)
+        sd = float(acc.std(ddof=1)) if acc.size > 1 else 0.0
+        ax.errorbar([bounds.mean()], [acc.mean()], yerr=[sd], fmt=marker, color=colour, capsize=4, label=label)
+        ax.annotate(cell, (bounds.mean(), acc.mean()), fontsize="x-small", xytext=(4, 4), textcoords="offset points")
+    zero = [float(r["zero_shot_accuracy"]) for r in rows if r.get("zero_shot_accuracy") not in (None, "")]
+    if zero:
+        ax.axhline(float(np.mean(zero)), linestyle="--", color="grey", label="zero-shot (mean)")
+    ax.set_xlim(0.48, 1.02)
+    _legend(ax)
+    return fig
+
+
 def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], *, title: str) -> Figure:
     """ROC curves ``{attack: (fpr, tpr, auc)}`` on linear and log–log axes (low FPR is where attacks matter)."""
     fig = Figure(figsize=(11.0, 4.6), layout="constrained")
