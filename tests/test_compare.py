@@ -11,7 +11,7 @@ import yaml
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.compare import load_compare_config, plan
+from paczero.compare import compare, load_compare_config, plan
 from paczero.errors import PaczeroError
 from paczero.privacy.bounds import dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound
 from paczero.report import compare_figure
@@ -99,6 +99,17 @@ def test_seeds_repeat_every_cell_and_summarise_it(tmp_path, data_dir, capsys):
     assert "compare-summary" in capsys.readouterr().out
     assert (out / "compare.png").stat().st_size > 0
 
+    # --finished-only trains nothing: with one run's metrics gone, the tables hold the three others.
+    (out / "mi-eps1-s5" / "metrics.json").unlink()
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["compare", "--config", str(_write(tmp_path, data_dir)), "--out", str(out), "--seeds", "3,5",
+                 "--mechanisms", "zpl,mi", "--finished-only"]) == 0
+    assert sorted(r["run"] for r in csv.DictReader((out / "compare.csv").open())) == ["mi-eps1-s3", "zpl-s3",
+                                                                                       "zpl-s5"]
+    assert not (out / "mi-eps1-s5" / "metrics.json").exists() and sorted(p.name for p in out.iterdir()) == before
+    summary = {r["cell"]: r for r in csv.DictReader((out / "compare-summary.csv").open())}
+    assert summary["mi-eps1"]["seeds"] == "1" and summary["mi-eps1"]["test_accuracy_sd"] == ""
+
 
 def test_compare_figure_draws_each_cell_at_its_mean_and_spread():
     rows = [{"cell": "zpl", "mechanism": "zpl", "mia_posterior_bound": 0.5, "test_accuracy": a,
@@ -120,3 +131,9 @@ def test_compare_figure_draws_each_cell_at_its_mean_and_spread():
 def test_bad_seed_lists_are_refused(tmp_path, data_dir, seeds):
     with pytest.raises(PaczeroError, match="seeds"):
         load_compare_config(_write(tmp_path, data_dir), seeds=seeds)
+
+
+def test_finished_only_without_finished_runs_is_refused(tmp_path, data_dir):
+    with pytest.raises(PaczeroError, match="no run"):
+        compare(load_compare_config(_write(tmp_path, data_dir), out=str(tmp_path / "empty")), finished_only=True)
+    assert not (tmp_path / "empty").exists()

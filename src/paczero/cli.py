@@ -137,7 +137,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     cfg = load_compare_config(args.config, epsilons=floats(args.epsilons) if args.epsilons else None,
                               mechanisms=args.mechanisms.split(",") if args.mechanisms else None, out=args.out,
                               seeds=ints(args.seeds) if args.seeds else None)
-    rows = compare(cfg, args.overrides)
+    rows = compare(cfg, args.overrides, finished_only=args.finished_only)
     print(tables(rows)[1], end="")
     print(f"table written to {Path(cfg.out) / 'compare.csv'} and compare.md")
     if len(cfg.seeds) > 1:
@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo")
     p.add_argument("--out", help="folder for the runs and compare.{csv,md}")
     p.add_argument("--seeds", help="comma-separated public seeds, e.g. 0,1,2 (runs end in -s<seed>; adds a summary)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: write the tables from the runs that have finished")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.set_defaults(func=_cmd_compare)
     return parser

@@ -191,17 +191,35 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def compare(cfg: CompareConfig, extra: list[str] = ()) -> list[dict[str, Any]]:
+def compare(cfg: CompareConfig, extra: list[str] = (), *, finished_only: bool = False) -> list[dict[str, Any]]:
     """Run (or reuse) every run of the comparison and write ``compare.csv``, ``compare.md`` and ``compare.png``
     (accuracy against the bound, mean ± sd over seeds) into ``cfg.out``; with several seeds, also
-    ``compare-summary.{csv,md}``."""
+    ``compare-summary.{csv,md}``. With ``finished_only``, nothing is trained: the tables are written from the
+    runs that have finished (a comparison still running, or one stopped early), and the others are listed in
+    the log."""
+    from paczero.report import compare_figure, save_png
+    from paczero.trainer import METRICS_FILE
+
     runs = plan(cfg, list(extra))
-    rows, cells = [], []
+    rows, cells, missing = [], [], []
     for i, (name, run_cfg) in enumerate(runs, start=1):
-        log.info("compare: run %d/%d: %s", i, len(runs), name)
-        rows.append(row(name, _run_one(name, run_cfg), seed=run_cfg.run.seed))
+        if finished_only:
+            path = Path(cfg.out) / name / METRICS_FILE
+            if not path.is_file():
+                missing.append(name)
+                continue
+            metrics = read_json(path)
+        else:
+            log.info("compare: run %d/%d: %s", i, len(runs), name)
+            metrics = _run_one(name, run_cfg)
         seed = run_cfg.run.seed
+        rows.append(row(name, metrics, seed=seed))
         cells.append(name[:-len(f"-s{seed}")] if len(cfg.seeds) > 1 else name)
+    if missing:
+        log.warning("compare: %d of %d runs have not finished and are left out: %s", len(missing), len(runs),
+                    ", ".join(missing))
+    if not rows:
+        raise PaczeroError(f"compare: no run under {cfg.out} has finished")
     with_cells = [{**r, "cell": c} for r, c in zip(rows, cells)]
     summary = summarise(with_cells)
     rows.sort(key=lambda r: (r["mia_posterior_bound"], r["mechanism"], r["seed"]))
@@ -209,8 +227,6 @@ def compare(cfg: CompareConfig, extra: list[str] = ()) -> list[dict[str, Any]]:
     text_csv, text_md = tables(rows)
     write_text(out / "compare.csv", text_csv)
     write_text(out / "compare.md", text_md)
-    from paczero.report import compare_figure, save_png
-
     save_png(compare_figure(with_cells), out / "compare.png")
     if len(cfg.seeds) > 1:
         text_csv, text_md = tables(summary, SUMMARY_COLUMNS)
