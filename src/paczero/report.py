@@ -187,7 +187,9 @@ def compare_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     if zero:
         ax.axhline(float(np.mean(zero)), linestyle="--", color="grey", label="zero-shot (mean)")
     ax.set_xlim(0.48, 1.02)
-    _legend(ax)
+    if ax.get_legend_handles_labels()[0]:  # below the axes: the cells fill the plot from top to bottom
+        fig.set_size_inches(FIGSIZE[0] * 1.25, FIGSIZE[1] * 1.25)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=6, fontsize="small")
     return fig
 
 
