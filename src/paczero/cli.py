@@ -67,6 +67,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else:
             trainer = Trainer(cfg, config_name=Path(args.config).stem if args.config else None, dist=dist)
             metrics = trainer.run()
+        # Leave together: a rank that tears down its gloo group while a peer still works aborted now and
+        # then ("terminate called without an active exception") after a finished run.
+        dist.barrier()
     finally:
         distributed.shutdown()
     if not dist.main:
