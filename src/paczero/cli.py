@@ -125,21 +125,17 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from paczero.compare import compare, load_compare_config, tables
 
-    def floats(text: str) -> list[float]:
+    def numbers(text: str, kind: type, flag: str) -> list:
         try:
-            return [float(x) for x in text.split(",") if x.strip()]
+            return [kind(x) for x in text.split(",") if x.strip()]
         except ValueError:
-            raise PaczeroError(f"--epsilons {text!r} is not a comma-separated list of numbers") from None
+            what = "integers" if kind is int else "numbers"
+            raise PaczeroError(f"{flag} {text!r} is not a comma-separated list of {what}") from None
 
-    def ints(text: str) -> list[int]:
-        try:
-            return [int(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise PaczeroError(f"--seeds {text!r} is not a comma-separated list of integers") from None
-
-    cfg = load_compare_config(args.config, epsilons=floats(args.epsilons) if args.epsilons else None,
+    cfg = load_compare_config(args.config,
+                              epsilons=numbers(args.epsilons, float, "--epsilons") if args.epsilons else None,
                               mechanisms=args.mechanisms.split(",") if args.mechanisms else None, out=args.out,
-                              seeds=ints(args.seeds) if args.seeds else None)
+                              seeds=numbers(args.seeds, int, "--seeds") if args.seeds else None)
     rows = compare(cfg, args.overrides, finished_only=args.finished_only)
     print(tables(rows)[1], end="")
     print(f"table written to {Path(cfg.out) / 'compare.csv'} and compare.md")

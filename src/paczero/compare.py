@@ -100,6 +100,11 @@ def load_compare_config(path: str | Path | None, *, epsilons: list[float] | None
 def plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, Config]]:
     """(run name, run config) of every run of the comparison, in order (every cell at the first seed, then at
     the next, so an interrupted comparison has whole seeds); every config is validated up front."""
+    return [(name, run_cfg) for _, name, run_cfg in _plan(cfg, extra)]
+
+
+def _plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, str, Config]]:
+    """(cell, run name, run config) of every run, in the order of :func:`plan`."""
     o = cfg.overrides
     cells: list[tuple[str, str, list[str]]] = []
     for mechanism in ("mezo", "zpl"):
@@ -117,7 +122,7 @@ def plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, Config]]:
             name = run_name(cfg, cell, seed)
             overrides = [*o.common, *getattr(o, mechanism), f"privacy.mechanism={mechanism}", *specific, *extra,
                          f"run.seed={seed}", f"run.output_dir={cfg.out}", f"run.name={name}"]
-            runs.append((name, load_config(cfg.base, overrides)))
+            runs.append((cell, name, load_config(cfg.base, overrides)))
     return runs
 
 
@@ -126,13 +131,17 @@ def run_name(cfg: CompareConfig, cell: str, seed: int) -> str:
     return f"{cell}-s{seed}" if len(cfg.seeds) > 1 else cell
 
 
-def _run_one(name: str, run_cfg: Config) -> dict[str, Any]:
+def _run_one(name: str, run_cfg: Config, *, train: bool = True) -> dict[str, Any] | None:
+    """The run's metrics: reused if it has finished, else trained (resumed if started); None where it has not
+    finished and ``train`` is false."""
     from paczero.trainer import METRICS_FILE, Trainer
 
     run_dir = Path(run_cfg.run.output_dir) / name
     if (run_dir / METRICS_FILE).is_file():
         log.info("compare: %s has finished; reusing it", run_dir)
         return read_json(run_dir / METRICS_FILE)
+    if not train:
+        return None
     if run_dir.exists():
         log.info("compare: resuming %s", run_dir)
         return Trainer.resume(run_dir, config=run_cfg).train()
@@ -174,11 +183,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell (a mechanism at one requested DP ε, named like ``mi-eps1``) over its seeds: mean, sample
     standard deviation (``None`` for one seed), min and max of the test accuracy, and the largest MIA posterior
     bound of the cell's runs."""
-    cells: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    cells: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        cells.setdefault((r["mechanism"], r["cell"]), []).append(r)
+        cells.setdefault(r["cell"], []).append(r)
     out = []
-    for (mechanism, cell), members in cells.items():
+    for cell, members in cells.items():
+        mechanism = members[0]["mechanism"]
         acc = [float(m["test_accuracy"]) for m in members]
         zero = [float(m["zero_shot_accuracy"]) for m in members if m["zero_shot_accuracy"] is not None]
         out.append({"cell": cell, "mechanism": mechanism, "seeds": len(members),
@@ -198,23 +208,18 @@ def compare(cfg: CompareConfig, extra: list[str] = (), *, finished_only: bool = 
     runs that have finished (a comparison still running, or one stopped early), and the others are listed in
     the log."""
     from paczero.report import compare_figure, save_png
-    from paczero.trainer import METRICS_FILE
 
-    runs = plan(cfg, list(extra))
+    runs = _plan(cfg, list(extra))
     rows, cells, missing = [], [], []
-    for i, (name, run_cfg) in enumerate(runs, start=1):
-        if finished_only:
-            path = Path(cfg.out) / name / METRICS_FILE
-            if not path.is_file():
-                missing.append(name)
-                continue
-            metrics = read_json(path)
-        else:
+    for i, (cell, name, run_cfg) in enumerate(runs, start=1):
+        if not finished_only:
             log.info("compare: run %d/%d: %s", i, len(runs), name)
-            metrics = _run_one(name, run_cfg)
-        seed = run_cfg.run.seed
-        rows.append(row(name, metrics, seed=seed))
-        cells.append(name[:-len(f"-s{seed}")] if len(cfg.seeds) > 1 else name)
+        metrics = _run_one(name, run_cfg, train=not finished_only)
+        if metrics is None:
+            missing.append(name)
+            continue
+        rows.append(row(name, metrics, seed=run_cfg.run.seed))
+        cells.append(cell)
     if missing:
         log.warning("compare: %d of %d runs have not finished and are left out: %s", len(missing), len(runs),
                     ", ".join(missing))
