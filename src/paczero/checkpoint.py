@@ -6,7 +6,6 @@ the old checkpoint or the new one, never a mixture.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from paczero.models import LoadedModel
 WEIGHTS_FILE = "model.safetensors"
 
 
-STATE_FILE = "trainer_state.json"
+PROGRESS_FILE = "progress.json"
 
 
 def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
@@ -31,24 +30,25 @@ def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
         folder.mkdir(parents=True)
         save_file({n: p.detach().contiguous().cpu() for n, p in loaded.trainable}, str(folder / WEIGHTS_FILE))
     for f in folder.iterdir():
+        f.chmod(0o644)  # public files (safetensors writes its file 0600)
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
 
 
-def save_weights(loaded: LoadedModel, folder: Path, *, lora: bool, state: dict[str, Any] | None = None) -> None:
-    """Atomically (re)place ``folder`` with the trainable weights of ``loaded`` (and a resume ``state``).
+def save_weights(loaded: LoadedModel, folder: Path, *, lora: bool, progress: dict[str, Any] | None = None) -> None:
+    """Atomically (re)place ``folder`` with the trainable weights of ``loaded`` (and the public ``progress``).
 
-    The weights and the state land together or not at all: both are written into a temporary folder
+    The weights and the progress land together or not at all: both are written into a temporary folder
     that is renamed into place.
     """
     folder = Path(folder)
     tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
-    _recover(folder)
+    recover(folder)
     shutil.rmtree(old, ignore_errors=True)
     _write(loaded, tmp, lora=lora)
-    if state is not None:
-        write_json(tmp / STATE_FILE, state)
+    if progress is not None:
+        write_json(tmp / PROGRESS_FILE, progress)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
@@ -69,16 +69,8 @@ def load_weights(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
         p.copy_(state[name])
 
 
-def _recover(folder: Path) -> None:
+def recover(folder: Path) -> None:
     """Finish a replacement cut short between its two renames (the old copy is complete)."""
     old = folder.with_name(f".{folder.name}.old")
     if old.exists() and not folder.exists():
         old.rename(folder)
-
-
-def load_state(folder: Path) -> dict[str, Any] | None:
-    """The resume state saved with a checkpoint, or ``None`` if there is no such checkpoint."""
-    folder = Path(folder)
-    _recover(folder)
-    path = folder / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

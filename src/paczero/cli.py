@@ -37,17 +37,10 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
     from paczero.config import load_config, load_run_config
-    from paczero.secret import SECRET_FILE
-    from paczero.trainer import METRICS_FILE, Trainer
+    from paczero.trainer import PRIVATE_TAG, Trainer
 
     if args.forget_secret is not None:
-        run = Path(args.forget_secret)
-        if not (run / METRICS_FILE).is_file():
-            raise PaczeroError(f"{run} has not finished (no {METRICS_FILE}); forgetting its secret would make "
-                               "it impossible to resume")
-        (run / SECRET_FILE).unlink(missing_ok=True)
-        print(f"deleted {run / SECRET_FILE}; the run can no longer be resumed or audited with the secret")
-        return 0
+        return _forget_secret(Path(args.forget_secret))
     from paczero import distributed
 
     if args.resume is not None:
@@ -74,22 +67,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distributed.shutdown()
     if not dist.main:
         return 0
-    zero, metric = metrics["zero_shot_test"], trainer.objective.metric
-    print(f"run directory: {trainer.run_dir}")
+    run, zero, metric = trainer.run_dir.path, metrics["zero_shot_test"], trainer.c.objective.metric
+    best = metrics["best_dev"]
+    print(f"run directory: {run}")
     if zero is not None:
         print(f"test {metric} before training: {zero[metric]:.4f}")
     print(f"test {metric} after training:  {metrics['test'][metric]:.4f} "
-          f"(best dev checkpoint, step {metrics['best_dev']['step']})")
-    if metrics["unanimity_rate"] is not None:
-        print(f"unanimity rate: {metrics['unanimity_rate']:.3f}")
+          f"(checkpoint of step {best['step']}, selected on dev {best['selected_on']})")
     print(f"privacy: {metrics['privacy']['summary']}")
+    figures = trainer.private_figures
+    if trainer.c.membership is not None:
+        print(f"{PRIVATE_TAG} unanimity rate {figures['unanimity_rate']:.3f}, MI charged "
+              f"{figures['achieved_mi_nats']:.4g} nats (computed on the pool; in {trainer.run_dir.privacy_path})")
+    print(f"next: paczero privacy {run}  |  paczero export {run} --out <folder>  |  paczero audit {run}")
+    return 0
+
+
+def _forget_secret(run: Path) -> int:
+    from paczero.config import load_run_config
+    from paczero.mechanisms.registry import spec
+    from paczero.rundir import RunDir
+
+    run_dir = RunDir.open(run)
+    if not run_dir.finished:
+        raise PaczeroError(f"{run} has not finished (no metrics.json); forgetting its secret would make it "
+                           "impossible to resume")
+    family = spec(load_run_config(run).privacy.mechanism).family
+    removed = run_dir.forget_secret(keep_diagnostics=family != "dp")
+    for path in removed:
+        print(f"removed {path}")
+    print(f"forgot the secret of {run}: {len(removed)} private files overwritten and removed; the run can no longer "
+          "be resumed or audited")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from paczero.build import build
     from paczero.checkpoint import load_weights
     from paczero.config import load_config, load_run_config
-    from paczero.trainer import Trainer
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.run is not None:
@@ -97,13 +112,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         checkpoint = checkpoint or Path(args.run) / "checkpoints" / "best"
     else:
         cfg = load_config(args.config, args.overrides)
-    trainer = Trainer(cfg)
-    trainer.prepare()
+    if checkpoint is not None and not checkpoint.is_dir():
+        raise PaczeroError(f"checkpoint folder not found: {checkpoint}")
+    c = build(cfg)
     if checkpoint is not None:
-        if not checkpoint.is_dir():
-            raise PaczeroError(f"checkpoint folder not found: {checkpoint}")
-        load_weights(trainer.loaded, checkpoint, lora=cfg.model.tuning == "lora")
-    result = {split: trainer.evaluate(split) for split in args.splits}
+        load_weights(c.loaded, checkpoint, lora=cfg.model.tuning == "lora")
+    result = {split: c.evaluate(split) for split in args.splits}
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
@@ -111,13 +125,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from paczero.config import load_run_config
     from paczero.replay import replay_run
-    from paczero.trainer import tiny_texts
 
     run, out = Path(args.run), Path(args.out)
     cfg = load_run_config(run)
     if out.exists():
         raise PaczeroError(f"--out {out} already exists; give a new folder")
-    replay_run(run, out, config=cfg, tiny_texts=tiny_texts(cfg))
+    replay_run(run, out, config=cfg)
     print(f"replayed {run} into {out}")
     return 0
 
@@ -151,33 +164,40 @@ def _interval(values: list[float]) -> str:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from paczero.audit import audit_run
+    from paczero.trainer import PRIVATE_TAG
 
     summary = audit_run(Path(args.run), checkpoint=args.checkpoint, overrides=args.overrides)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
-    print(f"audit of {args.run} ({args.checkpoint} checkpoint): members = {summary['members']}")
-    print(f"{summary['n_members']} members, {summary['n_nonmembers']} non-members"
-          + ("; uses the secret: evaluation output, do not publish" if summary["uses_secret"] else ""))
+    lines = [f"audit of {args.run} ({args.checkpoint} checkpoint): members = {summary['members']}",
+             f"{summary['n_members']} members, {summary['n_nonmembers']} non-members; {summary['note']}"]
     for name, a in summary["attacks"].items():
         if not a.get("applicable", True):
-            print(f"{name} attack: not applicable ({a['reason']})")
+            lines.append(f"{name} attack: not applicable ({a['reason']})")
             continue
-        print(f"{name} attack: AUC {a['auc']:.3f} {_interval(a['auc_interval'])}, "
-              f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f}, at 0.1% FPR {a['tpr_at_0.1pct_fpr']:.3f}, "
-              f"balanced accuracy {a['balanced_accuracy']:.3f} {_interval(a['balanced_accuracy_interval'])}")
+        lines.append(f"{name} attack: AUC {a['auc']:.3f} {_interval(a['auc_interval'])}, "
+                     f"TPR at 1% FPR {a['tpr_at_1pct_fpr']:.3f}, at 0.1% FPR {a['tpr_at_0.1pct_fpr']:.3f}, "
+                     f"balanced accuracy {a['balanced_accuracy']:.3f} {_interval(a['balanced_accuracy_interval'])}")
         if "bayes_success" in a:
-            print(f"  Bayes-optimal success {a['bayes_success']:.3f} {_interval(a['bayes_success_interval'])} "
-                  f"vs theoretical bound {a['theoretical_bound']:.4f}")
-    print(f"written: {Path(args.run) / 'audit'} (summary.json, scores.csv, roc.png) and metrics.json[\"audit\"]")
+            lines.append(f"  Bayes-optimal success {a['bayes_success']:.3f} {_interval(a['bayes_success_interval'])} "
+                         f"vs theoretical bound {a['theoretical_bound']:.4f}")
+    lines.append(f"written (mode 0600): {summary['folder']} (summary.json, scores.csv, roc.png)")
+    for line in lines:
+        print(f"{PRIVATE_TAG} {line}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from paczero.report import write_report
+    from paczero.report import FIGURES, write_report
+    from paczero.trainer import PRIVATE_TAG
 
-    written = write_report(args.runs, Path(args.out))
-    print(f"wrote {', '.join(p.name for p in written.values())} to {args.out}")
+    written = write_report(args.runs, Path(args.out), private=args.private)
+    public = [p.name for name, p in written.items() if name in FIGURES or name == "report"]
+    print(f"wrote {', '.join(public)} to {args.out} (public files only)")
+    if args.private:
+        print(f"{PRIVATE_TAG} wrote the owner's figures computed on the pool to {Path(args.out) / 'private'} "
+              "(mode 0600): do not publish them")
     return 0
 
 
@@ -185,6 +205,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_privacy(args: argparse.Namespace) -> int:
     from paczero.privacy import (channel_mi, dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon,
                                  mia_posterior_bound, sigma_for_mi)
+    from paczero.privacy.bsc import bsc_mi, flip_for_mi, sigma_of_flip
 
     chosen = [args.run is not None, args.dp_epsilon is not None, args.mi is not None, args.channel, args.dp_noise]
     if sum(chosen) != 1:
@@ -203,39 +224,60 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
         elif args.channel:
             if args.q is None or args.beta is None:
                 raise PaczeroError("paczero privacy --channel needs --q and --beta")
+            flip = flip_for_mi(q=args.q, beta=args.beta)
             sigma = sigma_for_mi(q=args.q, beta=args.beta)
-            result = {"q": args.q, "beta": args.beta, "sigma": sigma, "achieved_mi": channel_mi(q=args.q, sigma=sigma)}
+            result = {"q": args.q, "beta": args.beta, "bsc_flip": flip, "bsc_sigma": sigma_of_flip(flip),
+                      "bsc_mi": bsc_mi(q=args.q, flip=flip), "bsc_true_sign_probability": 1.0 - flip,
+                      "awgn_sigma": sigma, "awgn_mi": channel_mi(q=args.q, sigma=sigma)}
         else:
             result = run_statement(Path(args.run))
     except ValueError as exc:
         raise PaczeroError(str(exc)) from None
     _print_result(result, args.json)
+    if args.run is not None and args.private:
+        _print_private(Path(args.run))
     return 0
 
 
+def _print_private(run: Path) -> None:
+    from paczero.rundir import RunDir
+    from paczero.trainer import PRIVATE_TAG
+
+    run_dir = RunDir.open(run)
+    if not run_dir.privacy_path.is_file():
+        raise PaczeroError(f"{run_dir.privacy_path} not found (the run has not finished, or its private folder was "
+                           "removed)")
+    for key, value in json.loads(run_dir.privacy_path.read_text()).items():
+        print(f"{PRIVATE_TAG} {key}: {value}")
+
+
 def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
-    from paczero.privacy.accounting import dp_epsilon, noise_multiplier
+    from paczero.privacy.accounting import RELATION, dp_epsilon, noise_multiplier
 
     missing = [flag for flag, value in (("--epsilon", args.epsilon), ("--steps", args.steps),
                                         ("--sample-rate", args.sample_rate)) if value is None]
     if missing:
         raise PaczeroError(f"paczero privacy --dp-noise needs {', '.join(missing)}")
     common = {"delta": args.delta, "sample_rate": args.sample_rate, "steps": args.steps}
-    sigma = noise_multiplier(epsilon=args.epsilon, accountant=args.accountant, **common)
-    return {"noise_multiplier": sigma, "accountant": args.accountant, "target_epsilon": args.epsilon, **common,
-            "epsilon_rdp": dp_epsilon(noise_multiplier=sigma, accountant="rdp", **common),
-            "epsilon_prv": dp_epsilon(noise_multiplier=sigma, accountant="prv", **common)}
+    sigma = noise_multiplier(epsilon=args.epsilon, **common)
+    return {"noise_multiplier": sigma, "neighbouring_relation": RELATION, "target_epsilon": args.epsilon, **common,
+            "epsilon": dp_epsilon(noise_multiplier=sigma, **common)}
 
 
 def run_statement(run: Path) -> dict[str, Any]:
-    """The privacy statement of a finished or running run, recomputed from its ledger."""
-    from paczero import ledger
+    """The privacy statement of a run, recomputed from its public files (settings and transcript) alone."""
     from paczero.config import load_run_config
-    from paczero.privacy.statement import run_statement as statement
+    from paczero.ledger import parse_transcript
+    from paczero.mechanisms.registry import run_statement as statement
+    from paczero.rundir import RunDir
 
-    if not (run / "config.yaml").is_file() or not (run / ledger.LEDGER_FILE).is_file():
-        raise PaczeroError(f"{run} is not a run directory (needs config.yaml and {ledger.LEDGER_FILE})")
-    return statement(ledger.read(run), load_run_config(run))
+    run_dir = RunDir.open(run)
+    try:
+        steps = parse_transcript(run_dir.read_transcript())
+    except ValueError as exc:
+        raise PaczeroError(f"{run_dir.transcript_path} is not a paczero transcript: {exc}") from None
+    cfg = load_run_config(run)
+    return statement(cfg, steps=len(steps), releases=sum(len(s.directions) for s in steps)).to_dict()
 
 
 # ------------------------------------------------------------------------ parser
@@ -250,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or interrupted run from its checkpoint")
-    p.add_argument("--forget-secret", metavar="RUN_DIR", help="delete a finished run's secret state")
+    p.add_argument("--forget-secret", metavar="RUN_DIR",
+                   help="overwrite and delete every private file of a finished run that depends on its secret")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a model, a checkpoint or a run")
@@ -262,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("replay", help="rebuild a run's final weights from the base model and its ledger")
+    p = sub.add_parser("replay", help="rebuild a run's final weights from the base model and its transcript")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="new folder for the rebuilt weights")
     p.set_defaults(func=_cmd_replay)
@@ -278,10 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     p.add_argument("--out", required=True, help="folder for the PNGs and report.md")
+    p.add_argument("--private", action="store_true",
+                   help="also the owner's figures computed on the pool (pool loss, unanimity, MI), in OUT/private")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
-    p.add_argument("run", nargs="?", help="run directory: its statement computed from the ledger")
+    p.add_argument("run", nargs="?", help="run directory: its statement computed from its public files")
     p.add_argument("--dp-epsilon", type=float, help="ε-DP → matched MI and MIA posterior bound")
     p.add_argument("--mi", type=float, help="MI (nats) → MIA posterior bound and equivalent ε")
     p.add_argument("--channel", action="store_true", help="σ for a budget β at prior q (with --q, --beta)")
@@ -293,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, default=1e-5, help="DP δ (with --dp-noise; default 1e-5)")
     p.add_argument("--steps", type=int, help="number of steps (with --dp-noise)")
     p.add_argument("--sample-rate", type=float, help="Poisson sampling rate q (with --dp-noise)")
-    p.add_argument("--accountant", choices=["rdp", "prv"], default="rdp", help="accountant that calibrates σ")
+    p.add_argument("--private", action="store_true",
+                   help="with RUN_DIR: also print the owner's private figures (computed on the pool; do not publish)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_privacy)
 

@@ -4,7 +4,8 @@ For each DP ε: DPZero and DP-AggZO at (ε, δ), and PACZero-MI at the matched M
 I(ε) = ln 2 − H_b(e^ε/(1 + e^ε)) (the same MIA bound at prior 1/2); plus PACZero-ZPL (bound 1/2) and
 non-private MeZO (no bound). Each run is an ordinary run directory under ``out``; a finished run is
 reused and an interrupted one resumed, so a crashed comparison continues where it stopped. The table
-(``compare.csv`` and ``compare.md``) lists test accuracy against the bound each run's ledger implies.
+(``compare.csv`` and ``compare.md``) lists test accuracy against the bound each run's settings and transcript
+imply (its public statement).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from paczero.config import Config, load_config
 from paczero.errors import PaczeroError
-from paczero.fileio import read_json, write_text
+from paczero.fileio import write_text
 from paczero.privacy.bounds import mi_for_dp_epsilon
 
 log = logging.getLogger("paczero")
 
 MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo")
-COLUMNS = ("mechanism", "dp_epsilon", "seed", "mi_nats", "mia_posterior_bound", "test_accuracy",
+COLUMNS = ("mechanism", "dp_epsilon", "seed", "mi_bound_nats", "mia_posterior_bound", "test_accuracy",
            "zero_shot_accuracy", "steps_run", "run")
 SUMMARY_COLUMNS = ("cell", "mechanism", "seeds", "mia_posterior_bound_max", "test_accuracy_mean",
                    "test_accuracy_sd", "test_accuracy_min", "test_accuracy_max", "zero_shot_accuracy_mean")
@@ -134,12 +135,13 @@ def run_name(cfg: CompareConfig, cell: str, seed: int) -> str:
 def _run_one(name: str, run_cfg: Config, *, train: bool = True) -> dict[str, Any] | None:
     """The run's metrics: reused if it has finished, else trained (resumed if started); None where it has not
     finished and ``train`` is false."""
-    from paczero.trainer import METRICS_FILE, Trainer
+    from paczero.rundir import RunDir
+    from paczero.trainer import Trainer
 
     run_dir = Path(run_cfg.run.output_dir) / name
-    if (run_dir / METRICS_FILE).is_file():
+    if RunDir(run_dir).finished:
         log.info("compare: %s has finished; reusing it", run_dir)
-        return read_json(run_dir / METRICS_FILE)
+        return RunDir(run_dir).read_metrics()
     if not train:
         return None
     if run_dir.exists():
@@ -152,10 +154,10 @@ def row(name: str, metrics: dict[str, Any], seed: int | None = None) -> dict[str
     """One table row from a run's metrics (the bound from the run's own privacy statement)."""
     privacy = metrics["privacy"]
     zero = metrics.get("zero_shot_test") or {}
-    mi = privacy.get("mi_nats", privacy.get("mi_nats_matched"))
+    mi = privacy["mi_bound_nats"] if privacy["family"] == "pac" else privacy.get("mi_nats_matched")
     return {"mechanism": privacy["mechanism"], "dp_epsilon": privacy.get("dp_epsilon",
                                                                          privacy.get("dp_epsilon_equivalent")),
-            "seed": seed, "mi_nats": mi, "mia_posterior_bound": privacy["mia_posterior_bound"],
+            "seed": seed, "mi_bound_nats": mi, "mia_posterior_bound": privacy["mia_posterior_bound"],
             "test_accuracy": metrics["test"]["accuracy"], "zero_shot_accuracy": zero.get("accuracy"),
             "steps_run": metrics["steps_run"], "run": name}
 

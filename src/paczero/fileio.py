@@ -55,12 +55,18 @@ def jsonl_line(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
-    """Append one JSON line and fsync it (the ledger and diagnostics are append-only)."""
-    with open(path, "ab") as fh:
-        fh.write(jsonl_line(obj) + b"\n")
+def append_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o644) -> None:
+    """Append ``data`` and fsync it; a file created here gets permissions ``mode``."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    with os.fdopen(fd, "ab") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def append_jsonl(path: str | os.PathLike, obj: Any, *, mode: int = 0o644) -> None:
+    """Append one JSON line and fsync it (the run's logs are append-only)."""
+    append_bytes(path, jsonl_line(obj) + b"\n", mode=mode)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -20,7 +20,7 @@ from paczero.errors import PaczeroError
 
 PACKAGED_SMOLLM2 = "smollm2"
 TINY = "tiny"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _SPECIAL_TOKENS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]"]
 
 

@@ -1,43 +1,57 @@
-"""Rebuild a run's trained weights from the base model and its public ledger alone.
+"""Rebuild a run's trained weights from the base model and its public transcript alone.
 
-The trainer never modifies the weights except through :meth:`ZOEngine.update` (the perturbed
-evaluations use temporaries), so replaying the ledger's updates — direction seeds, released values
-and learning rates, in order — on θ_0 reproduces the final weights bit for bit. This is the
-auditor's proof that the released model is a function of the public transcript: no secret, no data.
+The trainer never modifies the weights except through :meth:`ZOEngine.update` (the perturbed evaluations use
+temporaries), so replaying the transcript's updates — direction seeds, released values and learning rates, in
+order — on θ_0 reproduces the weights bit for bit. This is the auditor's proof that the released model is a
+function of the public transcript: no secret, no pool.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
-from tqdm.auto import tqdm
-
-from paczero import ledger
+from paczero import progress
+from paczero.build import build_model
 from paczero.checkpoint import save_weights
 from paczero.config import Config
 from paczero.errors import PaczeroError
-from paczero.models import LoadedModel, load_model
+from paczero.ledger import TranscriptStep, parse_transcript
+from paczero.models import LoadedModel
+from paczero.rundir import RunDir
 from paczero.zo import ZOEngine
 
 
-def replay_ledger(loaded: LoadedModel, records: list[dict], *, eps: float, weight_decay: float,
-                  progress: bool = True) -> None:
-    """Apply every step's update of ``records`` to ``loaded`` in place."""
+def replay_transcript(loaded: LoadedModel, steps: Sequence[TranscriptStep], *, eps: float, weight_decay: float,
+                      show: bool = True) -> None:
+    """Apply every step's update of ``steps`` to ``loaded`` in place."""
     engine = ZOEngine(loaded.model, loaded.trainable, eps=eps)
-    for record in tqdm(records, desc="replay", unit="step", disable=None if progress else True):
-        k = len(record["directions"])
-        engine.update([(d["seed"], d["value"] / k) for d in record["directions"]], lr=record["lr"],
-                      weight_decay=weight_decay)
+    bar = progress.bar(total=len(steps), desc="replaying the transcript", unit="step", enabled=show)
+    with bar:
+        for step in steps:
+            k = len(step.directions)
+            engine.update([(d.seed, d.value / k) for d in step.directions], lr=step.lr, weight_decay=weight_decay)
+            bar.update(1)
 
 
-def replay_run(run_dir: Path, out: Path, *, config: Config, tiny_texts: list[str] | None = None) -> LoadedModel:
-    """Rebuild ``run_dir``'s final weights into ``out`` (same layout as ``checkpoints/last``)."""
-    records = ledger.read(run_dir)
-    steps = [r["step"] for r in records]
-    if steps != list(range(len(steps))):
-        raise PaczeroError(f"{run_dir / ledger.LEDGER_FILE} is not a contiguous transcript (steps {steps[:5]}...)")
-    loaded = load_model(config.model, seed=config.run.seed, tiny_texts=tiny_texts or ())
-    replay_ledger(loaded, records, eps=config.zo.eps, weight_decay=config.train.weight_decay,
-                  progress=config.run.progress)
+def read_steps(run: RunDir, *, upto: int | None = None) -> list[TranscriptStep]:
+    """The run's transcript (its first ``upto`` steps), checked; a malformed one is a :class:`PaczeroError`."""
+    try:
+        steps = parse_transcript(run.read_transcript())
+    except ValueError as exc:
+        raise PaczeroError(f"{run.transcript_path}: {exc}") from None
+    if upto is not None:
+        if upto > len(steps):
+            raise PaczeroError(f"{run.transcript_path} holds {len(steps)} steps; the checkpoint needs {upto}")
+        steps = steps[:upto]
+    return steps
+
+
+def replay_run(run_dir: Path, out: Path, *, config: Config, upto: int | None = None) -> LoadedModel:
+    """Rebuild ``run_dir``'s weights after its first ``upto`` steps (default: all) into ``out``."""
+    steps = read_steps(RunDir.open(run_dir), upto=upto)
+    loaded = build_model(config)
+    replay_transcript(loaded, steps, eps=config.zo.eps, weight_decay=config.train.weight_decay,
+                      show=config.run.progress)
     save_weights(loaded, out, lora=config.model.tuning == "lora")
     return loaded

@@ -1,9 +1,10 @@
 """Figures and a Markdown summary of finished (or running) runs: ``paczero report RUN [RUN ...] --out DIR``.
 
-Everything shown is public: the diagnostics (pool and dev loss, dev accuracy, unanimity, cumulative MI)
-and ``metrics.json`` (test accuracy, the privacy statement). An audit's results (``metrics.json["audit"]``)
-depend on the secret subset and are deliberately left out, so a report can be published with the model.
-:func:`roc_figure` draws the audit's own ROC figure.
+By default everything shown is public — dev metrics at each evaluation (``evaluations.jsonl``), test metrics and
+the privacy statement (``metrics.json``) — so the report can be published with the model. With ``--private`` the
+owner also gets the figures computed on the pool (pool loss, unanimity, MI spent, read from the runs' private
+folders), in ``DIR/private/`` (mode 0700, files 0600), each titled as private. Audit results are never shown:
+:func:`roc_figure` draws the audit's own figure.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display needed; PNGs are
 rendered by the Agg canvas), and returned so that callers and tests can inspect their axes.
@@ -11,7 +12,6 @@ rendered by the Agg canvas), and returned so that callers and tests can inspect 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
+from paczero import progress
 from paczero.errors import PaczeroError
-from paczero.fileio import atomic_write, read_jsonl, write_text
+from paczero.fileio import atomic_write, write_text
+from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir
 
 FIGSIZE = (6.4, 4.2)
 MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
+PRIVATE_TITLE = "PRIVATE (computed on the pool, do not publish): "
 
 
 @dataclass(frozen=True)
@@ -36,36 +38,45 @@ class RunData:
     mechanism: str
     metrics: dict[str, Any] | None
     """``metrics.json``; None while the run has not finished."""
+    evaluations: list[dict[str, Any]]
+    """Public: the dev metrics at each evaluation."""
     diagnostics: list[dict[str, Any]]
+    """Private: the per-step figures computed on the pool (empty unless read for the owner)."""
+    private: dict[str, Any] | None = None
+    """Private: the owner's figures of a finished run (``private/privacy.json``)."""
 
     @property
     def name(self) -> str:
         return self.path.name
 
-    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(steps completed, values) of a diagnostics key; empty arrays if the run does not record it."""
-        rows = [(d["step"] + 1, d[key]) for d in self.diagnostics if d.get(key) is not None]
+    def series(self, key: str, *, private: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(steps completed, values) of a key of the evaluations (or, ``private``, of the diagnostics)."""
+        if private:
+            rows = [(d["step"] + 1, d[key]) for d in self.diagnostics if d.get(key) is not None]
+        else:
+            rows = [(d["step"], d[key]) for d in self.evaluations if d.get(key) is not None]
         steps, values = zip(*rows) if rows else ((), ())
         return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
 
 
-def load_run(path: str | Path) -> RunData:
-    """Read a run directory's ``metrics.json`` (if finished), ``diagnostics.jsonl`` and mechanism."""
-    path = Path(path)
-    metrics_path, diagnostics_path = path / "metrics.json", path / "diagnostics.jsonl"
-    if not metrics_path.is_file() and not diagnostics_path.is_file():
-        raise PaczeroError(f"{path} is not a run directory (no metrics.json or diagnostics.jsonl)")
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    diagnostics = read_jsonl(diagnostics_path) if diagnostics_path.is_file() else []
-    mechanism = (metrics or {}).get("privacy", {}).get("mechanism") or _config_mechanism(path)
-    return RunData(path=path, mechanism=mechanism, metrics=metrics, diagnostics=diagnostics)
+def load_run(path: str | Path, *, private: bool = False) -> RunData:
+    """Read a run directory's public files (and, with ``private``, its private diagnostics and figures)."""
+    from paczero.config import load_run_config
+    from paczero.fileio import read_json
 
-
-def _config_mechanism(path: Path) -> str:
-    from omegaconf import OmegaConf
-
-    config = path / "config.yaml"
-    return str(OmegaConf.load(config).privacy.mechanism) if config.is_file() else "unknown"
+    try:
+        run = RunDir.open(path)
+    except PaczeroError:
+        raise PaczeroError(f"{path} is not a run directory (no config.yaml)") from None
+    mechanism = load_run_config(run.path).privacy.mechanism
+    diagnostics, figures = [], None
+    if private:
+        if not run.private.is_dir():
+            raise PaczeroError(f"{run.private} not found: --private needs the owner's private folder")
+        diagnostics = run.read_private(run.diagnostics_path)
+        figures = read_json(run.privacy_path) if run.privacy_path.is_file() else None
+    return RunData(path=run.path, mechanism=mechanism, metrics=run.read_metrics(), evaluations=run.read_evaluations(),
+                   diagnostics=diagnostics, private=figures)
 
 
 def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
@@ -82,11 +93,11 @@ def _legend(ax: Any) -> None:
 
 
 def accuracy_figure(runs: Sequence[RunData]) -> Figure:
-    """Dev accuracy against steps (one line per run); test accuracy before training (step 0) and of the best
-    dev checkpoint (at its step) as stars of the run's colour."""
+    """Dev accuracy against steps (one line per run); test accuracy before training (step 0) and of the selected
+    checkpoint (at its step) as stars of the run's colour."""
     fig, ax = _axes("Dev accuracy (lines) and test accuracy (stars)", "step", "accuracy")
     for run in runs:
-        steps, acc = run.series("dev_accuracy")
+        steps, acc = run.series("accuracy")
         (line,) = ax.plot(steps, acc, marker=".", label=run.name)
         m = run.metrics or {}
         tests = [(0, (m.get("zero_shot_test") or {}).get("accuracy"))]
@@ -100,21 +111,28 @@ def accuracy_figure(runs: Sequence[RunData]) -> Figure:
 
 
 def loss_figure(runs: Sequence[RunData]) -> Figure:
-    """Mean pool loss at the perturbed points per step (thin) and dev loss at each evaluation (markers)."""
-    fig, ax = _axes("Pool loss (thin) and dev loss (markers)", "step", "loss")
+    """Dev loss at each evaluation."""
+    fig, ax = _axes("Dev loss", "step", "loss")
     for run in runs:
-        steps, pool = run.series("pool_loss")
-        (line,) = ax.plot(steps, pool, linewidth=0.8, label=run.name)
-        ax.plot(*run.series("dev_loss"), marker="o", color=line.get_color())
+        ax.plot(*run.series("loss"), marker="o", label=run.name)
+    _legend(ax)
+    return fig
+
+
+def pool_loss_figure(runs: Sequence[RunData]) -> Figure:
+    """Private: the mean pool loss at the perturbed points per step."""
+    fig, ax = _axes(PRIVATE_TITLE + "pool loss", "step", "loss")
+    for run in runs:
+        ax.plot(*run.series("pool_loss", private=True), linewidth=0.8, label=run.name)
     _legend(ax)
     return fig
 
 
 def mi_figure(runs: Sequence[RunData]) -> Figure:
-    """Cumulative mutual information charged (nats) against steps."""
-    fig, ax = _axes("Cumulative MI spent", "step", "cumulative MI (nats)")
+    """Private: the cumulative mutual information charged (nats) against steps (≤ the public budget)."""
+    fig, ax = _axes(PRIVATE_TITLE + "MI charged", "step", "cumulative MI (nats)")
     for run in runs:
-        steps, mi = run.series("cum_mi")
+        steps, mi = run.series("mi_spent", private=True)
         if steps.size:
             ax.plot(steps, mi, label=run.name)
     _legend(ax)
@@ -122,10 +140,10 @@ def mi_figure(runs: Sequence[RunData]) -> Figure:
 
 
 def unanimity_figure(runs: Sequence[RunData]) -> Figure:
-    """Running fraction of free releases (all subsets agree, or the posterior's support does) against steps."""
-    fig, ax = _axes("Unanimity (free-release) rate", "step", "unanimity rate (running mean)")
+    """Private: the running fraction of free releases (all subsets agree, or the posterior's support does)."""
+    fig, ax = _axes(PRIVATE_TITLE + "unanimity", "step", "unanimity rate (running mean)")
     for run in runs:
-        steps, unanimous = run.series("unanimous")
+        steps, unanimous = run.series("unanimous", private=True)
         if steps.size:
             ax.plot(steps, np.cumsum(unanimous) / np.arange(1, steps.size + 1), label=run.name)
     ax.set_ylim(-0.02, 1.02)
@@ -216,8 +234,8 @@ def save_png(fig: Figure, path: Path, *, mode: int = 0o644) -> None:
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120), mode=mode)
 
 
-FIGURES = {"accuracy": accuracy_figure, "loss": loss_figure, "mi": mi_figure, "unanimity": unanimity_figure,
-           "tradeoff": tradeoff_figure}
+FIGURES = {"accuracy": accuracy_figure, "loss": loss_figure, "tradeoff": tradeoff_figure}
+PRIVATE_FIGURES = {"pool_loss": pool_loss_figure, "unanimity": unanimity_figure, "mi": mi_figure}
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -225,38 +243,69 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 
 
 def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
-    """A Markdown table of every run's public results, and links to the figure PNGs."""
-    header = ["run", "mechanism", "steps", "zero-shot test acc", "test acc", "best dev acc (step)", "unanimity",
-              "MI (nats)", "MIA posterior bound", "DP ε equiv."]
+    """A Markdown table of every run's public results, and links to the figure PNGs.
+
+    The test accuracy is that of the checkpoint selected on the dev metric named in "selected"; the dev accuracy
+    columns show both that checkpoint's and the best over all evaluations (they differ when the selection is on
+    the dev loss).
+    """
+    header = ["run", "mechanism", "steps", "zero-shot test acc", "test acc", "selected (dev metric, step)",
+              "dev acc of selected", "best dev acc (step)", "MI bound (nats)", "MIA posterior bound", "DP ε"]
     lines = ["# paczero report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         m = run.metrics or {}
         privacy, best = m.get("privacy", {}), m.get("best_dev") or {}
+        steps, acc = run.series("accuracy")
+        top = f"{acc.max():.4f} ({steps[int(acc.argmax())]})" if acc.size else "—"
+        eps = privacy.get("dp_epsilon", privacy.get("dp_epsilon_equivalent"))
         row = [run.name, run.mechanism, _fmt(m.get("steps_run"), "d"),
                _fmt((m.get("zero_shot_test") or {}).get("accuracy")), _fmt((m.get("test") or {}).get("accuracy")),
-               f"{_fmt(best.get('accuracy'))} ({_fmt(best.get('step'), 'd')})", _fmt(m.get("unanimity_rate"), ".3f"),
-               _fmt(privacy.get("mi_nats"), ".4g"), _fmt(privacy.get("mia_posterior_bound")),
-               _fmt(privacy.get("dp_epsilon_equivalent"), ".3g")]
+               f"{best.get('selected_on', '—')}, {_fmt(best.get('step'), 'd')}", _fmt(best.get("accuracy")), top,
+               _fmt(privacy.get("mi_bound_nats"), ".4g"), _fmt(privacy.get("mia_posterior_bound")), _fmt(eps, ".3g")]
         lines.append("| " + " | ".join(row) + " |")
     unfinished = [r.name for r in runs if r.metrics is None]
-    lines += ["", ("Test accuracy is that of the best-dev checkpoint. The MIA posterior bound is computed from the "
-                   "ledger (1.0 for non-private runs).")]
+    lines += ["", "Every figure here comes from the runs' public files (settings, transcript, dev and test metrics); "
+              "the bounds are recomputed from the settings and the transcript (1.0 for non-private runs)."]
     if unfinished:
         lines += ["", f"Not finished (no metrics.json): {', '.join(unfinished)}."]
     lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, progress: bool = True) -> dict[str, Path]:
-    """Write one PNG per figure and ``report.md`` into ``out``; returns ``{name: path}``."""
+def private_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
+    """The owner's Markdown table: figures computed on the pool (never publish)."""
+    header = ["run", "unanimity rate", "MI charged (nats)", "noisy bits carrying the true sign", "release kinds"]
+    lines = ["# PRIVATE: computed on the pool, do not publish", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for run in runs:
+        f = run.private or {}
+        lines.append("| " + " | ".join([run.name, _fmt(f.get("unanimity_rate"), ".3f"),
+                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("true_sign_rate"), ".3f"),
+                                        str(f.get("release_kinds", "—"))]) + " |")
+    lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, private: bool = False,
+                 show: bool = True) -> dict[str, Path]:
+    """Write one PNG per public figure and ``report.md`` into ``out`` (and, ``private``, the owner's figures and
+    ``private.md`` into ``out/private/``, mode 0700/0600); returns ``{name: path}``."""
     out = Path(out)
-    runs = [load_run(p) for p in tqdm(run_dirs, desc="report: reading runs", unit="run",
-                                       disable=None if progress else True)]
+    runs = [load_run(p, private=private) for p in run_dirs]
     written: dict[str, Path] = {}
-    for name, build in tqdm(FIGURES.items(), desc="report: figures", unit="figure",
-                            disable=None if progress else True):
-        save_png(build(runs), out / f"{name}.png")
-        written[name] = out / f"{name}.png"
+    todo = [(name, build, out, 0o644) for name, build in FIGURES.items()]
+    if private:
+        todo += [(name, build, out / "private", PRIVATE_MODE) for name, build in PRIVATE_FIGURES.items()]
+        (out / "private").mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        (out / "private").chmod(PRIVATE_DIR_MODE)
+    with progress.bar(total=len(todo), desc="report: figures", unit="figure", enabled=show) as bar:
+        for name, build, folder, mode in todo:
+            save_png(build(runs), folder / f"{name}.png", mode=mode)
+            written[name] = folder / f"{name}.png"
+            bar.update(1)
     write_text(out / "report.md", markdown_summary(runs, FIGURES))
     written["report"] = out / "report.md"
+    if private:
+        write_text(out / "private" / "private.md", private_summary(runs, PRIVATE_FIGURES), mode=PRIVATE_MODE)
+        written["private"] = out / "private" / "private.md"
     return written

@@ -37,3 +37,8 @@ def tensor_seed(direction: int, tensor_index: int, piece: int = 0) -> int:
     entropy = [direction & 0xFFFFFFFF, direction >> 32, tensor_index] + ([piece] if piece else [])
     state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+def public_coin(seed: int, step: int, k: int) -> int:
+    """A fair ±1 coin from the public seed for direction ``k`` of ``step`` (independent of the data and the secret)."""
+    return 1 if public_generator(seed, "zpl-coin", step, k).random() < 0.5 else -1

@@ -1,14 +1,9 @@
-"""The training loop: one :class:`Trainer` per run (``setup`` → ``train``), and :func:`train` for notebooks.
+"""The training recipe: ``setup`` → ``train`` → ``save_checkpoint`` → ``cleanup`` (torchtune's shape).
 
-Per step t (paczero-notes §3): for each of K public direction seeds, per-record two-point estimates
-over the whole pool, clipped; the mechanism releases one value per direction; the update
-θ ← θ − η_t((1/K) Σ_k Y_k z_k + λθ); the ledger line. The dev set (public) is evaluated every
-``eval_every`` steps and the best checkpoint is reloaded for the final test evaluation.
-
-Outputs in ``runs/<run_id>/``: ``config.yaml``, ``membership.npy``, ``secret.json`` (0600),
-``ledger.jsonl``, ``diagnostics.jsonl``, ``checkpoints/{best,last}``, ``metrics.json`` and
-``timings.json`` (wall-clock figures, kept apart so that every other file is a deterministic
-function of the public seed and the released values).
+The parts live elsewhere: :func:`paczero.build.build` makes the components, :mod:`paczero.step` runs one step,
+:class:`paczero.rundir.RunDir` owns the files (public and private). This module wires them: per step t, the
+release, the transcript line (checked in place on resume), the owner's private logs, the update; the public dev
+set evaluated every ``eval_every`` steps and the best checkpoint reloaded for the final test evaluation.
 """
 
 from __future__ import annotations
@@ -22,41 +17,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from paczero import ledger
-from paczero.checkpoint import load_state, load_weights, save_weights
+from paczero import ledger, progress
+from paczero.build import Components, build
+from paczero.checkpoint import load_weights, save_weights
 from paczero.config import Config, config_differences, load_run_config, selection_metric
-from paczero.data.tasks import Split, Task, load_task
-from paczero.distributed import Dist, DistError, assemble
+from paczero.distributed import Dist, DistError
 from paczero.errors import PaczeroError
-from paczero.fileio import append_jsonl, atomic_write, jsonl_line, write_json, write_text
-from paczero.mechanisms import PAC_MECHANISMS, build_mechanism
-from paczero.models import context_length, load_model
-from paczero.objectives import build_objective
-from paczero.privacy.statement import run_statement
-from paczero.rng import direction_seed
-from paczero.secret import SECRET_FILE, SecretState
-from paczero.subsets import membership_matrix
+from paczero.fileio import jsonl_line
+from paczero.mechanisms.registry import run_statement, spec
+from paczero.privacy.statement import private_figures
+from paczero.rundir import PublishedLineMismatch, RunDir
+from paczero.secret import SecretState
+from paczero.step import StepResult, apply_update, learning_rate, release
 from paczero.tensorboard_log import TensorBoardLog
-from paczero.zo import ZOEngine
 
 log = logging.getLogger("paczero")
 
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
-METRICS_FILE = "metrics.json"
-TIMINGS_FILE = "timings.json"
-
-
-def learning_rate(*, step: int, steps: int, lr: float, lr_end: float, schedule: str) -> float:
-    """η_t: linear decay from ``lr`` (t = 0) towards ``lr_end`` (t = T), or constant."""
-    if schedule == "constant":
-        return lr
-    return lr_end + (lr - lr_end) * (1.0 - step / steps)
+PRIVATE_TAG = "[private]"
+"""Printed lines that show figures computed on the pool or the secret start with this tag."""
 
 
 def versions() -> dict[str, str]:
@@ -70,46 +53,25 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "peft": peft.__version__, "numpy": np.__version__}
 
 
-def _texts(task: Task, split: Split) -> list[str]:
-    """Every text the model will see: the vocabulary of ``model.name=tiny``'s tokenizer."""
-    return task.texts(split.pool + split.dev + split.test)
-
-
-def load_split(cfg: Config) -> tuple[Task, Split]:
-    """The task and its pool/dev/test split, as a run with ``cfg`` sees them."""
-    return load_task(cfg.data, seed=cfg.run.seed)
-
-
-def tiny_texts(cfg: Config) -> list[str]:
-    """The texts a ``model.name=tiny`` run builds its tokenizer from (empty for real models)."""
-    if cfg.model.name != "tiny":
-        return []
-    return _texts(*load_split(cfg))
-
-
 @dataclass
 class Progress:
-    """Everything the loop carries from step to step, saved with ``checkpoints/last`` for resume.
-
-    Public state only: the mechanism's posterior and MI spent, counters, dev results, and how many
-    lines of the diagnostics belong to the checkpoint (the ledger has one line per step). No generator
-    state is needed: all randomness is derived statelessly from the public seed or the secret key and
-    the step.
-    """
+    """The public state carried from step to step (saved with ``checkpoints/last``): functions of the public
+    seed and the transcript only."""
 
     step: int = 0
-    unanimous: int = 0
-    nonfinite: int = 0
     zero_shot: dict[str, float] | None = None
     best: dict[str, Any] | None = None
     final_dev: dict[str, float] | None = None
-    mechanism: dict[str, Any] = field(default_factory=dict)
-    diagnostics_lines: int = 0
+    evaluations: int = 0
     fingerprint: str = ""
 
 
-def _format(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+@dataclass
+class PrivateProgress:
+    """The private state carried from step to step (``private/state/<step>.json``)."""
+
+    mechanism: dict[str, Any] = field(default_factory=dict)
+    nonfinite: int = 0
 
 
 class Interrupted(PaczeroError):
@@ -121,393 +83,266 @@ class Interrupted(PaczeroError):
         self.exit_code = 128 + signum
 
 
-def _truncate_lines(path: Path, keep: int) -> list[bytes]:
-    """Keep the first ``keep`` complete lines of an append-only file; return the complete lines cut off.
-
-    Whatever follows the last newline is a torn write and is dropped.
-    """
-    if not path.exists():
-        return []
-    lines = path.read_bytes().split(b"\n")
-    complete = lines[:-1]
-    if len(complete) < keep:
-        raise PaczeroError(f"{path} holds {len(complete)} complete lines but the checkpoint expects {keep}")
-    if len(complete) != keep or lines[-1]:
-        atomic_write(path, lambda p: p.write_bytes(b"".join(line + b"\n" for line in complete[:keep])))
-    return complete[keep:]
-
-
 class Trainer:
-    """One run. ``Trainer(cfg).run()`` = ``setup()`` + ``train()``; returns the metrics dict.
+    """One run. ``Trainer(cfg).run()`` = :meth:`setup` + :meth:`train` + :meth:`cleanup`; returns the metrics.
 
     ``secret`` replaces the fresh secret draw (tests use it to vary J* alone); never pass one in real use.
-    :meth:`resume` continues a killed run from its last checkpoint.
     """
 
     def __init__(self, config: Config, *, secret: SecretState | None = None, config_name: str | None = None,
                  dist: Dist | None = None):
-        self.cfg = config
-        self.dist = dist or Dist()
+        self.cfg, self.dist, self.config_name = config, dist or Dist(), config_name
         self._secret = secret
-        self.config_name = config_name
-        self.run_dir: Path | None = None
-        self.progress = Progress(fingerprint=config.fingerprint())
-        self._stop_signal: int | None = None
-        self._released: dict[int, bytes] = {}
-        self._exhausted = False
+        self.progress, self.private = Progress(fingerprint=config.fingerprint()), PrivateProgress()
+        self.run_dir: RunDir | None = None
+        self.c: Components | None = None
+        self._stop: int | None = None
         self._tensorboard: TensorBoardLog | None = None
-        self._local: tuple[np.ndarray, Any] | None = None  # this rank's share of the pool: (indices, encoded)
+        self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- setup
-    def prepare(self) -> None:
-        """Load data, model and objective; writes nothing (``paczero eval`` stops here)."""
-        cfg = self.cfg
-        self.task, self.split = load_split(cfg)
-        self.loaded = load_model(cfg.model, seed=cfg.run.seed, tiny_texts=_texts(self.task, self.split))
-        self.objective = build_objective(self.task, self.loaded.tokenizer, data=cfg.data,
-                                         micro_batch=cfg.zo.micro_batch, device=self.loaded.device,
-                                         context_length=context_length(self.loaded.model))
-        self.encoded = {name: self.objective.encode(getattr(self.split, name), where=f"{cfg.data.task} {name}")
-                        for name in ("pool", "dev", "test")}
-        autocast = torch.bfloat16 if cfg.model.autocast and self.loaded.device.type == "cuda" else None
-        self.engine = ZOEngine(self.loaded.model, self.loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix,
-                               autocast=autocast)
-        for name, enc in self.encoded.items():
-            if name != "pool" or not self.dist.active:  # under torchrun each rank caches its share (_local_pool)
-                self.engine.cache(self.objective, enc)
-
-    def _build(self, secret: SecretState | None) -> None:
-        """Everything a step needs; the mechanism (and the secret) only on rank 0."""
-        cfg = self.cfg
-        self.prepare()
-        self.membership = membership_matrix(n=len(self.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
-        self.mechanism = None if secret is None else build_mechanism(cfg, membership=self.membership, secret=secret)
-
-    def setup(self) -> None:
-        """:meth:`prepare`, then the subsets, the secret, the mechanism and the run directory (rank 0)."""
+    def setup(self, *, resume: Path | None = None) -> None:
+        """Build the components; create the run folder (or reopen ``resume`` at its last checkpoint, rank 0)."""
         cfg, dist = self.cfg, self.dist
         t0 = time.perf_counter()
-        secret = (self._secret or SecretState.fresh(cfg.privacy.n_subsets)) if dist.main else None
-        self._build(secret)
-        self.timings: dict[str, float] = {"setup_s": time.perf_counter() - t0}
-        # Everything that can fail on user input has been checked: only now create the run directory.
-        run_dir, error = None, None
+        run = RunDir.open(resume) if resume is not None else None
+        secret = None
         if dist.main:
+            secret = run.load_secret() if run is not None else self._secret or SecretState.fresh(cfg.privacy.n_subsets)
+            if not 0 <= secret.j_star < cfg.privacy.n_subsets:  # the message must not reveal J*
+                raise PaczeroError("the run's secret state does not match privacy.n_subsets in config.yaml")
+        self.c = build(cfg, dist=dist, secret=secret)
+        if run is None:  # everything that can fail on user input has been checked: only now create the folder
+            run = self._create_run_dir(secret)
+        else:
+            self._reopen(run)
+        self.run_dir = run
+        if dist.main:
+            self._transcript, self._evaluations = run.transcript(), run.evaluations()
+        self.timings["setup_s"] = time.perf_counter() - t0
+        log.info("%s %s: %s on %s (%s, %d trainable tensors, %d parameters), N=%d, M=%d, T=%d, K=%d%s",
+                 "resuming" if resume else "run", run.path, cfg.privacy.mechanism, cfg.model.name, cfg.model.tuning,
+                 len(self.c.loaded.trainable), self.c.loaded.n_trainable, len(self.c.split.pool),
+                 cfg.privacy.n_subsets, cfg.train.steps, cfg.zo.directions,
+                 f", {dist.world} processes" if dist.active else "")
+
+    def _create_run_dir(self, secret: SecretState | None) -> RunDir:
+        """Rank 0 creates the folder and writes the config, the membership matrix and the secret; all ranks get it."""
+        cfg, run, error = self.cfg, None, None
+        if self.dist.main:
             try:
-                run_dir = self._make_run_dir()
+                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name())
             except PaczeroError as exc:
                 error = str(exc)
-        run_dir, error = dist.broadcast((run_dir, error))
+        run, error = self.dist.broadcast((run, error))
         if error is not None:
             raise PaczeroError(error)
-        self.run_dir = run_dir
-        if not dist.main:
-            return
-        write_text(self.run_dir / "config.yaml", cfg.to_yaml())
-        atomic_write(self.run_dir / "membership.npy", self._write_membership)
-        secret.save(self.run_dir / SECRET_FILE)
-        log.info("run %s: %s on %s (%s, %d trainable tensors, %d parameters), N=%d, M=%d, T=%d, K=%d%s",
-                 self.run_dir, cfg.privacy.mechanism, cfg.model.name, cfg.model.tuning, len(self.loaded.trainable),
-                 self.loaded.n_trainable, len(self.split.pool), cfg.privacy.n_subsets, cfg.train.steps,
-                 cfg.zo.directions, f", {dist.world} processes" if dist.active else "")
+        if self.dist.main:
+            run.write_config(cfg.to_yaml())
+            if self.c.membership is not None:
+                run.write_membership(self.c.membership)
+            run.save_secret(secret)
+        return run
 
-    def _write_membership(self, path: Path) -> None:
-        with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to a path
-            np.save(fh, self.membership)
+    def _reopen(self, run: RunDir) -> None:
+        """Position the run at its last checkpoint (or its start); rank 0 cuts its private logs back to it."""
+        cfg, saved = self.cfg, run.read_progress()
+        if saved is not None:
+            if saved["fingerprint"] != cfg.fingerprint():
+                raise PaczeroError(f"the checkpoint in {run.path} was written by another config")
+            self.progress = Progress(**saved)
+            load_weights(self.c.loaded, run.checkpoint("last"), lora=cfg.model.tuning == "lora")
+        if self.dist.main:
+            if saved is not None:
+                self.private = PrivateProgress(**run.load_state(self.progress.step))
+                self.c.mechanism.load_state_dict(self.private.mechanism)
+            run.truncate_private_logs(releases=self.progress.step, diagnostics=self.progress.step)
+
+    def _run_name(self) -> str:
+        cfg = self.cfg
+        return cfg.run.name or "-".join(filter(None, [self.config_name, cfg.privacy.mechanism, f"s{cfg.run.seed}",
+                                                      datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")]))
 
     @classmethod
     def resume(cls, run_dir: Path, *, config: Config | None = None, dist: Dist | None = None) -> "Trainer":
-        """A trainer positioned at ``run_dir``'s last checkpoint (or its start if it has none).
-
-        ``config``, if given, must equal the run's own (cosmetic keys aside); otherwise the differing keys
-        are named in the error.
-        """
-        run_dir = Path(run_dir)
+        """A trainer set up at ``run_dir``'s last checkpoint; ``config``, if given, must equal the run's own."""
         saved = load_run_config(run_dir)
         if config is not None and config.fingerprint() != saved.fingerprint():
             raise PaczeroError(f"cannot resume {run_dir} with another config; differing keys: "
                                f"{', '.join(config_differences(saved, config))}")
-        if (run_dir / METRICS_FILE).exists():
+        if RunDir(run_dir).finished:
             raise PaczeroError(f"{run_dir} has finished (metrics.json exists); nothing to resume")
         trainer = cls(saved, dist=dist)
         if config is not None:
             trainer.cfg.run.progress = config.run.progress
-        t0 = time.perf_counter()
-        secret = None
-        if trainer.dist.main:  # only rank 0 reads the secret
-            secret = SecretState.load(run_dir / SECRET_FILE)
-            if not 0 <= secret.j_star < saved.privacy.n_subsets:  # the message must not reveal J*
-                raise PaczeroError(f"{run_dir / SECRET_FILE} does not match privacy.n_subsets in config.yaml")
-        trainer._build(secret)
-        trainer.run_dir = run_dir
-        state = load_state(run_dir / "checkpoints" / "last")
-        if state is not None:
-            if state["fingerprint"] != saved.fingerprint():
-                raise PaczeroError(f"the checkpoint in {run_dir} was written by another config")
-            trainer.progress = Progress(**state)
-            load_weights(trainer.loaded, run_dir / "checkpoints" / "last", lora=saved.model.tuning == "lora")
-            if trainer.mechanism is not None:
-                trainer.mechanism.load_state_dict(trainer.progress.mechanism)
-        if trainer.dist.main:
-            # Steps after the checkpoint were already released: they are recomputed and must come out identical,
-            # since their noise is a function of (key, step) and two different values with one noise would leak.
-            done = trainer.progress.step
-            trainer._released = dict(enumerate(_truncate_lines(run_dir / ledger.LEDGER_FILE, done), start=done))
-            _truncate_lines(run_dir / DIAGNOSTICS_FILE, trainer.progress.diagnostics_lines)
-        trainer.timings = {"setup_s": time.perf_counter() - t0}
-        log.info("resuming %s after step %d", run_dir, trainer.progress.step)
+        trainer.setup(resume=Path(run_dir))
         return trainer
 
-    def _make_run_dir(self) -> Path:
-        cfg = self.cfg
-        name = cfg.run.name or "-".join(filter(None, [
-            self.config_name, cfg.privacy.mechanism, f"s{cfg.run.seed}",
-            datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")]))
-        run_dir = Path(cfg.run.output_dir) / name
-        if run_dir.exists():
-            raise PaczeroError(f"run directory {run_dir} already exists; choose another run.name")
-        run_dir.mkdir(parents=True)
-        return run_dir
-
-    # ---------------------------------------------------------------- evaluation and checkpoints
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
-        return self.engine.evaluate(self.objective, self.encoded[split])
-
-    def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
-        assert self.run_dir is not None
-        save_weights(self.loaded, self.run_dir / "checkpoints" / name, lora=self.cfg.model.tuning == "lora",
-                     state=state)
-
-    def _is_better(self, dev: dict[str, float]) -> bool:
-        best = self.progress.best
-        key = selection_metric(self.cfg)
-        if not math.isfinite(dev[key]):
-            return best is None
-        if best is None or not math.isfinite(best[key]):
-            return True
-        return dev[key] < best[key] if key == "loss" else dev[key] > best[key]
-
-    def _diagnose(self, record: dict[str, Any]) -> None:
-        assert self.run_dir is not None
-        append_jsonl(self.run_dir / DIAGNOSTICS_FILE, record)
-        self.progress.diagnostics_lines += 1
-        if self._tensorboard is not None:
-            self._tensorboard.log(record)
-
     # ---------------------------------------------------------------- training
-    def _my_records(self, enc) -> np.ndarray:
-        """Indices (into ``enc``) of the records this rank scores: whole length-sorted micro-batches, dealt
-        round-robin, so every record sits in the batch a single process would put it in."""
-        size = self.objective.micro_batch
-        n_batches = -(-len(enc) // size)
-        mine = [enc.order[b * size:(b + 1) * size] for b in self.dist.batches(n_batches)]
-        return np.concatenate(mine) if mine else np.zeros(0, dtype=np.int64)
-
-    def _local_pool(self, mine: np.ndarray):
-        """This rank's share of the whole pool, encoded once (so that a cached prefix is computed once)."""
-        if self._local is None or not np.array_equal(self._local[0], mine):
-            local = self.encoded["pool"].subset(mine)
-            self.engine.cache(self.objective, local)
-            self._local = (mine, local)
-        return self._local[1]
-
-    def _estimates(self, step: int) -> tuple[np.ndarray, list[int], np.ndarray, int]:
-        """Per-record estimates (n, K) of the records the mechanism samples, the K direction seeds, the
-        per-record mean losses (n, K) and the count of non-finite estimates (replaced by 0). Rank 0 gets the
-        whole arrays; other ranks get ``None`` for them."""
-        cfg, dist = self.cfg, self.dist
-        K = cfg.zo.directions
-        pool = self.encoded["pool"]
-        chosen = self.mechanism.sample(step=step, n=len(pool)) if dist.main else None
-        chosen = dist.broadcast(chosen)
-        whole = chosen is None or np.array_equal(chosen, np.arange(len(pool)))
-        enc = pool if whole else pool.subset(chosen)  # the pool itself where it can: its cached prefix is kept
-        seeds = [direction_seed(cfg.run.seed, step, k) for k in range(K)]
-        mine = self._my_records(enc) if dist.active else np.arange(len(enc))
-        local = enc if not dist.active else self._local_pool(mine) if whole else enc.subset(mine)
-        G, losses = np.zeros((len(local), K)), np.zeros((len(local), K))
-        if len(local):  # a Poisson batch may be empty: the release is then noise alone
-            for k, seed in enumerate(seeds):
-                G[:, k], losses[:, k] = self.engine.estimates(self.objective, local, direction=seed)
-        parts = dist.gather((mine, np.concatenate([G, losses], axis=1)))
-        if parts is None:
-            return None, seeds, None, 0
-        both = assemble(parts, len(enc), 2 * K) if dist.active else np.concatenate([G, losses], axis=1)
-        G, losses = both[:, :K], both[:, K:]
-        bad = ~np.isfinite(G)
-        return np.where(bad, 0.0, G), seeds, losses, int(bad.sum())
-
-    def _step(self, step: int) -> dict[str, Any]:
-        """One step: K directions, their releases, the ledger line, the update. Returns the postfix figures.
-
-        Rank 0 releases, writes the ledger line and updates; then it broadcasts the values (and whether to
-        stop) to the other ranks, which apply the same update. A failure of that broadcast therefore leaves
-        rank 0 with a complete step to checkpoint.
-        """
-        cfg, p, dist = self.cfg, self.progress, self.dist
-        K = cfg.zo.directions
-        lr = learning_rate(step=step, steps=cfg.train.steps, lr=cfg.train.lr, lr_end=cfg.train.lr_end,
-                           schedule=cfg.train.lr_schedule)
-        if self.mechanism is not None:
-            self.mechanism.begin_step(step)
-        G, seeds, losses, nonfinite = self._estimates(step)
-        postfix = {"lr": f"{lr:.2e}"}
-        if dist.main:
-            releases = list(zip(seeds, self.mechanism.release_step(G, step=step)))
-            values = [r.value for _, r in releases]
-            postfix.update(self._record(step, lr, releases, losses, nonfinite))
-            self.engine.update([(s, v / K) for s, v in zip(seeds, values)], lr=lr,
-                               weight_decay=cfg.train.weight_decay)
-            self._exhausted = self.mechanism.exhausted
-        p.step = step + 1
-        payload = dist.broadcast((values, self._exhausted, self._stop_signal) if dist.main else None)
-        if not dist.main:
-            values, self._exhausted, self._stop_signal = payload
-            self.engine.update([(s, v / K) for s, v in zip(seeds, values)], lr=lr,
-                               weight_decay=cfg.train.weight_decay)
-        return postfix
-
-    def _record(self, step: int, lr: float, releases: list, losses: np.ndarray, nonfinite: int) -> dict[str, str]:
-        """Rank 0: the ledger line (refused if a resumed step differs from its published line) and diagnostics."""
-        p, K = self.progress, self.cfg.zo.directions
-        record = ledger.step_record(step=step, lr=lr, releases=releases)
-        assert self.run_dir is not None
-        released = self._released.pop(step, None)
-        if released is not None and jsonl_line(record) != released:
-            ledger_path = self.run_dir / ledger.LEDGER_FILE
-            with open(ledger_path, "ab") as fh:  # keep the transcript as it was published
-                fh.write(b"".join(line + b"\n" for line in [released, *self._released.values()]))
-            raise PaczeroError(f"resuming recomputed step {step} differently from its released ledger line "
-                               "(non-deterministic kernels?); continuing would re-release it with the same noise. "
-                               "Refusing: resume on the same hardware, or use train.checkpoint_every=1")
-        ledger.append(self.run_dir, record)
-        n_unanimous = sum(d["unanimous"] for d in record["directions"])
-        p.unanimous += n_unanimous
-        if not self.mechanism.pool_is_public:
-            # DP baselines: nothing computed on the sampled records may be logged, not even their number.
-            self._diagnose({"step": step, "lr": lr})
-            return {}
-        p.nonfinite += nonfinite
-        pool_loss = float(losses.mean()) if losses.size else float("nan")
-        self._diagnose({"step": step, "pool_loss": pool_loss, "unanimous": n_unanimous / K,
-                        "nonfinite": nonfinite, "cum_mi": self.mechanism.spent})
-        return {"unanimous": f"{p.unanimous / ((step + 1) * K):.2f}"}
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._stop_signal = signum
-        log.warning("%s received: finishing the current step, then writing a checkpoint",
-                    signal.Signals(signum).name)
-
     def train(self) -> dict[str, Any]:
         """Run the remaining steps, then the final test evaluation. Returns the metrics (``{}`` on ranks > 0)."""
-        cfg, run_dir, p, dist = self.cfg, self.run_dir, self.progress, self.dist
-        assert run_dir is not None, "call setup() first"
-        T = cfg.train.steps
+        cfg, p, dist, run = self.cfg, self.progress, self.dist, self.run_dir
+        assert run is not None and self.c is not None, "call setup() first"
         t_start = time.perf_counter()
         if dist.main and cfg.train.eval_before and p.zero_shot is None:
-            p.zero_shot = self.evaluate("test")
+            p.zero_shot = self.c.evaluate("test")
             log.info("test before training: %s", _format(p.zero_shot))
-        if dist.main:
-            self._exhausted = self.mechanism.exhausted
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        step_seconds: list[float] = []
-        # Public figures only; purge_step hides the events a killed run wrote after its checkpoint.
         if cfg.logging.tensorboard and dist.main:
-            self._tensorboard = TensorBoardLog(run_dir, purge_step=p.step + 1)
-        bar = tqdm(total=T, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step", dynamic_ncols=True,
-                   disable=None if cfg.run.progress and dist.main else True)
+            self._tensorboard = TensorBoardLog(run.tensorboard_dir, purge_step=p.step + 1)
+        bar = progress.bar(total=cfg.train.steps, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step",
+                           enabled=cfg.run.progress and dist.main, timed=spec(cfg.privacy.mechanism).family != "dp")
+        step_seconds: list[float] = []
         try:
-            while p.step < T and not self._exhausted:
+            while p.step < cfg.train.steps:
                 t0 = time.perf_counter()
-                try:
-                    postfix = self._step(p.step)
-                except DistError as exc:
-                    if dist.main:  # rank 0's state is complete up to p.step: make it resumable
-                        p.mechanism = self.mechanism.state_dict()
-                        self._save("last", state=asdict(p))
-                        raise PaczeroError(f"{exc}; a checkpoint after step {p.step} is saved. Resume with: "
-                                           f"paczero train --resume {run_dir} (alone or under torchrun)") from None
-                    raise
+                postfix = self._one_step()
                 step_seconds.append(time.perf_counter() - t0)
-                if dist.main:
-                    self._after_step(postfix)
                 bar.update(1)
                 bar.set_postfix(postfix)
-                if self._stop_signal is not None:
-                    raise Interrupted(run_dir, p.step, self._stop_signal)
+                if self._stop is not None:
+                    raise Interrupted(run.path, p.step, self._stop)
+            if not dist.main:
+                return {}
+            self.timings.update(train_s=time.perf_counter() - t_start, steps_timed=len(step_seconds),
+                                step_s_median=float(np.median(step_seconds)) if step_seconds else math.nan)
+            return self._finish()
         finally:
             bar.close()
-            if self._tensorboard is not None:
-                self._tensorboard.flush()
             for s, h in handlers.items():
                 signal.signal(s, h)
-        if not dist.main:
-            return {}
-        if self._exhausted and p.step < T:
-            log.info("MI budget spent after %d steps: stopped early", p.step)
-        self.timings["train_s"] = time.perf_counter() - t_start
-        return self._finish(step_seconds)
+            self.cleanup()
+
+    def _one_step(self) -> dict[str, str]:
+        """Release, record (rank 0), update; the dev evaluation and checkpoints due after it."""
+        cfg, p = self.cfg, self.progress
+        t = cfg.train
+        lr = learning_rate(step=p.step, steps=t.steps, lr=t.lr, lr_end=t.lr_end, schedule=t.lr_schedule)
+        try:
+            result = release(self.c, step=p.step, lr=lr)
+        except DistError as exc:
+            self._fail(exc)  # nothing released or applied: the state is complete up to p.step
+        if self.dist.main:
+            self._record(result)
+        try:
+            self._stop = apply_update(self.c, result, stop=self._stop)
+        except DistError as exc:
+            p.step += 1  # rank 0 applied its update before the broadcast failed
+            self._fail(exc)
+        p.step += 1
+        postfix = {"lr": f"{lr:.2e}"}
+        if self.dist.main:
+            self._after_step(postfix)
+        return postfix
+
+    def _fail(self, exc: DistError) -> NoReturn:
+        if self.dist.main:
+            self.save_checkpoint()
+            raise PaczeroError(f"{exc}; a checkpoint after step {self.progress.step} is saved. Resume with: "
+                               f"paczero train --resume {self.run_dir.path} (alone or under torchrun)") from None
+        raise exc
+
+    def _record(self, result: StepResult) -> None:
+        """Rank 0: the public transcript line (checked in place if already published), then the private logs."""
+        run, step = self.run_dir, result.step
+        line = ledger.transcript_step(step=step, lr=result.lr, seeds=result.seeds, releases=result.releases)
+        try:
+            self._transcript.write(step, line.line())
+        except PublishedLineMismatch:
+            raise PaczeroError(f"resuming recomputed step {step} differently from its published transcript line "
+                               "(non-deterministic kernels?); continuing would re-release it with the same noise. "
+                               "Refusing, with the transcript as published: resume on the same hardware, or use "
+                               "train.checkpoint_every=1") from None
+        run.append_private(run.releases_path, ledger.release_record(step=step, releases=result.releases))
+        self.private.nonfinite += result.nonfinite
+        kinds = [r.kind for r in result.releases]
+        diagnostics = {"step": step, "pool_loss": float(result.losses.mean()) if result.losses.size else math.nan,
+                       "unanimous": sum(k in ("unanimous", "free") for k in kinds) / len(kinds),
+                       "nonfinite": result.nonfinite, "mi_spent": self.c.mechanism.spent}
+        run.append_private(run.diagnostics_path, diagnostics)
+        if self._tensorboard is not None:
+            self._tensorboard.log(diagnostics)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop = signum
+        log.warning("%s received: finishing the current step, then writing a checkpoint", signal.Signals(signum).name)
 
     def _after_step(self, postfix: dict[str, str]) -> None:
-        """Rank 0: the dev evaluation and the checkpoints due after a step."""
+        """Rank 0: the dev evaluation (public) and the checkpoints due after a step."""
         cfg, p = self.cfg, self.progress
-        done = p.step == cfg.train.steps or self._exhausted
+        done = p.step == cfg.train.steps
         evaluate = p.step % cfg.train.eval_every == 0 or done
         if evaluate:
-            p.final_dev = self.evaluate("dev")
-            self._diagnose({"step": p.step - 1, **{f"dev_{k}": v for k, v in p.final_dev.items()}})
-            if self._is_better(p.final_dev):
-                p.best = {"step": p.step, **p.final_dev}
-                self._save("best")
-            postfix[f"dev_{self.objective.metric}"] = f"{p.final_dev[self.objective.metric]:.3f}"
-        if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop_signal is not None:
-            p.mechanism = self.mechanism.state_dict()
-            self._save("last", state=asdict(p))
+            p.final_dev = self.c.evaluate("dev")
+            self._evaluations.write(p.evaluations, jsonl_line({"step": p.step, **p.final_dev}))
+            p.evaluations += 1
+            if self._tensorboard is not None:
+                self._tensorboard.log({"step": p.step - 1, **{f"dev_{k}": v for k, v in p.final_dev.items()}})
+            if _is_better(p.final_dev, p.best, selection_metric(cfg)):
+                p.best = {"step": p.step, "selected_on": selection_metric(cfg), **p.final_dev}
+                save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
+            postfix[f"dev_{self.c.objective.metric}"] = f"{p.final_dev[self.c.objective.metric]:.3f}"
+        if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop is not None:
+            self.save_checkpoint()
 
-    def _finish(self, step_seconds: list[float]) -> dict[str, Any]:
-        cfg, run_dir, p = self.cfg, self.run_dir, self.progress
-        assert run_dir is not None and p.best is not None
-        K = cfg.zo.directions
-        load_weights(self.loaded, run_dir / "checkpoints" / "best", lora=cfg.model.tuning == "lora")
-        test = self.evaluate("test")
+    def save_checkpoint(self) -> None:
+        """Rank 0: the private state of this step, then the weights and public progress as ``checkpoints/last``."""
+        run = self.run_dir
+        self.private.mechanism = self.c.mechanism.state_dict()
+        run.save_state(self.progress.step, asdict(self.private))
+        save_weights(self.c.loaded, run.checkpoint("last"), lora=self.cfg.model.tuning == "lora",
+                     progress=asdict(self.progress))
+        run.prune_states(keep=self.progress.step)
+
+    def _finish(self) -> dict[str, Any]:
+        cfg, run, p, c = self.cfg, self.run_dir, self.progress, self.c
+        load_weights(c.loaded, run.checkpoint("best"), lora=cfg.model.tuning == "lora")
+        test = c.evaluate("test")
         log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
-        if self._tensorboard is not None:
-            self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in test.items()}})
-            self._tensorboard.close()
-        statement = run_statement(ledger.read(run_dir), cfg)
-        public_pool = self.mechanism.pool_is_public
+        transcript = run.read_transcript()
+        statement = run_statement(cfg, steps=len(transcript), releases=sum(len(r["directions"]) for r in transcript))
         metrics = {
             "config": cfg.to_dict(),
-            "model": {"name": cfg.model.name, "tuning": cfg.model.tuning,
-                      "trainable_parameters": self.loaded.n_trainable},
-            "data": {"n_pool": len(self.split.pool), "n_dev": len(self.split.dev), "n_test": len(self.split.test),
-                     "truncated": {k: v.truncated for k, v in self.encoded.items() if public_pool or k != "pool"},
-                     "dev_is_public": True},
-            "zero_shot_test": p.zero_shot,
-            "best_dev": p.best,
-            "final_dev": p.final_dev,
-            "test": test,
-            "steps_run": p.step,
-            "unanimity_rate": p.unanimous / (p.step * K) if cfg.privacy.mechanism in PAC_MECHANISMS else None,
-            "nonfinite_estimates": p.nonfinite if public_pool else None,
-            "privacy": statement,
-            "versions": versions(),
-            "timings_file": TIMINGS_FILE,
+            "model": {"name": cfg.model.name, "tuning": cfg.model.tuning, "trainable_parameters": c.loaded.n_trainable},
+            "data": {"n_pool": len(c.split.pool), "n_dev": len(c.split.dev), "n_test": len(c.split.test),
+                     "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}, "dev_is_public": True},
+            "zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
+            "steps_run": p.step, "privacy": statement.to_dict(), "versions": versions(),
         }
-        write_json(run_dir / METRICS_FILE, metrics)
-        if step_seconds:
-            self.timings.update(step_s_mean=float(np.mean(step_seconds)), step_s_median=float(np.median(step_seconds)))
-        self.timings["steps_timed"] = len(step_seconds)
-        write_json(run_dir / TIMINGS_FILE, self.timings)
+        run.write_metrics(metrics)
+        releases = [r for line in run.read_private(run.releases_path) for r in line["releases"]]
+        self.private_figures = {**private_figures(releases), "nonfinite_estimates": self.private.nonfinite,
+                                "pool_truncated": c.encoded["pool"].truncated}
+        run.write_private_json(run.privacy_path, self.private_figures)
+        run.write_private_json(run.timings_path, self.timings)
+        if self._tensorboard is not None:
+            self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in test.items()}})
         return metrics
 
+    def cleanup(self) -> None:
+        """Close what the run holds open (the TensorBoard writer)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
     def run(self) -> dict[str, Any]:
-        """:meth:`setup` then :meth:`train`: a whole run; returns the metrics."""
+        """:meth:`setup` then :meth:`train` (which ends with :meth:`cleanup`): a whole run; returns the metrics."""
         self.setup()
         return self.train()
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _is_better(dev: dict[str, float], best: dict[str, Any] | None, key: str) -> bool:
+    if not math.isfinite(dev[key]):
+        return best is None
+    if best is None or not math.isfinite(best[key]):
+        return True
+    return dev[key] < best[key] if key == "loss" else dev[key] > best[key]
 
 
 def train(config: Config, *, config_name: str | None = None) -> dict[str, Any]:

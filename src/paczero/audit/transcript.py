@@ -1,8 +1,10 @@
 """The transcript attack: the Bayes-optimal membership adversary of the PAC game (paczero-notes §2).
 
-The adversary knows the pool, the membership matrix A (A_ij = 1 iff record i ∈ S_j), the public seed and the
-ledger. Every release of step t is a function of public state and of the secret only through the sign s_{t,J}
-of the secret subset's mean, and the ledger records all M signs, so by Bayes' rule
+The adversary of the game knows the pool, the membership matrix A (A_ij = 1 iff record i ∈ S_j), the public seed
+and the released bits — and therefore, step by step, everything the mechanism computed from them: the M subset
+signs, the posterior, q₊ and each noisy bit's flip probability. The run's private release log holds exactly those
+figures, so the attack reads it rather than re-evaluating the model. Every release is a function of the game's
+public state and of the secret only through the sign s_{t,J} of the secret subset, so by Bayes' rule
 
     P(J = j | Y_1:T) ∝ Π_t P(Y_t | s_{t,j}, public state),
 
@@ -10,27 +12,29 @@ and the membership posterior of record i is P(i ∈ S* | Y_1:T) = Σ_j P(J = j |
 
 Per release kind, P(Y_t | s) for s = ±1 is:
 
-* ``noisy`` (PACZero-MI): ỹ = s_J + σξ, so N(ỹ; s, σ²) — the only kind whose likelihood depends on s;
+* ``noisy`` (PACZero-MI): the bit, flipped with probability f: 1 − f if Y = s, f otherwise — the only kind whose
+  likelihood depends on s (there is no real value to exploit: none is released);
 * ``unanimous`` (ZPL), ``free`` (MI): the common sign of all subsets (of the posterior's support), a function
-  of public information, with the same likelihood under every j;
+  of the game's public information, with the same likelihood under every j;
 * ``coin``: a fair coin from the public seed, the same under every j.
 
-The ledger is checked against these rules where that is cheap (a unanimous release equal to every subset's
-sign, a free release equal to the sign of the most probable subset, a noisy release equal to sign(ỹ)); an
-inconsistent ledger is an error, a release kind without a likelihood model makes the attack not applicable.
-Pure functions of the ledger records and the membership matrix: nothing here reads the secret.
+The log is checked against these rules where that is cheap (a unanimous release equal to every subset's sign, a
+free release equal to the sign of the most probable subset, a noisy release a bit with 0 ≤ f ≤ 1/2); an
+inconsistent log is an error, a release kind without a likelihood model makes the attack not applicable. Pure
+functions of the release records and the membership matrix: nothing here reads the secret.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
 
 from paczero.privacy.posterior import uniform_log_posterior
+from paczero.releases import Coin, Free, NoisyBit, Release, Unanimous
 from paczero.subsets import parse_signs
 
 TIE_TOLERANCE = 1e-9
@@ -38,54 +42,56 @@ TIE_TOLERANCE = 1e-9
 
 
 class NotApplicable(ValueError):
-    """The ledger lacks what the transcript attack needs (subset signs, a known release kind)."""
+    """The release log lacks what the transcript attack needs (subset signs, a known release kind)."""
 
 
-def release_log_likelihood(direction: dict[str, Any], *, most_probable_sign: int) -> tuple[float, float]:
-    """(ln P(release | s_J = +1), ln P(release | s_J = −1)) of one ledger direction, up to a common constant.
+def release_log_likelihood(release: Release, *, most_probable_sign: int) -> tuple[float, float]:
+    """(ln P(release | s_J = +1), ln P(release | s_J = −1)) of one release, up to a common constant.
 
     ``most_probable_sign`` is the sign of the subset with the largest posterior before this release (a free
     release must equal it, since that subset always carries more than the free threshold).
     """
-    kind, value = direction["kind"], direction["value"]
-    signs = parse_signs(direction["signs"])
-    if kind == "noisy":
-        y, sigma = float(direction["y"]), float(direction["sigma"])
-        if value != (1.0 if y >= 0 else -1.0) or not sigma > 0:
-            raise ValueError(f"noisy release with value {value}, y={y}, sigma={sigma} is inconsistent")
-        return -((y - 1.0) ** 2) / (2 * sigma**2), -((y + 1.0) ** 2) / (2 * sigma**2)
-    if kind == "unanimous":
-        if not np.all(signs == value):
-            raise ValueError(f"unanimous release {value} while the subset signs are {direction['signs']}")
+    value = release.value
+    if isinstance(release, NoisyBit):
+        if value not in (1.0, -1.0) or not 0.0 <= release.flip <= 0.5:
+            raise ValueError(f"noisy release {value} with flip {release.flip} is not a calibrated bit")
+        keep = math.log1p(-release.flip)
+        flip = math.log(release.flip) if release.flip > 0 else -math.inf
+        return (keep, flip) if value > 0 else (flip, keep)
+    if isinstance(release, Unanimous):
+        if not np.all(parse_signs(release.signs) == value):
+            raise ValueError(f"unanimous release {value} while the subset signs are {release.signs}")
         return 0.0, 0.0
-    if kind == "free":
+    if isinstance(release, Free):
         if value != most_probable_sign:
             raise ValueError(f"free release {value} differs from the sign of the most probable subset")
         return 0.0, 0.0
-    if kind == "coin":
+    if isinstance(release, Coin):
         if value not in (1.0, -1.0):
             raise ValueError(f"coin release {value} is not a sign")
         return 0.0, 0.0
-    raise NotApplicable(f"release kind {kind!r} has no likelihood model in the transcript attack")
+    raise NotApplicable(f"release kind {release.kind!r} has no likelihood model in the transcript attack")
 
 
-def subset_log_posterior(records: Iterable[dict[str, Any]], *, n_subsets: int) -> np.ndarray:
-    """ln P(J = j | ledger) for j = 0..M−1, from the uniform prior (float64, normalised)."""
+def subset_log_posterior(steps: Iterable[Sequence[Release]], *, n_subsets: int) -> np.ndarray:
+    """ln P(J = j | transcript) for j = 0..M−1, from the uniform prior (float64, normalised)."""
     log_post = uniform_log_posterior(n_subsets)
-    for record in records:
-        for direction in record["directions"]:
-            if "signs" not in direction:
-                raise NotApplicable(f"ledger step {record['step']} records no subset signs")
-            signs = parse_signs(direction["signs"])
+    for t, releases in enumerate(steps):
+        for release in releases:
+            signs_text = getattr(release, "signs", None)
+            if signs_text is None:
+                if isinstance(release, Coin):
+                    continue  # a coin released without signs (MI with its budget spent) carries nothing
+                raise NotApplicable(f"step {t} records no subset signs")
+            signs = parse_signs(signs_text)
             if signs.size != n_subsets:
-                raise ValueError(f"ledger step {record['step']} holds {signs.size} subset signs; expected {n_subsets}")
+                raise ValueError(f"step {t} holds {signs.size} subset signs; expected {n_subsets}")
             try:
-                l_plus, l_minus = release_log_likelihood(direction,
-                                                         most_probable_sign=int(signs[np.argmax(log_post)]))
+                l_plus, l_minus = release_log_likelihood(release, most_probable_sign=int(signs[np.argmax(log_post)]))
             except NotApplicable:
                 raise
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"ledger step {record['step']}: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"step {t}: {exc}") from None
             if l_plus != l_minus:
                 log_post = log_post + np.where(signs > 0, l_plus, l_minus)
                 log_post -= logsumexp(log_post)
@@ -93,7 +99,7 @@ def subset_log_posterior(records: Iterable[dict[str, Any]], *, n_subsets: int) -
 
 
 def membership_posterior(log_posterior: np.ndarray, membership: np.ndarray) -> np.ndarray:
-    """P(i ∈ S* | ledger) = Σ_j p_j·A_ij for every record i (clipped to [0, 1] against rounding)."""
+    """P(i ∈ S* | transcript) = Σ_j p_j·A_ij for every record i (clipped to [0, 1] against rounding)."""
     return np.clip(np.asarray(membership, dtype=np.float64) @ np.exp(log_posterior), 0.0, 1.0)
 
 
@@ -106,11 +112,11 @@ class BayesSuccess:
     expected: float
     """The adversary's own expected success, mean_i max(p_i, 1 − p_i): needs no secret."""
     mean_posterior_on_truth: float
-    """mean_i P(b_i = truth_i | ledger)."""
+    """mean_i P(b_i = truth_i | transcript)."""
 
 
 def bayes_decision(posterior: np.ndarray) -> np.ndarray:
-    """The Bayes decision at prior 1/2: member iff P(i ∈ S* | ledger) > 1/2 (ties decide non-member)."""
+    """The Bayes decision at prior 1/2: member iff P(i ∈ S* | transcript) > 1/2 (ties decide non-member)."""
     return np.asarray(posterior, dtype=np.float64) > 0.5 + TIE_TOLERANCE
 
 

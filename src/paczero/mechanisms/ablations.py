@@ -18,8 +18,9 @@ import math
 
 import numpy as np
 
-from paczero.mechanisms.base import Mechanism, Release
-from paczero.mechanisms.zpl import public_coin
+from paczero.mechanisms.base import Mechanism
+from paczero.releases import AblationValue, Release
+from paczero.rng import public_coin
 from paczero.secret import SecretState
 from paczero.subsets import subset_means
 
@@ -42,7 +43,11 @@ class Ablation(Mechanism):
         self.seed = seed
         self.clip = clip
 
+    def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
+        return [self.release(self.clipped(estimates, k), step=step, k=k) for k in range(estimates.shape[1])]
+
     def release(self, estimates: np.ndarray, *, step: int, k: int) -> Release:
+        """Direction ``k``'s value from its clipped per-record estimates."""
         variant = self.name
         if variant == "random_sign":
             value = float(public_coin(self.seed, step, k))
@@ -52,4 +57,4 @@ class Ablation(Mechanism):
             value = float(subset_means(self.membership, estimates)[self._secret.j_star])
         if variant.startswith("quant"):
             value = _sign(value)
-        return Release(value=value, kind=variant)
+        return AblationValue(value=value, variant=variant)

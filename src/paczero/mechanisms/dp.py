@@ -1,29 +1,39 @@
-"""The (ε, δ)-DP baselines: DPZero and DP-AggZO (paczero-notes §9.2, §9.4).
+"""The (ε, δ)-DP baselines: DPZero and DP-AggZO (paczero-notes §9.2, §9.4), with exact discrete noise.
 
-Both sample the pool by **Poisson sampling** (each record joins step t's batch independently with
-probability q, from the secret-keyed stream, so the batch is unpredictable and never published),
-clip each sampled record's contribution, sum, add Gaussian noise of standard deviation σ·C per
-released coordinate, and divide by a normaliser that does not depend on the realised batch:
+Both sample the pool by **Poisson sampling** (each record joins step t's batch independently with probability
+q, decided by a 64-bit word of the secret-keyed stream, so the batch is unpredictable and never published),
+clip each sampled record's contribution, round it onto a grid of 2⁻⁴⁰·C, sum the integers, add discrete
+Gaussian noise of standard deviation σ·Δ (Δ: a record's largest contribution in grid units) and divide by the
+public normaliser qN:
 
-* **DPZero** (K = 1): d_i = (ℓ_i(θ+εz) − ℓ_i(θ−εz))/(2ε) clipped to [−C, C];
-  value = (Σ_i clip(d_i) + σC·ξ)/(qN).
-* **DP-AggZO** (K directions): v_i = (d_i1, …, d_iK)/K clipped in L2 to ‖v_i‖ ≤ C;
-  ḡ = (Σ_i v_i + σC·ξ)/B̃ with ξ ~ N(0, I_K), and B̃ = q·(N + Lap(1/ε_N)), a Laplace-noised pool size drawn
-  once, which spends ε_N = ``pool_size_fraction``·ε (5 % as in the original); fraction 0 uses B̃ = qN.
-  The value released for direction k is K·ḡ_k, so the common update (1/K) Σ_k value_k z_k equals the
-  original Σ_k ḡ_k z_k.
+* **DPZero** (K = 1): d_i = (ℓ_i(θ+εz) − ℓ_i(θ−εz))/(2ε) clipped to [−C, C], so Δ = 2⁴⁰;
+  value = C·2⁻⁴⁰·(Σ_i k_i + noise)/(qN) with k_i = round(2⁴⁰·d_i/C).
+* **DP-AggZO** (K directions): v_i = (d_i1, …, d_iK)/K clipped in L2 to ‖v_i‖ ≤ C, rounded per coordinate, so
+  ‖k_i‖ ≤ 2⁴⁰ + √K/2 ≤ Δ = 2⁴⁰ + ⌈√K⌉; one independent noise draw per coordinate. The value released for
+  direction k is K·ḡ_k, so the common update (1/K) Σ_k value_k z_k equals the original Σ_k ḡ_k z_k.
 
-With K = 1 and the Laplace step off the two coincide. The accounting (add/remove neighbours, Poisson
-subsampled Gaussian, Opacus RDP/PRV) is in :mod:`paczero.privacy.accounting`; σ is found there for
-the target ε (less the Laplace share). Nothing computed on the pool is logged by these runs.
+Everything secret is integer arithmetic on the keyed stream: the released value is a deterministic function of
+an integer that has exactly the discrete Gaussian mechanism's distribution, so its floating-point bits tell
+nothing more (the attack of Mironov 2012 finds no purchase). The neighbouring relation is replace-one (N is
+public): the accounting, and why the DP-AggZO original's Laplace-noised pool size buys nothing here, is in
+:mod:`paczero.privacy.accounting`. With K = 1 the two mechanisms coincide.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
-from paczero.mechanisms.base import Mechanism, Release
+from paczero.mechanisms.base import Mechanism
+from paczero.privacy.discrete_gaussian import discrete_gaussian
+from paczero.releases import DPNoisy, Release
 from paczero.secret import SecretState
+
+GRID_BITS = 40
+"""Contributions are rounded to multiples of 2⁻⁴⁰·C before they are summed."""
+_SCALE = 2**GRID_BITS
 
 
 def clip_scalar(d: np.ndarray, clip: float) -> np.ndarray:
@@ -39,15 +49,25 @@ def clip_rows(v: np.ndarray, clip: float) -> np.ndarray:
     return np.where(over, v * (clip / np.where(over, norms, 1.0)), v)
 
 
+def to_grid(x: np.ndarray, clip: float) -> np.ndarray:
+    """round(2⁴⁰·x/C) as exact Python integers (x already clipped, so |result| ≤ 2⁴⁰ per coordinate)."""
+    return np.rint(np.asarray(x, dtype=np.float64) / clip * _SCALE).astype(np.int64).astype(object)
+
+
 def poisson_sample(secret: SecretState, *, step: int, n: int, rate: float) -> np.ndarray:
-    """Indices of the records in step ``step``'s Poisson batch: each kept independently with probability q."""
-    return np.flatnonzero(secret.generator("poisson", step).random(n) < rate)
+    """Indices of step ``step``'s Poisson batch: record i is in iff its 64-bit word is below ⌊q·2⁶⁴⌋.
+
+    Each record is kept with probability ⌊q·2⁶⁴⌋/2⁶⁴ ≤ q (the accounting's q; privacy only improves below it).
+    """
+    stream = secret.stream("poisson", step)
+    threshold = math.floor(rate * 2.0**64)
+    return np.array([i for i in range(n) if stream.word64() < threshold], dtype=np.int64)
 
 
-class _PoissonGaussian(Mechanism):
-    pool_is_public = False
-
+class _PoissonDiscreteGaussian(Mechanism):
     def __init__(self, secret: SecretState, *, n: int, sample_rate: float, noise_multiplier: float, clip: float):
+        if not math.isfinite(clip) or clip <= 0:
+            raise ValueError(f"clip={clip!r} is invalid; a DP mechanism needs a finite clip > 0")
         self._secret = secret
         self.n = n
         self.sample_rate = sample_rate
@@ -57,11 +77,14 @@ class _PoissonGaussian(Mechanism):
     def sample(self, *, step: int, n: int) -> np.ndarray:
         return poisson_sample(self._secret, step=step, n=n, rate=self.sample_rate)
 
-    def _noise(self, *, step: int, k: int) -> float:
-        return self.noise_multiplier * self.clip * self._secret.gaussian(step=step, k=k)
+    def _release(self, total: int, *, step: int, k: int, sensitivity: int, scale: float) -> float:
+        """``scale``·C·2⁻⁴⁰·(total + noise)/(qN), noise ~ N_Z(0, (σ·sensitivity)²) from the keyed stream."""
+        variance = Fraction(self.noise_multiplier) ** 2 * sensitivity**2
+        noisy = total + discrete_gaussian(variance, self._secret.stream("dp-noise", step, k))
+        return scale * self.clip * (noisy / _SCALE) / (self.sample_rate * self.n)
 
 
-class DPZero(_PoissonGaussian):
+class DPZero(_PoissonDiscreteGaussian):
     """DPZero with Poisson sampling: one scalar per step, clipped per record, noised, normalised by qN."""
 
     name = "dpzero"
@@ -69,27 +92,19 @@ class DPZero(_PoissonGaussian):
     def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
         if estimates.shape[1] != 1:
             raise ValueError(f"dpzero releases one direction per step, got {estimates.shape[1]}")
-        total = clip_scalar(estimates[:, 0], self.clip).sum()
-        return [Release(value=float((total + self._noise(step=step, k=0)) / (self.sample_rate * self.n)),
-                        kind="dp")]
+        total = int(to_grid(clip_scalar(estimates[:, 0], self.clip), self.clip).sum())
+        value = self._release(total, step=step, k=0, sensitivity=_SCALE, scale=1.0)
+        return [DPNoisy(value=value, batch=int(estimates.shape[0]))]
 
 
-class DPAggZO(_PoissonGaussian):
-    """DP-AggZO: the K directions' estimates clipped jointly in L2 per record, one Gaussian vector per step."""
+class DPAggZO(_PoissonDiscreteGaussian):
+    """DP-AggZO: the K directions' estimates clipped jointly in L2 per record, one discrete Gaussian per coordinate."""
 
     name = "dpaggzo"
 
-    def __init__(self, secret: SecretState, *, n: int, sample_rate: float, noise_multiplier: float, clip: float,
-                 pool_size_epsilon: float = 0.0):
-        super().__init__(secret, n=n, sample_rate=sample_rate, noise_multiplier=noise_multiplier, clip=clip)
-        noisy_n = float(n)
-        if pool_size_epsilon > 0:
-            noisy_n += secret.generator("pool-size").laplace(scale=1.0 / pool_size_epsilon)
-        # At least one record's worth: a non-positive normaliser would flip or blow up every update.
-        self._normaliser = sample_rate * max(noisy_n, 1.0)
-
     def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
         K = estimates.shape[1]
-        total = clip_rows(estimates / K, self.clip).sum(axis=0)
-        return [Release(value=float(K * (total[k] + self._noise(step=step, k=k)) / self._normaliser), kind="dp")
-                for k in range(K)]
+        totals = to_grid(clip_rows(estimates / K, self.clip), self.clip).sum(axis=0) if len(estimates) else [0] * K
+        sensitivity = _SCALE + math.isqrt(K - 1) + 1  # ≥ 2⁴⁰ + √K/2 ≥ the norm of a rounded clipped row
+        return [DPNoisy(value=self._release(int(totals[k]), step=step, k=k, sensitivity=sensitivity, scale=K),
+                        batch=int(estimates.shape[0])) for k in range(K)]

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from paczero.mechanisms.base import Mechanism, Release
+from paczero.mechanisms.base import Mechanism
+from paczero.releases import Projected, Release
 from paczero.rng import public_generator
 
 
@@ -31,4 +32,5 @@ class MeZO(Mechanism):
         return np.sort(order[index * self.batch_size:(index + 1) * self.batch_size])
 
     def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
-        return [Release(value=float(estimates[:, k].mean()), kind="projected") for k in range(estimates.shape[1])]
+        return [Projected(value=float(estimates[:, k].mean()), batch=int(estimates.shape[0]))
+                for k in range(estimates.shape[1])]

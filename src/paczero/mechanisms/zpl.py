@@ -1,8 +1,8 @@
 """PACZero-ZPL: zero privacy loss (paczero-notes §3.7).
 
 If every one of the M candidate subsets agrees on the sign of its mean estimate, release that sign;
-otherwise release a fair coin. Both the unanimity event and the coin are functions of public
-information (the pool, the membership matrix, the public seed), so I(S*; Y_t | Y_<t) = 0 for every
+otherwise release a fair coin. Both the unanimity event and the coin are functions of what the adversary of
+the PAC game knows (the pool, the membership matrix, the public seed), so I(S*; Y_t | Y_<t) = 0 for every
 step and, by the chain rule, I(S*; Y_1:T) = 0: the MIA posterior equals the prior 1/2.
 
 The mechanism is never given the secret: there is nothing it could leak.
@@ -14,14 +14,10 @@ import math
 
 import numpy as np
 
-from paczero.mechanisms.base import Mechanism, Release
-from paczero.rng import public_generator
+from paczero.mechanisms.base import Mechanism
+from paczero.releases import Coin, Release, Unanimous
+from paczero.rng import public_coin
 from paczero.subsets import format_signs, subset_means, subset_signs
-
-
-def public_coin(seed: int, step: int, k: int) -> int:
-    """A fair ±1 coin from the public seed (independent of the data and of the secret)."""
-    return 1 if public_generator(seed, "zpl-coin", step, k).random() < 0.5 else -1
 
 
 class ZPL(Mechanism):
@@ -33,10 +29,13 @@ class ZPL(Mechanism):
         self.seed = seed
         self.clip = clip
 
-    def release(self, estimates: np.ndarray, *, step: int, k: int) -> Release:
-        signs = subset_signs(subset_means(self.membership, estimates))
-        positive = int((signs > 0).sum())
-        public = {"positive_subsets": positive, "signs": format_signs(signs)}
-        if positive in (0, len(signs)):
-            return Release(value=float(signs[0]), kind="unanimous", public=public)
-        return Release(value=float(public_coin(self.seed, step, k)), kind="coin", public=public)
+    def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
+        out: list[Release] = []
+        for k in range(estimates.shape[1]):
+            signs = subset_signs(subset_means(self.membership, self.clipped(estimates, k)))
+            shown = format_signs(signs)
+            if np.all(signs == signs[0]):
+                out.append(Unanimous(value=float(signs[0]), signs=shown))
+            else:
+                out.append(Coin(value=float(public_coin(self.seed, step, k)), signs=shown))
+        return out

@@ -1,90 +1,95 @@
-"""(ε, δ)-DP accounting of the DP baselines through Opacus' accountants (paczero-notes §9.2, §9.4).
+"""(ε, δ)-DP accounting of the DP baselines with Google's ``dp-accounting`` (privacy loss distributions).
 
-A DP baseline run is T compositions of the Poisson-subsampled Gaussian mechanism: each step samples
-every pool record independently with probability q, sums the clipped per-record contributions (L2
-norm ≤ C) and adds N(0, σ²C²) per coordinate. The neighbouring relation is **add/remove one record**
-(the relation under which Poisson subsampling amplifies privacy, and the one Opacus' RDP and PRV
-accountants analyse); the sum is divided by a public normaliser, never by the realised batch size.
-The official DPZero pairs fixed-size batches with this Poisson accountant; we sample as we account.
+A DP baseline run is T compositions of one Poisson-subsampled Gaussian release: each step samples every pool
+record independently with probability q, sums the sampled records' clipped contributions (each of L2 norm at
+most Δ) and adds Gaussian noise of standard deviation σ·Δ per coordinate.
 
-``rdp`` (Mironov 2017; Mironov, Talwar & Zhang 2019) is the default; ``prv`` (Gopi, Lee & Wutschitz
-2021) is tighter and reported alongside. Both functions are pure and memoised: a calibration takes
-seconds (each RDP evaluation at fractional orders costs ~0.2 s) and runs reuse it for their statement.
+**The neighbouring relation is replace-one.** The pool size N is public (it is in the run's config, the shape of
+the membership matrix and the normaliser qN of every release), and under add/remove-one an exact public N rules
+out any finite ε. Replacing one record by another moves its contribution from v to v' with ‖v − v'‖ ≤ 2Δ; with
+Poisson sampling the worst pair of output distributions is (1 − q)N(0, σ²Δ²) + qN(−Δ, σ²Δ²) against
+(1 − q)N(0, σ²Δ²) + qN(+Δ, σ²Δ²) — ``dp_accounting``'s ``REPLACE_ONE`` relation for ``PoissonSampledDpEvent``
+(at q = 1 it is the Gaussian mechanism with sensitivity 2Δ). The privacy loss distribution is computed by the
+connect-the-dots method with pessimistic rounding, so the ε it returns is an upper bound (Doroshenko, Ghazi,
+Kamath, Kumar & Manurangsi, PETS 2022).
+
+The releases use a discrete Gaussian on a grid of 2⁻⁴⁰·Δ (:mod:`paczero.privacy.discrete_gaussian`), not a
+floating-point one. Its privacy loss at every grid point is the continuous Gaussian's (the normalising constants
+cancel), and its hockey-stick divergence is the continuous one's sampled at the grid: a trapezoidal sum of a
+Gaussian-smooth function with one kink, whose error relative to the integral is of order (grid/σΔ)² ≤ 1e-20
+(Canonne, Kamath & Steinke 2020 compare the two in §5). The continuous PLD is therefore the discrete mechanism's
+accounting up to that term.
+
+Functions are pure and memoised: a calibration composes T steps a few dozen times (about a second each).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
 
-import numpy as np
-
-ACCOUNTANTS = ("rdp", "prv")
-RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [128, 256, 512, 1024]
-"""Rényi orders tried by the RDP accountant: Opacus' defaults extended to 1024, since short runs at large ε
-(few steps, tiny tests) have their optimum above Opacus' largest order (256)."""
+RELATIONS = ("replace_one", "add_remove")
+RELATION = "replace_one"
+"""The relation every DP run of paczero is accounted under (its public N allows no other)."""
+RELATION_TEXT = {"replace_one": "replace-one (the pool size N is public)",
+                 "add_remove": "add/remove-one"}
 
 
-def _check(*, sample_rate: float, steps: int, delta: float) -> None:
+def _check(*, sample_rate: float, steps: int, delta: float, relation: str) -> None:
     if not 0.0 < sample_rate <= 1.0:
         raise ValueError(f"sample_rate={sample_rate!r} is invalid; expected 0 < q <= 1")
     if not steps >= 1:
         raise ValueError(f"steps={steps!r} is invalid; expected >= 1")
     if not 0.0 < delta < 1.0:
         raise ValueError(f"delta={delta!r} is invalid; expected 0 < delta < 1")
+    if relation not in RELATIONS:
+        raise ValueError(f"relation={relation!r} is unknown; expected one of {', '.join(RELATIONS)}")
 
 
-def _accountant(name: str):
-    if name not in ACCOUNTANTS:
-        raise ValueError(f"accountant={name!r} is unknown; expected one of {', '.join(ACCOUNTANTS)}")
-    from opacus.accountants import PRVAccountant, RDPAccountant
+def _event(noise_multiplier: float, sample_rate: float, steps: int):
+    import dp_accounting
 
-    return RDPAccountant() if name == "rdp" else PRVAccountant()
+    step = dp_accounting.GaussianDpEvent(noise_multiplier)
+    if sample_rate < 1.0:
+        step = dp_accounting.PoissonSampledDpEvent(sample_rate, step)
+    return dp_accounting.SelfComposedDpEvent(step, steps)
 
 
-@lru_cache(maxsize=256)
+def _accountant(relation: str):
+    import dp_accounting
+    from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
+
+    rel = dp_accounting.NeighboringRelation
+    return PLDAccountant(rel.REPLACE_ONE if relation == "replace_one" else rel.ADD_OR_REMOVE_ONE)
+
+
+@lru_cache(maxsize=512)
 def dp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-               accountant: str = "rdp") -> float:
-    """ε after ``steps`` Poisson-subsampled Gaussian releases with noise multiplier σ (noise std σ·C)."""
-    _check(sample_rate=sample_rate, steps=steps, delta=delta)
+               relation: str = RELATION) -> float:
+    """ε at ``delta`` after ``steps`` Poisson-subsampled Gaussian releases of noise multiplier σ (std σ·Δ)."""
+    _check(sample_rate=sample_rate, steps=steps, delta=delta, relation=relation)
     if not noise_multiplier > 0.0:
         raise ValueError(f"noise_multiplier={noise_multiplier!r} is invalid; expected > 0")
-    acc = _accountant(accountant)
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
-    with _quiet():
-        return float(acc.get_epsilon(delta=delta, **_orders(accountant)))
-
-
-def _orders(accountant: str) -> dict:
-    return {"alphas": RDP_ORDERS} if accountant == "rdp" else {}
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence Opacus' "optimal order is the largest alpha" notice: the ε it comes with is still a valid
-    upper bound, only a looser one (and the PRV accountant triggers it internally when sizing its domain)."""
-    with warnings.catch_warnings(), np.errstate(divide="ignore"):  # PRV takes log(0) harmlessly when q = 1
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        yield
+    return float(_accountant(relation).compose(_event(noise_multiplier, sample_rate, steps)).get_epsilon(delta))
 
 
 @lru_cache(maxsize=256)
 def noise_multiplier(*, epsilon: float, delta: float, sample_rate: float, steps: int,
-                     accountant: str = "rdp", tolerance: float = 0.01) -> float:
-    """The σ for which ``steps`` releases cost at most ``epsilon`` (and at least ``epsilon − tolerance``).
+                     relation: str = RELATION) -> float:
+    """A σ whose ``steps`` releases cost at most ``epsilon`` at ``delta``, within ~1e-4 relative of the smallest.
 
-    Opacus' ``get_noise_multiplier`` (a bisection on σ that keeps the side with ε ≤ target).
+    ``dp_accounting``'s calibration (Brent's method on ε(σ) − target), then moved up until ε(σ) ≤ target holds
+    exactly, so the returned σ is always on the safe side.
     """
-    _check(sample_rate=sample_rate, steps=steps, delta=delta)
+    _check(sample_rate=sample_rate, steps=steps, delta=delta, relation=relation)
     if not (epsilon > 0.0 and math.isfinite(epsilon)):
         raise ValueError(f"epsilon={epsilon!r} is invalid; expected a finite DP epsilon > 0")
-    _accountant(accountant)
-    from opacus.accountants.utils import get_noise_multiplier
+    from dp_accounting.mechanism_calibration import calibrate_dp_mechanism
 
-    with _quiet():
-        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                          steps=steps, accountant=accountant, epsilon_tolerance=tolerance,
-                                          **_orders(accountant)))
+    sigma = float(calibrate_dp_mechanism(lambda: _accountant(relation),
+                                         lambda s: _event(s, sample_rate, steps), epsilon, delta))
+    sigma = max(sigma, 1e-6)
+    while dp_epsilon(noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta,
+                     relation=relation) > epsilon:
+        sigma *= 1.0 + 1e-4
+    return sigma

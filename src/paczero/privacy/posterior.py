@@ -1,8 +1,9 @@
 """The adversary's posterior over the M candidate subsets, in log space (paczero-notes §3.7).
 
-Everything here is a function of public information (the subset signs s_m ∈ {±1} and the released values), so
-the adversary can compute it too; the mechanism calibrates its noise to it. Functions are pure: arrays in, new
-arrays out.
+Everything here is a function of what the adversary of the PAC game knows — the pool (hence the subset signs
+s_m ∈ {±1}) and the released bits — so it can compute the posterior too, and the mechanism calibrates its noise to
+it. Outside the game the pool is private, so the posterior and q₊ are written only to the run's private folder.
+Functions are pure: arrays in, new arrays out.
 """
 
 from __future__ import annotations
@@ -35,23 +36,24 @@ def q_plus(*, log_posterior: np.ndarray, signs: np.ndarray) -> float:
     return min(float(np.exp(np.asarray(log_posterior)[signs > 0]).sum()), 1.0)
 
 
-def gaussian_update(*, log_posterior: np.ndarray, signs: np.ndarray, y: float, sigma: float) -> np.ndarray:
-    """Bayes' rule after seeing ỹ = s_{S*} + N(0, σ²): p_m ∝ p_m·N(ỹ; s_m, σ²) (paczero-notes §3.7).
+def bit_update(*, log_posterior: np.ndarray, signs: np.ndarray, bit: int, flip: float) -> np.ndarray:
+    """Bayes' rule after seeing the bit Y = s_{S*} flipped with probability ``flip``: p_m ∝ p_m·P(Y | s_m), where
+    P(Y | s) = 1 − flip if Y = s else flip (paczero-notes §3.7, with the release reduced to its bit).
 
-    Since s_m² = 1, ln N(ỹ; s_m, σ²) = ỹ·s_m/σ² + const, and subtracting its maximum |ỹ|/σ² leaves 0 for the
-    subsets that agree with sign(ỹ) and −2|ỹ|/σ² for the others: finite (or −inf) for any σ > 0, never NaN.
+    For Gaussian noise, flip = Φ(−1/σ) and P(Y = y | s) = Φ(y·s/σ). ``flip`` = 1/2 leaves the posterior unchanged;
+    ``flip`` = 0 makes the disagreeing subsets impossible (−inf), never NaN.
     """
     signs = _check_signs(log_posterior, signs)
-    if not 0.0 < sigma < math.inf:
-        raise ValueError(f"sigma={sigma!r} is invalid; expected a finite noise scale > 0")
-    if not math.isfinite(y):
-        raise ValueError(f"y={y!r} is invalid; expected a finite released value")
-    with np.errstate(over="ignore"):  # 2|ỹ|/σ² may overflow to inf: the disagreeing subsets become impossible
-        log_likelihood = -((abs(y) - y * signs) / sigma) / sigma
+    if bit not in (1, -1):
+        raise ValueError(f"bit={bit!r} is invalid; expected +1 or -1")
+    if not 0.0 <= flip <= 0.5:
+        raise ValueError(f"flip={flip!r} is invalid; expected a flip probability in [0, 1/2]")
+    with np.errstate(divide="ignore"):  # log(0) = −inf for flip = 0
+        log_likelihood = np.where(signs == bit, math.log1p(-flip), np.log(flip))
     unnormalised = np.asarray(log_posterior, dtype=np.float64) + log_likelihood
     log_evidence = logsumexp(unnormalised)
     if not np.isfinite(log_evidence):
-        raise ValueError(f"y={y!r} with sigma={sigma!r} has zero likelihood under every subset with posterior mass")
+        raise ValueError(f"bit={bit} with flip={flip!r} has zero likelihood under every subset with posterior mass")
     return unnormalised - log_evidence
 
 

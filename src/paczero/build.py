@@ -1,0 +1,102 @@
+"""The one factory: everything a run, an evaluation, an audit, a replay or the benchmark needs, from a config.
+
+``build(cfg)`` reads the task and its split, loads the model, builds the objective, encodes the pool, dev and
+test records once, sets up the zeroth-order engine (caching the frozen bottom where asked), draws the public
+membership matrix and, given the secret on rank 0, the mechanism. It writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from paczero.config import Config
+from paczero.data.tasks import Split, Task, load_task
+from paczero.distributed import Dist
+from paczero.mechanisms.base import Mechanism
+from paczero.mechanisms.registry import build_mechanism, spec
+from paczero.models import LoadedModel, context_length, load_model
+from paczero.objectives import Objective, build_objective
+from paczero.progress import phase
+from paczero.secret import SecretState
+from paczero.subsets import membership_matrix
+from paczero.zo import ZOEngine
+
+SPLITS = ("pool", "dev", "test")
+
+
+@dataclass
+class Components:
+    """The parts of a run, built once."""
+
+    cfg: Config
+    task: Task
+    split: Split
+    loaded: LoadedModel
+    objective: Objective
+    encoded: dict[str, Any]
+    """The encoded ``pool``, ``dev`` and ``test`` records."""
+    engine: ZOEngine
+    membership: np.ndarray | None
+    """The public membership matrix (mechanisms that use subsets), else None."""
+    mechanism: Mechanism | None
+    """The release mechanism (rank 0 of a training run), else None."""
+    dist: Dist = field(default_factory=Dist)
+    local: tuple[np.ndarray, Any] | None = None
+    """Under torchrun: this rank's share of the whole pool (indices, encoded), encoded and cached once."""
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
+        with phase(f"evaluating {split}", enabled=self.cfg.run.progress and self.dist.main):
+            return self.engine.evaluate(self.objective, self.encoded[split])
+
+
+def load_split(cfg: Config) -> tuple[Task, Split]:
+    """The task and its pool/dev/test split, as a run with ``cfg`` sees them."""
+    return load_task(cfg.data, seed=cfg.run.seed)
+
+
+def tiny_texts(cfg: Config) -> list[str]:
+    """The texts a ``model.name=tiny`` run builds its tokenizer from (empty for real models)."""
+    if cfg.model.name != "tiny":
+        return []
+    task, split = load_split(cfg)
+    return task.texts(split.pool + split.dev + split.test)
+
+
+def build_model(cfg: Config, *, texts: list[str] | None = None) -> LoadedModel:
+    """The model of ``cfg`` alone (what a replay needs), with the tiny model's vocabulary from ``texts``."""
+    with phase(f"loading model {cfg.model.name}", enabled=cfg.run.progress):
+        return load_model(cfg.model, seed=cfg.run.seed, tiny_texts=tiny_texts(cfg) if texts is None else texts)
+
+
+def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None = None) -> Components:
+    """Every component of a run of ``cfg``; the mechanism only when ``secret`` is given (on rank 0)."""
+    dist = dist or Dist()
+    shown = cfg.run.progress and dist.main
+    with phase(f"reading {cfg.data.task} records", enabled=shown):
+        task, split = load_split(cfg)
+    loaded = build_model(cfg, texts=task.texts(split.pool + split.dev + split.test))
+    objective = build_objective(task, loaded.tokenizer, data=cfg.data, micro_batch=cfg.zo.micro_batch,
+                                device=loaded.device, context_length=context_length(loaded.model))
+    with phase("encoding records", enabled=shown):
+        encoded = {name: objective.encode(getattr(split, name), where=f"{cfg.data.task} {name}") for name in SPLITS}
+    autocast = torch.bfloat16 if cfg.model.autocast and loaded.device.type == "cuda" else None
+    engine = ZOEngine(loaded.model, loaded.trainable, eps=cfg.zo.eps, cache=cfg.zo.cache_prefix, autocast=autocast)
+    if cfg.zo.cache_prefix:
+        with phase("caching the frozen bottom's hidden states", enabled=shown):
+            for name, enc in encoded.items():
+                if name != "pool" or not dist.active:  # under torchrun each rank caches its own share (step.py)
+                    engine.cache(objective, enc)
+    uses_subsets = spec(cfg.privacy.mechanism).uses_subsets
+    membership = (membership_matrix(n=len(split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
+                  if uses_subsets else None)
+    mechanism = None
+    if secret is not None and dist.main:
+        with phase("calibrating the mechanism", enabled=shown):
+            mechanism = build_mechanism(cfg, membership=membership, secret=secret)
+    return Components(cfg=cfg, task=task, split=split, loaded=loaded, objective=objective, encoded=encoded,
+                      engine=engine, membership=membership, mechanism=mechanism, dist=dist)

@@ -1,0 +1,50 @@
+"""Progress a person can see: a live bar on stderr for every phase longer than a few seconds.
+
+A phase whose work cannot be counted (loading a model, caching the frozen bottom, an evaluation) shows its
+description and a clock that ticks while it runs; counted work (training steps, replay, audit passes) shows a
+counter. Bars appear only when stderr is a terminal and ``run.progress`` is on (tqdm's ``disable=None``), so logs
+and tests stay clean. For the DP baselines the training bar shows the step count only: its rate would time the
+secret Poisson batches.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from tqdm.auto import tqdm
+
+TICK_S = 0.5
+
+
+def bar(*, total: int | None, desc: str, unit: str, enabled: bool, initial: int = 0, timed: bool = True) -> tqdm:
+    """A progress bar (hidden unless ``enabled`` and stderr is a terminal); ``timed=False`` hides rate and clock."""
+    fmt = None if timed else "{desc}: {n_fmt}/{total_fmt} " + unit + "s"
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, bar_format=fmt,
+                disable=None if enabled else True)
+
+
+@contextmanager
+def phase(desc: str, *, enabled: bool) -> Iterator[None]:
+    """Show ``desc`` with a ticking clock while the block runs (one line, replaced by its final time)."""
+    shown = bar(total=None, desc=desc, unit="s", enabled=enabled)
+    shown.bar_format = "{desc}: {elapsed}"
+    if shown.disable:
+        yield
+        return
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(TICK_S):
+            shown.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        shown.refresh()
+        shown.close()

@@ -1,0 +1,125 @@
+"""One training step, read top to bottom (paczero-notes §3): estimates, release, update.
+
+1. **estimates** — the mechanism picks the records of step t (the whole pool, a minibatch, a Poisson batch); for
+   each of the K public direction seeds, every record's two-point estimate g_i = (L_i(θ+εz) − L_i(θ−εz))/(2ε) and
+   its mean loss at the two points; under torchrun every rank scores whole micro-batches of its share and rank 0
+   gathers them; non-finite estimates become 0 (and are counted).
+2. **release** — on rank 0 the mechanism turns the (n, K) estimates into K typed releases.
+3. **update** — θ ← θ − η_t((1/K) Σ_k value_k z_k + λθ), applied by rank 0 first, then broadcast with the stop
+   flag so every rank applies the same update.
+
+:func:`release` and :func:`apply_update` are separate so that the trainer can write the transcript line between
+them (a failed broadcast then leaves rank 0 with a complete, recorded step). :func:`zo_step` is both, for callers
+that record nothing (the benchmark times it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from paczero.build import Components
+from paczero.distributed import assemble
+from paczero.releases import Release
+from paczero.rng import direction_seed
+
+
+def learning_rate(*, step: int, steps: int, lr: float, lr_end: float, schedule: str) -> float:
+    """η_t: linear decay from ``lr`` (t = 0) towards ``lr_end`` (t = T), or constant."""
+    if schedule == "constant":
+        return lr
+    return lr_end + (lr - lr_end) * (1.0 - step / steps)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step produced. Rank 0 holds the releases and the private figures; other ranks hold ``None``."""
+
+    step: int
+    lr: float
+    seeds: tuple[int, ...]
+    releases: tuple[Release, ...] | None
+    losses: np.ndarray | None
+    """(n, K) per-record losses averaged over θ ± εz (private: computed on the pool)."""
+    nonfinite: int
+    """Non-finite estimates replaced by 0 (private)."""
+
+    @property
+    def values(self) -> list[float] | None:
+        return None if self.releases is None else [r.value for r in self.releases]
+
+
+def _my_records(c: Components, enc) -> np.ndarray:
+    """Indices (into ``enc``) of the records this rank scores: whole length-sorted micro-batches, dealt round-robin,
+    so every record sits in the batch a single process would put it in."""
+    size = c.objective.micro_batch
+    n_batches = -(-len(enc) // size)
+    mine = [enc.order[b * size:(b + 1) * size] for b in c.dist.batches(n_batches)]
+    return np.concatenate(mine) if mine else np.zeros(0, dtype=np.int64)
+
+
+def _local_pool(c: Components, mine: np.ndarray):
+    """This rank's share of the whole pool, encoded once (so that a cached prefix is computed once)."""
+    if c.local is None or not np.array_equal(c.local[0], mine):
+        local = c.encoded["pool"].subset(mine)
+        c.engine.cache(c.objective, local)
+        c.local = (mine, local)
+    return c.local[1]
+
+
+def estimates(c: Components, *, step: int) -> tuple[tuple[int, ...], np.ndarray | None, np.ndarray | None, int]:
+    """The K direction seeds, and on rank 0 the (n, K) estimates, the (n, K) losses and the non-finite count."""
+    cfg, dist = c.cfg, c.dist
+    pool = c.encoded["pool"]
+    chosen = dist.broadcast(c.mechanism.sample(step=step, n=len(pool)) if dist.main else None)
+    whole = chosen is None or np.array_equal(chosen, np.arange(len(pool)))
+    enc = pool if whole else pool.subset(chosen)  # the pool itself where it can: its cached prefix is kept
+    seeds = tuple(direction_seed(cfg.run.seed, step, k) for k in range(cfg.zo.directions))
+    mine = _my_records(c, enc) if dist.active else np.arange(len(enc))
+    local = enc if not dist.active else _local_pool(c, mine) if whole else enc.subset(mine)
+    K = len(seeds)
+    both = np.zeros((len(local), 2 * K))
+    if len(local):  # a Poisson batch may be empty: the release is then noise alone
+        for k, seed in enumerate(seeds):
+            both[:, k], both[:, K + k] = c.engine.estimates(c.objective, local, direction=seed)
+    parts = dist.gather((mine, both))
+    if parts is None:
+        return seeds, None, None, 0
+    if dist.active:
+        both = assemble(parts, len(enc), 2 * K)
+    g, losses = both[:, :K], both[:, K:]
+    bad = ~np.isfinite(g)
+    return seeds, np.where(bad, 0.0, g), losses, int(bad.sum())
+
+
+def release(c: Components, *, step: int, lr: float) -> StepResult:
+    """Estimates and, on rank 0, the mechanism's releases of ``step`` (nothing is updated yet)."""
+    seeds, g, losses, nonfinite = estimates(c, step=step)
+    releases = tuple(c.mechanism.release_step(g, step=step)) if c.dist.main else None
+    return StepResult(step=step, lr=lr, seeds=seeds, releases=releases, losses=losses, nonfinite=nonfinite)
+
+
+def apply_update(c: Components, result: StepResult, *, stop: bool = False) -> bool:
+    """Apply the step's update on every rank (rank 0 first, then the broadcast); returns rank 0's ``stop``."""
+    K = len(result.seeds)
+
+    def update(values: list[float]) -> None:
+        c.engine.update([(s, v / K) for s, v in zip(result.seeds, values)], lr=result.lr,
+                        weight_decay=c.cfg.train.weight_decay)
+
+    if c.dist.main:
+        update(result.values)
+    values, stop = c.dist.broadcast((result.values, stop) if c.dist.main else None)
+    if not c.dist.main:
+        update(values)
+    return stop
+
+
+def zo_step(c: Components, *, step: int) -> StepResult:
+    """One whole step at the scheduled learning rate: :func:`release` then :func:`apply_update`."""
+    t = c.cfg.train
+    lr = learning_rate(step=step, steps=t.steps, lr=t.lr, lr_end=t.lr_end, schedule=t.lr_schedule)
+    result = release(c, step=step, lr=lr)
+    apply_update(c, result)
+    return result
