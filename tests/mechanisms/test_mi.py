@@ -1,14 +1,16 @@
-"""PACZero-MI: calibration, accounting, posterior, and an empirical check of the MIA bound."""
+"""PACZero-MI: one calibrated bit per noisy release, its accounting, the posterior, and attacks on what it publishes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import ndtr, ndtri
 
 from paczero.mechanisms.mi import ENTROPY_CAP, PacMI, step_budget
 from paczero.mechanisms.zpl import ZPL
 from paczero.privacy.bounds import mia_posterior_bound
+from paczero.privacy.bsc import bsc_mi
 from paczero.privacy.channel import binary_entropy, channel_mi
 from paczero.secret import SecretState
 from paczero.subsets import membership_matrix
@@ -32,6 +34,10 @@ def _mixed_estimates(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             return g
 
 
+def _one(mech: PacMI, g: np.ndarray, step: int):
+    return mech.release_step(g[:, None], step=step)[0]
+
+
 def test_step_budget_rules():
     assert step_budget(budget=1.0, spent=0.25, step=5, steps=10, schedule="adaptive") == pytest.approx(0.15)
     assert step_budget(budget=1.0, spent=0.25, step=9, steps=10, schedule="adaptive") == pytest.approx(0.75)
@@ -43,39 +49,46 @@ def test_step_budget_rules():
 def test_free_release_when_all_agree_costs_nothing():
     a = membership_matrix(n=20, m=8, seed=0)
     mech = PacMI(a, _secret(3), budget=0.3, steps=10)
-    mech.begin_step(0)
-    r = mech.release(np.full(20, -2.0), step=0, k=0)
+    r = _one(mech, np.full(20, -2.0), 0)
     assert (r.value, r.kind, mech.spent) == (-1.0, "free", 0.0)
 
 
-def test_noisy_release_is_calibrated_and_charged():
+@pytest.mark.parametrize("channel", ["bsc", "awgn"])
+def test_noisy_release_is_one_calibrated_bit(channel):
     rng = np.random.default_rng(0)
     a = membership_matrix(n=30, m=8, seed=1)
-    mech = PacMI(a, _secret(2), budget=0.3, steps=10)
-    mech.begin_step(0)
+    mech = PacMI(a, _secret(2), budget=0.3, steps=10, channel=channel)
     g = _mixed_estimates(a, rng)
     q = (_signs(a, g) > 0).mean()
-    r = mech.release(g, step=0, k=0)
-    assert r.kind == "noisy" and r.public["q_plus"] == pytest.approx(q)
-    assert r.public["beta"] == pytest.approx(min(0.03, ENTROPY_CAP * binary_entropy(q)))
-    assert r.public["mi"] == pytest.approx(channel_mi(q=q, sigma=r.public["sigma"]), rel=1e-12)
-    assert r.public["beta"] * (1 - 1e-6) <= r.public["mi"] <= r.public["beta"]
-    assert mech.spent == r.public["mi"]
-    assert r.value == (1.0 if r.public["y"] >= 0 else -1.0)
+    r = _one(mech, g, 0)
+    assert r.kind == "noisy" and r.value in (1.0, -1.0) and r.q_plus == pytest.approx(q)
+    assert r.beta == pytest.approx(min(0.03, ENTROPY_CAP * binary_entropy(q)))
+    assert r.flip == pytest.approx(ndtr(-1 / r.sigma), rel=1e-9)
+    own = bsc_mi(q=r.q_plus, flip=r.flip)
+    if channel == "bsc":
+        assert r.mi == own and r.beta * (1 - 1e-6) <= r.mi <= r.beta
+    else:  # the paper's accounting: charged on the Gaussian channel, which the bit never exceeds
+        assert r.mi == pytest.approx(channel_mi(q=q, sigma=r.sigma), rel=1e-12)
+        assert own < r.mi <= r.beta
+    assert mech.spent == r.mi
+    assert r.carried_true_sign == (r.value == _signs(a, g)[2])
 
 
-def test_noise_is_gaussian_with_the_calibrated_sigma():
+@pytest.mark.parametrize("channel", ["bsc", "awgn"])
+def test_the_bit_is_flipped_with_its_stated_probability(channel):
+    """Over many steps (fresh secret words) at one (q₊, β), the share of bits that disagree with s_J* is flip."""
     a = membership_matrix(n=30, m=8, seed=2)
     g = _mixed_estimates(a, np.random.default_rng(2))
     j = 5
     s_j = _signs(a, g)[j]
-    z = []
-    for step in range(1500):
-        mech = PacMI(a, _secret(j, salt=9), budget=0.05, steps=10)
-        mech.begin_step(0)
-        r = mech.release(g, step=step, k=0)
-        z.append((r.public["y"] - s_j) / r.public["sigma"])
-    assert stats.kstest(z, "norm").pvalue > 1e-3
+    flips, stated = 0, None
+    n = 3000
+    for step in range(n):
+        mech = PacMI(a, _secret(j, salt=9), budget=0.5, steps=10, channel=channel)
+        r = _one(mech, g, step)
+        flips += r.value != s_j
+        stated = r.flip
+    assert stats.binomtest(flips, n, stated).pvalue > 1e-3
 
 
 def test_posterior_matches_independent_bayes_and_total_stays_within_budget():
@@ -85,67 +98,117 @@ def test_posterior_matches_independent_bayes_and_total_stays_within_budget():
     mech = PacMI(a, _secret(6, salt=1), budget=budget, steps=steps)
     log_lik = np.zeros(8)
     for step in range(steps):
-        mech.begin_step(step)
         g = _mixed_estimates(a, rng)
-        r = mech.release(g, step=step, k=0)
-        if r.kind == "noisy":
-            log_lik += stats.norm.logpdf(r.public["y"], loc=_signs(a, g), scale=r.public["sigma"])
+        r = _one(mech, g, step)
+        if r.kind == "noisy":  # P(Y = y | s) = Φ(y·s/σ) for the bit of s + N(0, σ²)
+            log_lik += stats.norm.logcdf(r.value * _signs(a, g) / r.sigma)
     expected = np.exp(log_lik - log_lik.max())
     expected /= expected.sum()
     np.testing.assert_allclose(np.exp(mech.log_posterior), expected, rtol=1e-9, atol=1e-12)
     assert budget * 0.99 <= mech.spent <= budget
 
 
-def test_uniform_schedule_exhausts_and_stops():
+def test_uniform_schedule_spends_at_most_the_budget():
     rng = np.random.default_rng(4)
     a = membership_matrix(n=30, m=8, seed=4)
     mech = PacMI(a, _secret(1), budget=0.02, steps=4, schedule="uniform")
-    for step in range(4):
-        mech.begin_step(step)
-        mech.release(_mixed_estimates(a, rng), step=step, k=0)
-    assert mech.exhausted and mech.spent <= 0.02
+    for step in range(6):  # more steps than planned: the last releases have nothing left and are coins
+        _one(mech, _mixed_estimates(a, rng), step)
+    assert 0.02 * (1 - 1e-5) <= mech.spent <= 0.02
 
 
 def test_k_directions_share_the_step_budget():
     rng = np.random.default_rng(5)
     a = membership_matrix(n=30, m=8, seed=5)
-    mech = PacMI(a, _secret(1), budget=0.08, steps=2, directions=4)
-    mech.begin_step(0)
-    betas = [mech.release(_mixed_estimates(a, rng), step=0, k=k).public["beta"] for k in range(4)]
-    assert betas == pytest.approx([0.01] * 4)
+    mech = PacMI(a, _secret(1), budget=0.08, steps=2)
+    g = np.stack([_mixed_estimates(a, rng) for _ in range(4)], axis=1)
+    assert [r.beta for r in mech.release_step(g, step=0)] == pytest.approx([0.01] * 4)
 
 
-# ---------------------------------------------------------------- the empirical check of the bound
+def test_resumed_state_releases_identically():
+    rng = np.random.default_rng(6)
+    a = membership_matrix(n=30, m=8, seed=6)
+    gs = [_mixed_estimates(a, rng) for _ in range(6)]
+    whole = PacMI(a, _secret(4, salt=2), budget=0.2, steps=6)
+    expected = [_one(whole, g, t) for t, g in enumerate(gs)]
+    first = PacMI(a, _secret(4, salt=2), budget=0.2, steps=6)
+    head = [_one(first, g, t) for t, g in enumerate(gs[:3])]
+    second = PacMI(a, _secret(4, salt=2), budget=0.2, steps=6)
+    second.load_state_dict(first.state_dict())
+    assert head + [_one(second, g, t) for t, g in enumerate(gs[3:], start=3)] == expected
+
+
+# ---------------------------------------------------------------- attacks on what a run publishes
 N, M, T = 24, 8, 12
 
 
-def _attack_success(make_release, trials: int, seed: int) -> int:
-    """Bayes-optimal membership attacker that knows A, the estimates and the transcript.
+class RealValued(PacMI):
+    """Control: the official code's release, ỹ = s_J* + σξ with ξ = Φ⁻¹((w + ½)/2⁵³) for a 53-bit secret word w,
+    published as a float (with σ), the posterior updated with its Gaussian likelihood."""
 
-    Per trial: fresh subsets, J* uniform, a random target record; the attacker computes the posterior
-    over the M subsets from the transcript (independently of the mechanism's own bookkeeping), then
-    P(target ∈ S*) = Σ_m p_m A_im, and guesses "member" above 1/2, "non-member" below, a coin at 1/2.
-    """
+    def release(self, estimates, *, step, k, budget):
+        r = super().release(estimates, step=step, k=k, budget=budget)
+        if r.kind != "noisy":
+            return r, None
+        word = self._secret.stream("control", step, k).word64() >> 11
+        y = float(_signs(self.membership, estimates)[self._secret.j_star]) + r.sigma * float(
+            ndtri((word + 0.5) / 2.0**53))
+        return r, y
+
+    def release_step(self, estimates, *, step):
+        return [self.release(self.clipped(estimates, 0), step=step, k=0, budget=step_budget(
+            budget=self.budget, spent=self.spent, step=step, steps=self.steps, schedule=self.schedule))]
+
+
+def _support_pins(y: float, sigma: float) -> set[int]:
+    """The floating-point support attack (Mironov 2012): the signs s ∈ {±1} for which some 53-bit word w gives
+    exactly s + σ·Φ⁻¹((w + ½)/2⁵³) == ỹ."""
+    fits = set()
+    for s in (1, -1):
+        centre = int(round(float(ndtr((y - s) / sigma)) * 2.0**53 - 0.5))
+        if any(0 <= w < 2**53 and s + sigma * float(ndtri((w + 0.5) / 2.0**53)) == y
+               for w in range(centre - 64, centre + 65)):
+            fits.add(s)
+    return fits
+
+
+def _attack(make, trials: int, seed: int, *, real_valued: bool = False) -> tuple[int, int, int]:
+    """Per trial: fresh subsets, J* uniform, a random target record. The adversary of the PAC game knows A and the
+    estimates (hence every subset sign, q₊ and the flip probability) and sees what is published: the bits — or,
+    for the control, ỹ. It pins s_J* wherever the floating-point support allows one sign only, weighs the rest
+    by their likelihood (Φ(y·s/σ) for a bit, N(ỹ; s, σ²) for a real value), and guesses "member" iff
+    P(target ∈ S*) > 1/2 (a coin at 1/2). Returns (wins, releases pinned, noisy releases)."""
     rng = np.random.default_rng(seed)
-    wins = 0
+    wins = pinned = noisy = 0
     for trial in range(trials):
         a = membership_matrix(n=N, m=M, seed=seed * 100_000 + trial)
         j = int(rng.integers(M))
-        mech = make_release(a, j, trial)
+        mech = make(a, j, trial)
         log_post = np.zeros(M)
         for step in range(T):
             g = rng.normal(loc=0.2, size=N)
-            mech.begin_step(step)
-            r = mech.release(g, step=step, k=0)
-            if r.kind == "noisy":
-                log_post += stats.norm.logpdf(r.public["y"], loc=_signs(a, g), scale=r.public["sigma"])
+            signs = _signs(a, g)
+            out = mech.release_step(g[:, None], step=step)[0]
+            r, y = out if real_valued else (out, None)
+            if r.kind != "noisy":
+                continue
+            noisy += 1
+            if y is None:  # the public bit: no real value, nothing for the support attack
+                log_post += stats.norm.logcdf(r.value * signs / r.sigma)
+                continue
+            fits = _support_pins(y, r.sigma)
+            if len(fits) == 1:
+                pinned += 1
+                log_post += np.where(signs == fits.pop(), 0.0, -np.inf)
+            else:
+                log_post += stats.norm.logpdf(y, loc=signs, scale=r.sigma)
         post = np.exp(log_post - log_post.max())
         post /= post.sum()
         target = int(rng.integers(N))
         p_member = float(post @ a[target])
         guess = p_member > 0.5 if abs(p_member - 0.5) > 1e-12 else bool(rng.integers(2))
         wins += guess == bool(a[target, j])
-    return wins
+    return wins, pinned, noisy
 
 
 def _clopper_pearson(k: int, n: int, level: float = 0.99) -> tuple[float, float]:
@@ -157,36 +220,30 @@ def _clopper_pearson(k: int, n: int, level: float = 0.99) -> tuple[float, float]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("budget", [0.03, 0.33])
-def test_attacker_success_stays_below_the_bound(budget):
+def test_the_bayes_attacker_on_the_bits_stays_within_the_bound(budget):
     trials = 2000
-    wins = _attack_success(lambda a, j, t: PacMI(a, _secret(j, salt=t), budget=budget, steps=T), trials, seed=1)
+    wins, pinned, noisy = _attack(lambda a, j, t: PacMI(a, _secret(j, salt=t), budget=budget, steps=T), trials,
+                                  seed=1)
     _, upper = _clopper_pearson(wins, trials)
+    assert noisy > trials and pinned == 0
     assert upper <= mia_posterior_bound(budget), (wins / trials, upper, mia_posterior_bound(budget))
 
 
 @pytest.mark.slow
-def test_attacker_is_at_chance_against_zpl():
+def test_the_attacker_is_at_chance_against_zpl():
     trials = 2000
-    wins = _attack_success(lambda a, j, t: ZPL(a, seed=t), trials, seed=2)
+    wins, _, _ = _attack(lambda a, j, t: ZPL(a, seed=t), trials, seed=2)
     lo, hi = _clopper_pearson(wins, trials)
     assert lo <= 0.5 <= hi
 
 
-def test_the_attack_detects_a_leaky_mechanism():
-    """Control: with the noise scaled down 20× (the budget overspent ~400×) the same attacker beats
-    the 0.03-nat bound, so the check above can fail."""
-
-    class Leaky(PacMI):
-        def release(self, estimates, *, step, k):
-            r = super().release(estimates, step=step, k=k)
-            if r.kind == "noisy":
-                sigma = r.public["sigma"] / 20
-                s_j = _signs(self.membership, estimates)[self._secret.j_star]
-                y = s_j + sigma * self._secret.gaussian(step=step, k=k)
-                r = type(r)(value=r.value, kind=r.kind, public={**r.public, "y": y, "sigma": sigma})
-            return r
-
-    trials = 200
-    wins = _attack_success(lambda a, j, t: Leaky(a, _secret(j, salt=t), budget=0.03, steps=T), trials, seed=3)
+def test_publishing_the_real_value_fails_the_same_attack():
+    """Control: the floating-point support pins s_J* in most noisy releases of the official-style release, and the
+    attacker then beats the 0.03-nat bound by far — so the attack above can fail, and the bit release is what
+    stops it."""
+    trials = 150
+    wins, pinned, noisy = _attack(lambda a, j, t: RealValued(a, _secret(j, salt=t), budget=0.03, steps=T), trials,
+                                  seed=3, real_valued=True)
     lo, _ = _clopper_pearson(wins, trials)
+    assert pinned > 0.5 * noisy
     assert lo > mia_posterior_bound(0.03)

@@ -6,7 +6,8 @@ import inspect
 
 import numpy as np
 
-from paczero.mechanisms.zpl import ZPL, public_coin
+from paczero.mechanisms.zpl import ZPL
+from paczero.rng import public_coin
 from paczero.subsets import membership_matrix
 
 
@@ -14,8 +15,8 @@ def test_unanimous_releases_the_common_sign():
     a = membership_matrix(n=40, m=8, seed=0)
     mech = ZPL(a, seed=0)
     for sign in (1.0, -1.0):
-        r = mech.release(np.full(40, sign * 0.3), step=0, k=0)
-        assert (r.value, r.kind, r.public["positive_subsets"]) == (sign, "unanimous", 8 if sign > 0 else 0)
+        r = mech.release_step(np.full((40, 1), sign * 0.3), step=0)[0]
+        assert (r.value, r.kind, r.signs) == (sign, "unanimous", ("+" if sign > 0 else "-") * 8)
 
 
 def test_disagreement_releases_the_public_coin():
@@ -24,7 +25,7 @@ def test_disagreement_releases_the_public_coin():
     g = np.where(a[:, 0], 1.0, -1.0)  # subset 0 positive, its complement-heavy subsets negative
     coins = []
     for step in range(400):
-        r = mech.release(g, step=step, k=0)
+        r = mech.release_step(g[:, None], step=step)[0]
         assert r.kind == "coin" and r.value == public_coin(5, step, 0)
         coins.append(r.value)
     assert abs(np.mean(coins)) < 0.15  # fair: mean of 400 ±1 coins has sd 0.05
@@ -38,8 +39,7 @@ def test_recorded_signs_are_the_subset_mean_signs():
     rng = np.random.default_rng(3)
     a = membership_matrix(n=40, m=8, seed=1)
     g = rng.normal(size=40)
-    r = ZPL(a, seed=0).release(g, step=0, k=0)
+    r = ZPL(a, seed=0).release_step(g[:, None], step=0)[0]
     # Oracle: the sign of each subset's plain mean, written directly from the definition.
     expected = "".join("+" if g[a[:, j]].mean() >= 0 else "-" for j in range(8))
-    assert r.public["signs"] == expected
-    assert r.public["positive_subsets"] == expected.count("+")
+    assert r.signs == expected

@@ -12,14 +12,16 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from paczero.privacy.posterior import agreeing_sign, gaussian_update, q_plus, uniform_log_posterior
+from paczero.privacy.posterior import agreeing_sign, bit_update, q_plus, uniform_log_posterior
 
 
-def _bayes(prior: np.ndarray, signs: np.ndarray, observations: list[tuple[float, float]]) -> np.ndarray:
-    """p_m ∝ prior_m · Π_t N(y_t; s_m, σ_t²), with the densities taken literally from scipy.stats.norm."""
+def _bayes(prior: np.ndarray, signs: np.ndarray, observations: list[tuple[int, float]]) -> np.ndarray:
+    """p_m ∝ prior_m · Π_t P(Y_t | s_m) with P(Y = y | s) = Φ(y·s/σ) for σ = −1/Φ⁻¹(flip): the bit of a Gaussian
+    release, its likelihood taken literally from scipy.stats.norm (not from the flip probability)."""
     p = prior.copy()
-    for y, sigma in observations:
-        p = p * norm.pdf(y, loc=signs, scale=sigma)
+    for y, flip in observations:
+        sigma = -1.0 / norm.ppf(flip)
+        p = p * norm.cdf(y * signs / sigma)
         p = p / p.sum()
     return p
 
@@ -49,22 +51,22 @@ def test_q_plus_sums_the_mass_on_plus():
 
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(2, 64), steps=st.integers(1, 6))
-def test_gaussian_update_matches_direct_bayes(seed, m, steps):
+def test_bit_update_matches_direct_bayes(seed, m, steps):
     rng = np.random.default_rng(seed)
     log_posterior = uniform_log_posterior(m)
     prior = np.exp(log_posterior)
     observations = []
     signs = np.where(rng.random(m) < 0.5, 1, -1)
     for _ in range(steps):
-        sigma = float(rng.uniform(0.5, 5.0))
-        y = float(rng.choice([-1.0, 1.0]) + sigma * rng.standard_normal())
-        observations.append((y, sigma))
-        log_posterior = gaussian_update(log_posterior=log_posterior, signs=signs, y=y, sigma=sigma)
+        flip = float(rng.uniform(0.05, 0.49))
+        bit = int(rng.choice([-1, 1]))
+        observations.append((bit, flip))
+        log_posterior = bit_update(log_posterior=log_posterior, signs=signs, bit=bit, flip=flip)
     np.testing.assert_allclose(np.exp(log_posterior), _bayes(prior, signs, observations), rtol=1e-10, atol=0)
     assert logsumexp(log_posterior) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_gaussian_update_with_changing_signs_matches_direct_bayes():
+def test_bit_update_with_changing_signs_matches_direct_bayes():
     """Each step has its own sign vector, as in training (the subsets' signs change with every direction)."""
     rng = np.random.default_rng(7)
     m = 16
@@ -72,51 +74,53 @@ def test_gaussian_update_with_changing_signs_matches_direct_bayes():
     p = np.exp(log_posterior)
     for _ in range(20):
         signs = np.where(rng.random(m) < 0.5, 1.0, -1.0)
-        sigma = float(rng.uniform(1.0, 3.0))
-        y = float(signs[3] + sigma * rng.standard_normal())
-        log_posterior = gaussian_update(log_posterior=log_posterior, signs=signs, y=y, sigma=sigma)
-        p = _bayes(p, signs, [(y, sigma)])
+        flip = float(rng.uniform(0.1, 0.45))
+        bit = int(signs[3]) if rng.random() > flip else -int(signs[3])
+        log_posterior = bit_update(log_posterior=log_posterior, signs=signs, bit=bit, flip=flip)
+        p = _bayes(p, signs, [(bit, flip)])
     np.testing.assert_allclose(np.exp(log_posterior), p, rtol=1e-9, atol=1e-300)
 
 
-def test_gaussian_update_is_pure():
+def test_bit_update_is_pure():
     lp = uniform_log_posterior(4)
     before = lp.copy()
-    out = gaussian_update(log_posterior=lp, signs=np.array([1, -1, 1, -1]), y=0.7, sigma=1.0)
+    out = bit_update(log_posterior=lp, signs=np.array([1, -1, 1, -1]), bit=1, flip=0.3)
     assert out is not lp
     np.testing.assert_array_equal(lp, before)
 
 
-def test_gaussian_update_zero_observation_is_uninformative():
+def test_a_fair_coin_is_uninformative():
     lp = np.log(np.array([0.1, 0.2, 0.3, 0.4]))
-    out = gaussian_update(log_posterior=lp, signs=np.array([1, -1, 1, -1]), y=0.0, sigma=0.3)
+    out = bit_update(log_posterior=lp, signs=np.array([1, -1, 1, -1]), bit=-1, flip=0.5)
     np.testing.assert_allclose(out, lp, rtol=0, atol=1e-15)
 
 
-@pytest.mark.parametrize("sigma", [1e-3, 1e-10, 1e-200, 5e-324])
-def test_gaussian_update_is_stable_for_tiny_sigma(sigma):
-    """The Gaussian densities all underflow, yet the update is exact: the agreeing subsets keep their ratios."""
+@pytest.mark.parametrize("flip", [1e-3, 1e-100, 5e-324, 0.0])
+def test_bit_update_is_stable_for_tiny_flips(flip):
+    """The disagreeing subsets' likelihood underflows (or is 0), yet the agreeing ones keep their ratios."""
     lp = np.log(np.array([0.1, 0.2, 0.3, 0.4]))
-    out = gaussian_update(log_posterior=lp, signs=np.array([1, -1, 1, -1]), y=-0.4, sigma=sigma)
+    out = bit_update(log_posterior=lp, signs=np.array([1, -1, 1, -1]), bit=-1, flip=flip)
     assert not np.isnan(out).any()
-    np.testing.assert_allclose(np.exp(out), [0.0, 1 / 3, 0.0, 2 / 3], rtol=1e-14, atol=1e-300)
+    z = 0.4 * flip + 0.6 * (1 - flip)
+    expected = np.array([0.1 * flip, 0.2 * (1 - flip), 0.3 * flip, 0.4 * (1 - flip)]) / z
+    np.testing.assert_allclose(np.exp(out), expected, rtol=1e-12, atol=1e-300)
 
 
-def test_gaussian_update_rejects_an_impossible_observation():
+def test_bit_update_rejects_an_impossible_observation():
     lp = np.array([0.0, -np.inf])  # all the mass on a +1 subset
     with pytest.raises(ValueError, match="zero likelihood"):
-        gaussian_update(log_posterior=lp, signs=np.array([1, -1]), y=-1.0, sigma=1e-200)
+        bit_update(log_posterior=lp, signs=np.array([1, -1]), bit=-1, flip=0.0)
 
 
 @pytest.mark.parametrize("kwargs, bad", [
-    ({"y": 0.5, "sigma": 0.0}, "sigma=0.0"),
-    ({"y": 0.5, "sigma": -1.0}, "sigma=-1.0"),
-    ({"y": 0.5, "sigma": math.inf}, "sigma=inf"),
-    ({"y": math.nan, "sigma": 1.0}, "y=nan"),
+    ({"bit": 0, "flip": 0.2}, "bit=0"),
+    ({"bit": 1, "flip": -0.1}, "flip=-0.1"),
+    ({"bit": 1, "flip": 0.6}, "flip=0.6"),
+    ({"bit": 1, "flip": math.nan}, "flip=nan"),
 ])
-def test_gaussian_update_rejects_bad_scalars(kwargs, bad):
+def test_bit_update_rejects_bad_scalars(kwargs, bad):
     with pytest.raises(ValueError, match=re.escape(bad)):
-        gaussian_update(log_posterior=uniform_log_posterior(2), signs=np.array([1, -1]), **kwargs)
+        bit_update(log_posterior=uniform_log_posterior(2), signs=np.array([1, -1]), **kwargs)
 
 
 @pytest.mark.parametrize("signs, match", [
@@ -127,7 +131,7 @@ def test_gaussian_update_rejects_bad_scalars(kwargs, bad):
 def test_signs_are_validated(signs, match):
     lp = uniform_log_posterior(4)
     for call in (lambda: q_plus(log_posterior=lp, signs=signs),
-                 lambda: gaussian_update(log_posterior=lp, signs=signs, y=0.1, sigma=1.0),
+                 lambda: bit_update(log_posterior=lp, signs=signs, bit=1, flip=0.2),
                  lambda: agreeing_sign(log_posterior=lp, signs=signs, threshold=1e-12)):
         with pytest.raises(ValueError, match=match):
             call()
@@ -155,9 +159,9 @@ def test_agreeing_sign_ignores_mass_at_or_below_threshold():
 
 
 def test_agreeing_sign_after_a_decisive_update():
-    """A release with tiny σ makes the disagreeing subsets impossible, so the next step is a free release."""
+    """A bit that is never flipped makes the disagreeing subsets impossible, so the next step is a free release."""
     signs = np.array([1, -1, 1, -1])
-    lp = gaussian_update(log_posterior=uniform_log_posterior(4), signs=signs, y=0.9, sigma=1e-3)
+    lp = bit_update(log_posterior=uniform_log_posterior(4), signs=signs, bit=1, flip=0.0)
     assert agreeing_sign(log_posterior=lp, signs=signs, threshold=1e-12) == 1
     assert q_plus(log_posterior=lp, signs=signs) == 1.0
 

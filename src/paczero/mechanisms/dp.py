@@ -9,7 +9,7 @@ public normaliser qN:
 * **DPZero** (K = 1): d_i = (ℓ_i(θ+εz) − ℓ_i(θ−εz))/(2ε) clipped to [−C, C], so Δ = 2⁴⁰;
   value = C·2⁻⁴⁰·(Σ_i k_i + noise)/(qN) with k_i = round(2⁴⁰·d_i/C).
 * **DP-AggZO** (K directions): v_i = (d_i1, …, d_iK)/K clipped in L2 to ‖v_i‖ ≤ C, rounded per coordinate, so
-  ‖k_i‖ ≤ 2⁴⁰ + √K/2 ≤ Δ = 2⁴⁰ + ⌈√K⌉; one independent noise draw per coordinate. The value released for
+  ‖k_i‖ ≤ 2⁴⁰ + √K/2 ≤ Δ = 2⁴⁰ + ⌈√K⌉ (Δ = 2⁴⁰ for K = 1); one independent noise draw per coordinate. The value released for
   direction k is K·ḡ_k, so the common update (1/K) Σ_k value_k z_k equals the original Σ_k ḡ_k z_k.
 
 Everything secret is integer arithmetic on the keyed stream: the released value is a deterministic function of
@@ -105,6 +105,7 @@ class DPAggZO(_PoissonDiscreteGaussian):
     def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
         K = estimates.shape[1]
         totals = to_grid(clip_rows(estimates / K, self.clip), self.clip).sum(axis=0) if len(estimates) else [0] * K
-        sensitivity = _SCALE + math.isqrt(K - 1) + 1  # ≥ 2⁴⁰ + √K/2 ≥ the norm of a rounded clipped row
+        # The norm of a rounded clipped row: ≤ 2⁴⁰ + √K/2 ≤ 2⁴⁰ + ⌈√K⌉ (exactly ≤ 2⁴⁰ for K = 1, a grid point).
+        sensitivity = _SCALE if K == 1 else _SCALE + math.isqrt(K - 1) + 1
         return [DPNoisy(value=self._release(int(totals[k]), step=step, k=k, sensitivity=sensitivity, scale=K),
                         batch=int(estimates.shape[0])) for k in range(K)]
