@@ -13,12 +13,11 @@ is 1000 questions of the dev set drawn by the public seed.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from paczero.data.files import load_hub_dataset, read_text, resolve_data_dir
+from paczero.data.files import load_hub_dataset, parse_json, read_text, resolve_data_dir
 from paczero.data.tasks import GenerationExample
 from paczero.errors import PaczeroError
 
@@ -45,10 +44,7 @@ def _field(obj: Any, key: str, kind: type, where: str, path: Path) -> Any:
 
 def read_squad_json(path: Path) -> list[GenerationExample]:
     """Every question of one SQuAD v1.1 JSON file, in file order."""
-    try:
-        doc = json.loads(read_text(path, what="SQuAD file"))
-    except json.JSONDecodeError as exc:
-        raise PaczeroError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    doc = parse_json(read_text(path, what="SQuAD file"), where=str(path))
     records = []
     for a, article in enumerate(_field(doc, "data", list, "the top level", path)):
         where = f"data[{a}]"
