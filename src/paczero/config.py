@@ -15,11 +15,12 @@ import hashlib
 import importlib.util
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, get_type_hints
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from paczero.errors import PaczeroError
@@ -367,6 +368,37 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def _is_text_key(key: str) -> bool:
+    """Whether the dotted ``key`` names a text (``str``) option of :class:`Config`."""
+    *sections, leaf = key.split(".")
+    cls: Any = Config
+    for name in sections:
+        cls = get_type_hints(cls).get(name)
+        if not is_dataclass(cls):
+            return False
+    return get_type_hints(cls).get(leaf) in (str, Optional[str])
+
+
+def _override_layer(overrides: Sequence[str]) -> DictConfig:
+    """Dotted ``key=value`` overrides as one config layer, each value read as YAML (``train.steps=50`` is a
+    number, ``data.label_words=[" no"," yes"]`` a list), except a value YAML cannot parse, or reads as a
+    mapping or list for a text option (``data.prompt={premise} then {hypothesis}``, ``data.prompt=Q: {q}``):
+    that one is the text as written."""
+    layer = OmegaConf.create()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise PaczeroError(f"override {item!r} is not of the form key=value (e.g. train.steps=50)")
+        try:
+            layer.merge_with_dotlist([item])
+        except yaml.YAMLError:
+            OmegaConf.update(layer, key, text)
+            continue
+        if isinstance(OmegaConf.select(layer, key), (DictConfig, ListConfig)) and _is_text_key(key):
+            OmegaConf.update(layer, key, text, merge=False)
+    return layer
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Build a validated :class:`Config` from defaults, an optional YAML file, and dotted overrides."""
     layers = [OmegaConf.structured(Config)]
@@ -378,11 +410,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             layers.append(OmegaConf.load(path))
         except (OSError, ValueError, OmegaConfBaseException) as exc:
             raise PaczeroError(f"config file {path} cannot be read as YAML: {exc}") from None
-    for item in overrides:
-        if "=" not in item:
-            raise PaczeroError(f"override {item!r} is not of the form key=value (e.g. train.steps=50)")
     try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        layers.append(_override_layer(overrides))
         merged = OmegaConf.merge(*layers)
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
@@ -409,7 +438,7 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Confi
     if not path.is_file():
         raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
     try:
-        merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.load(path), _override_layer(overrides))
     except OmegaConfBaseException as exc:
         raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
     return config_from_dict(OmegaConf.to_container(merged))
