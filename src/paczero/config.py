@@ -77,6 +77,9 @@ class DataConfig:
     loss of the first gold answer)."""
     max_new_tokens: int = 50
     """Generation: greedy tokens per record at most (stops earlier at a newline or EOS)."""
+    chat_template: bool = False
+    """Wrap each prompt in the tokenizer's chat template as the user's turn, ending where the assistant's answer
+    starts (instruct models)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from paczero.data.files import load_hub_dataset, parse_json, read_text, resolve_data_dir
+from paczero.data.prompts import fill_template
 from paczero.data.tasks import GenerationExample
 from paczero.errors import PaczeroError
 
@@ -29,8 +30,8 @@ DEV_FILES = ("validation.json", "validation_rest.json")
 
 
 def render_prompt(*, title: str, context: str, question: str) -> str:
-    """The SQuAD prompt of one question (``str.replace``, so braces in the text are harmless)."""
-    return PROMPT.replace("{title}", title).replace("{context}", context).replace("{question}", question)
+    """The SQuAD prompt of one question (filled in one pass, so braces in the text are harmless)."""
+    return fill_template(PROMPT, {"title": title, "context": context, "question": question})
 
 
 def _field(obj: Any, key: str, kind: type, where: str, path: Path) -> Any:
