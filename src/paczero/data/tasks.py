@@ -38,6 +38,10 @@ class GenerationExample:
 Record = Union[Example, GenerationExample]
 
 
+FILLED = "{sentence}"
+"""The template of records whose text is already the whole prompt (``data.task=hf`` fills its own)."""
+
+
 class _Prompted:
     """A task's prompt as token ids: plain, or in the tokenizer's chat template (``chat_template``)."""
 
@@ -154,12 +158,16 @@ def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
         from paczero.data.jsonl import load_jsonl
 
         train, dev, validation = load_jsonl(data)
+    elif data.task == "hf":
+        from paczero.data.hf import load_hf
+
+        train, dev, validation = load_hf(data)
     else:
-        raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl")
+        raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl, hf")
     task: Task = GenerationTask(chat_template=data.chat_template)
     if task_kind(data) == "classification":
-        task = ClassificationTask(prompt=data.prompt, label_words=tuple(data.label_words),
-                                  chat_template=data.chat_template)
+        task = ClassificationTask(prompt=FILLED if data.task == "hf" else data.prompt,
+                                  label_words=tuple(data.label_words), chat_template=data.chat_template)
         for records, name in [(train, "train"), (dev or [], "dev"), (validation, "validation")]:
             task.check_labels(records, where=f"{data.task} {name}")
     split = make_split(train, validation, n_pool=data.n_pool, n_dev=data.n_dev, n_test=data.n_test, seed=seed,
