@@ -35,6 +35,15 @@ def _jsonl(tmp: Path, train: bytes, kind: str = "classification") -> list[str]:
             f"data.test_file={tmp / 'test.jsonl'}", "data.n_pool=2", "data.n_dev=1"]
 
 
+def _hf(tmp: Path, train: str, *extra: str) -> list[str]:
+    """``data.task=hf`` on CSV files, the prompt naming two columns (an override YAML cannot parse)."""
+    (tmp / "train.csv").write_text(train)
+    (tmp / "test.csv").write_text("premise,hypothesis,label\nfine,film,1\n" * 4)
+    return ["data.task=hf", "data.kind=classification", f"data.train_file={tmp / 'train.csv'}",
+            f"data.test_file={tmp / 'test.csv'}", "data.n_pool=2", "data.n_dev=1",
+            "data.prompt={premise} then {hypothesis}", *extra]
+
+
 def _drop_first_answers(folder: Path) -> None:
     doc = json.loads((folder / "train.json").read_text())
     del doc["data"][0]["paragraphs"][0]["qas"][0]["answers"]
@@ -69,12 +78,24 @@ CASES = {
                             "lacks a 'label' column"),
     "squad key missing": (TINY_SQUAD_CONFIG, lambda t: _squad(t, _drop_first_answers), "lacks the key 'answers'"),
     "jsonl key missing": (TINY_CONFIG, lambda t: _jsonl(t, b'{"text": "x"}\n'), "missing key 'label'"),
+    "hf column missing": (TINY_CONFIG, lambda t: _hf(t, "premise,hypotesis,label\na,b,1\n"),
+                          "train.csv: data.prompt names the column 'hypothesis', which is not there"),
+    "hf label column missing": (TINY_CONFIG, lambda t: _hf(t, "premise,hypothesis,label\na,b,1\n",
+                                                           "data.label_field=gold"),
+                                "data.label_field names the column 'gold'"),
+    "hf file unreadable": (TINY_CONFIG, lambda t: _hf(t, 'premise,hypothesis,label\n"a,b,1\n'),
+                           "train.csv cannot be read: ParserError"),
+    "hf no data": (TINY_CONFIG, lambda t: ["data.task=hf", "data.kind=classification"],
+                   "data.train_file=None is invalid; expected a .csv"),
     # labels outside the label words
     "sst2 label outside": (TINY_CONFIG, lambda t: _sst2(t, _replace("validation.tsv", b"label\tsentence\n2\tok\n")),
                            "label 2, outside the 2 label words"),
     "jsonl label outside": (TINY_CONFIG, lambda t: _jsonl(t, b'{"text": "x", "label": "meh"}\n'),
                             "label 'meh' is outside the label words"),
+    "hf label unmapped": (TINY_CONFIG, lambda t: _hf(t, "premise,hypothesis,label\na,b,1\nc,d,neutral\n"),
+                          r"train.csv: row 2 has label 'neutral', which maps to no label word"),
     # empty pool, pool smaller than requested
+    "hf empty split": (TINY_CONFIG, lambda t: _hf(t, "premise,hypothesis,label\n"), "train.csv holds no records"),
     "empty pool option": (TINY_CONFIG, lambda t: ["data.n_pool=0"], "data.n_pool=0 is invalid"),
     "empty train file": (TINY_CONFIG, lambda t: _jsonl(t, b"\n"), "train.jsonl holds no records"),
     "header-only sst2": (TINY_CONFIG, lambda t: _sst2(t, _replace("train.tsv", b"label\tsentence\n")),
@@ -104,6 +125,9 @@ CASES = {
     "MI budget zero": (TINY_CONFIG, lambda t: ["privacy.mechanism=mi", "privacy.budget=0"],
                        "privacy.budget=0.0 is invalid; expected a positive MI budget"),
     "MI budget negative": (TINY_CONFIG, lambda t: ["privacy.mechanism=mi", "privacy.budget=-0.3"], "privacy.budget"),
+    "override YAML cannot parse": (TINY_CONFIG, lambda t: ["train.steps={x"], "config: train.steps: Value '{x'"),
+    "no chat template": (TINY_CONFIG, lambda t: ["data.chat_template=true"],
+                         "data.chat_template=true but the model's tokenizer has no chat template"),
     # models
     "model path missing": (TINY_CONFIG, lambda t: [f"model.name={t / 'no-model'}"], "model path not found"),
     "model folder empty": (TINY_CONFIG, lambda t: [f"model.name={t}"], "cannot be loaded: the folder has no config"),

@@ -84,3 +84,34 @@ def test_fingerprint_ignores_cosmetics_only():
 def test_performance_options_are_validated(overrides, key):
     with pytest.raises(PaczeroError, match=key.replace(".", r"\.")):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("value", ["{sentence} then {hypothesis}", "{sentence}", "Review: {sentence}\nSentiment:",
+                                   "[Q] {sentence} [A]", "a: b {sentence}"])
+def test_a_text_override_that_yaml_cannot_read_is_taken_as_written(value):
+    """YAML cannot parse the first (yaml.parser.ParserError used to escape) and reads the next ones as a mapping
+    or a list; for a text option each is the text as written."""
+    assert load_config(None, [f"data.prompt={value}"]).data.prompt == value
+
+
+def test_overrides_still_read_yaml():
+    cfg = load_config(None, ['data.prompt="quoted {sentence}"', "data.dev_file=null", "run.name=123", "zo.eps=1e-4",
+                             'data.label_words=[" no", " yes"]'])
+    assert cfg.data.prompt == "quoted {sentence}" and cfg.data.dev_file is None and cfg.run.name == "123"
+    assert cfg.zo.eps == 1e-4 and cfg.data.label_words == [" no", " yes"]
+
+
+@pytest.mark.parametrize("override, key", [("train.steps={x", "train.steps"), ("train.steps={a: 1}", "train.steps"),
+                                           ("model.lora.target_modules=[q, {v", "model.lora.target_modules")])
+def test_an_unreadable_override_of_another_type_names_the_key(override, key):
+    with pytest.raises(PaczeroError, match=rf"^config: {key.replace('.', '[.]')}: ") as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_a_run_config_takes_the_same_overrides(tmp_path):
+    from paczero.config import load_run_config
+
+    (tmp_path / "config.yaml").write_text(load_config(None, []).to_yaml())
+    cfg = load_run_config(tmp_path, ["data.prompt={sentence} then {x}"])
+    assert cfg.data.prompt == "{sentence} then {x}"

@@ -1,4 +1,5 @@
-"""End-to-end generation runs: the tiny SQuAD config through the CLI, custom JSONL tasks of both kinds."""
+"""End-to-end generation runs: the tiny SQuAD config through the CLI, custom JSONL and ``data.task=hf`` tasks of
+both kinds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import TINY_SQUAD_CONFIG
+from conftest import TINY_CONFIG, TINY_SQUAD_CONFIG
 from paczero import ledger
 from paczero.cli import main
 from paczero.trainer import Trainer
@@ -53,3 +54,37 @@ def test_custom_jsonl_task_runs(tiny_config, tmp_path, kind):
     metrics = Trainer(cfg).run()
     assert metrics["data"]["n_test"] == 10 and metrics["steps_run"] == 2
     assert set(metrics["test"]) == ({"loss", "accuracy"} if kind == "classification" else {"loss", "f1", "em"})
+
+
+def test_hf_csv_with_two_text_fields_from_the_command_line(tmp_path, capsys):
+    """The worked example of docs/tasks.md: premise and hypothesis columns, string labels, the prompt given on the
+    command line (YAML cannot parse it)."""
+    words = ["a man", "a dog", "the kids", "two women", "it", "nobody"]
+    labels = ["contradiction", "entailment"]
+    rows = [f"{words[i % 6]} sleeps,{words[(i * 5) % 6]} rests,{labels[i % 2]}" for i in range(30)]
+    for name, part in [("train", rows[:24]), ("test", rows[24:])]:
+        (tmp_path / f"{name}.csv").write_text("premise,hypothesis,label\n" + "\n".join(part) + "\n")
+    argv = ["train", "--config", str(TINY_CONFIG), "data.task=hf", "data.kind=classification",
+            f"data.train_file={tmp_path / 'train.csv'}", f"data.test_file={tmp_path / 'test.csv'}",
+            "data.prompt={premise}. Question: {hypothesis}? Yes or no? Answer:", 'data.label_words=[" no"," yes"]',
+            "data.label_names=[contradiction,entailment]", "data.n_pool=16", "data.n_dev=8", "data.n_test=null",
+            "train.steps=2", "train.eval_every=1", f"run.output_dir={tmp_path / 'runs'}", "run.name=nli"]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "runs" / "nli" / "metrics.json").read_text())
+    assert metrics["data"]["n_test"] == 6 and metrics["steps_run"] == 2 and set(metrics["test"]) == {"loss", "accuracy"}
+
+
+def test_hf_parquet_generation_runs(tiny_config, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    words = ["good", "bad", "film", "plot", "very", "dull", "fine"]
+    questions = [f"Say {words[i % 7]}:" for i in range(30)]
+    answers = [{"text": [words[(i + 1) % 7], "film"], "answer_start": [0, 0]} for i in range(30)]
+    pq.write_table(pa.table({"question": questions, "answers": answers}), tmp_path / "qa.parquet")
+    cfg = tiny_config("data.task=hf", "data.kind=generation", f"data.train_file={tmp_path / 'qa.parquet'}",
+                      f"data.test_file={tmp_path / 'qa.parquet'}", "data.prompt=Q: {question}", "data.n_pool=16",
+                      "data.n_dev=8", "data.n_test=6", "data.objective=lm", "data.max_new_tokens=4", "train.steps=2",
+                      "train.eval_every=1")
+    metrics = Trainer(cfg).run()
+    assert metrics["data"]["n_test"] == 6 and metrics["steps_run"] == 2 and set(metrics["test"]) == {"loss", "f1", "em"}

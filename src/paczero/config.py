@@ -16,13 +16,15 @@ import importlib.util
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, get_type_hints
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from paczero.data.prompts import template_fields
 from paczero.errors import PaczeroError
 
 log = logging.getLogger("paczero")
@@ -46,17 +48,39 @@ class RunConfig:
 class DataConfig:
     """``data.*``: the task, its records, the pool/dev/test sizes and the prompt."""
     task: str = "sst2"
-    """``sst2`` and ``squad`` (SQuAD v1.1) are built in; ``jsonl`` reads a custom task from JSON Lines files."""
+    """``sst2`` and ``squad`` (SQuAD v1.1) are built in; ``jsonl`` reads a custom task from JSON Lines files, ``hf``
+    any data set through the ``datasets`` library."""
     data_dir: Optional[str] = None
     """Folder with ``sst2/train.tsv``, ``squad/train.json`` etc.; default ``$PACZERO_DATA_DIR``, else the HF hub."""
     kind: Optional[str] = None
-    """``classification`` or ``generation``; required for ``jsonl`` (``sst2`` classifies, ``squad`` generates)."""
+    """``classification`` or ``generation``; required for ``jsonl`` and ``hf`` (``sst2`` classifies, ``squad``
+    generates)."""
     train_file: Optional[str] = None
-    """``jsonl`` only: records of the pool (and of the dev set unless ``dev_file`` is set)."""
+    """``jsonl``, ``hf``: records of the pool (and of the dev set unless ``dev_file`` is set)."""
     dev_file: Optional[str] = None
-    """``jsonl`` only, optional: a separate public dev set."""
+    """``jsonl``, ``hf``, optional: a separate public dev set."""
     test_file: Optional[str] = None
-    """``jsonl`` only: the test records."""
+    """``jsonl``, ``hf``: the test records."""
+    dataset: Optional[str] = None
+    """``hf`` instead of the files: a hub name (``nyu-mll/glue``) or a local folder ``datasets.load_dataset`` reads."""
+    subset: Optional[str] = None
+    """``hf`` with ``dataset``: its configuration (subset) name, e.g. ``mnli`` of ``nyu-mll/glue``."""
+    train_split: str = "train"
+    """``hf`` with ``dataset``: the split of the pool (and of the dev set unless ``dev_split`` is set)."""
+    dev_split: Optional[str] = None
+    """``hf`` with ``dataset``, optional: a split for the public dev set."""
+    test_split: str = "validation"
+    """``hf`` with ``dataset``: the split of the test records."""
+    text_field: str = "sentence"
+    """``hf``: the column that ``{sentence}`` in ``prompt`` stands for (any other ``{name}`` is the column ``name``)."""
+    label_field: str = "label"
+    """``hf`` classification: the label column (an index of ``label_words``, or a string mapped to one)."""
+    label_names: Optional[List[str]] = None
+    """``hf`` classification: string label i means label word i; default: a string label is a stripped label word."""
+    prompt_field: Optional[str] = None
+    """``hf`` generation: the column holding the whole prompt; default: ``prompt`` filled from the record's columns."""
+    answers_field: str = "answers"
+    """``hf`` generation: the gold answers column (a string, a list of strings or SQuAD's ``{"text": [...]}``)."""
     n_pool: int = 1000
     """Private pool size N, drawn from the train split by the public seed."""
     n_dev: int = 500
@@ -64,7 +88,8 @@ class DataConfig:
     n_test: Optional[int] = None
     """Test records drawn by the seed from the validation split (SQuAD: 1000); ``null`` takes them all."""
     prompt: str = "{sentence} It was"
-    """Classification prompt template; ``{sentence}`` is replaced by the record's text."""
+    """Classification prompt template; ``{sentence}`` is replaced by the record's text (``hf``: ``{name}`` by the
+    column ``name``, for generation too unless ``prompt_field`` is set)."""
     label_words: List[str] = field(default_factory=lambda: [" terrible", " great"])
     """Classification: one word per label (label 0, 1, ...); scored by mean token log-probability."""
     max_length: int = 256
@@ -77,6 +102,9 @@ class DataConfig:
     loss of the first gold answer)."""
     max_new_tokens: int = 50
     """Generation: greedy tokens per record at most (stops earlier at a newline or EOS)."""
+    chat_template: bool = False
+    """Wrap each prompt in the tokenizer's chat template as the user's turn, ending where the assistant's answer
+    starts (instruct models)."""
 
 
 @dataclass
@@ -249,7 +277,7 @@ _CHOICES = {
     "privacy.mi_channel": ("bsc", "awgn"),
     "privacy.budget_schedule": ("adaptive", "uniform"),
     "train.lr_schedule": ("linear", "constant"),
-    "data.task": ("sst2", "squad", "jsonl"),
+    "data.task": ("sst2", "squad", "jsonl", "hf"),
     "data.overlong": ("truncate", "refuse"),
     "data.objective": ("f1", "lm"),
 }
@@ -258,7 +286,7 @@ _SELECT_ON = {"classification": ("loss", "accuracy"), "generation": ("loss", "f1
 
 
 def task_kind(data: DataConfig) -> str:
-    """``classification`` or ``generation``: fixed by a built-in task, ``data.kind`` for ``jsonl``."""
+    """``classification`` or ``generation``: fixed by a built-in task, ``data.kind`` for ``jsonl`` and ``hf``."""
     return _KINDS[data.task] if data.task in _KINDS else str(data.kind)
 
 
@@ -294,21 +322,64 @@ def _validate_dp(cfg: Config) -> None:
                  "dpzero releases one direction per step; expected 1 (use privacy.mechanism=dpaggzo for K > 1)")
 
 
+_FILE_KEYS = ("train_file", "dev_file", "test_file")
+_DATASET_KEYS = ("subset", "train_split", "dev_split", "test_split")
+_CLASSIFICATION_KEYS = ("label_field", "label_names")
+_GENERATION_KEYS = ("prompt_field", "answers_field")
+_HF_KEYS = ("dataset", *_DATASET_KEYS, "text_field", *_CLASSIFICATION_KEYS, *_GENERATION_KEYS)
+
+
+def _unused(data: DataConfig, names: Sequence[str], why: str) -> None:
+    """Refuse a ``data.*`` key of ``names`` set away from its default."""
+    default = DataConfig()
+    for name in names:
+        _require(getattr(data, name) == getattr(default, name), f"data.{name}", getattr(data, name), why)
+
+
+def _validate_hf(data: DataConfig, kind: str) -> None:
+    """``data.task=hf``: one source (a data set or files), the options of its kind, ``datasets`` installed."""
+    if data.dataset is None:
+        for key in ("train_file", "test_file"):
+            _require(bool(getattr(data, key)), f"data.{key}", getattr(data, key),
+                     "expected a .csv, .json, .jsonl or .parquet file (or data.dataset) for data.task=hf")
+        _unused(data, _DATASET_KEYS, "it selects a split of data.dataset; with data files the files are the splits")
+    else:
+        _unused(data, _FILE_KEYS, "give data.dataset or data files, not both")
+    if kind == "classification":
+        _unused(data, _GENERATION_KEYS, "it is a generation option (data.kind=generation)")
+        names = data.label_names
+        _require(names is None or (len(names) == len(data.label_words) and len(set(names)) == len(names)),
+                 "data.label_names", names, f"expected {len(data.label_words)} distinct names, one per label word")
+    else:
+        _unused(data, _CLASSIFICATION_KEYS, "it is a classification option (data.kind=classification)")
+    if kind == "generation" and data.prompt_field is not None:
+        _unused(data, ("prompt",), "data.prompt_field gives the whole prompt: leave data.prompt unset")
+    else:
+        _require(bool(template_fields(data.prompt)), "data.prompt", data.prompt,
+                 "expected a template naming at least one column, e.g. {sentence} or {premise}")
+    if importlib.util.find_spec("datasets") is None:
+        raise PaczeroError("config: data.task=hf needs the datasets package; pip install 'paczero[hub]'")
+
+
 def _validate_task(cfg: Config) -> None:
     """The task's kind, its files and the options that only make sense for that kind."""
     data = cfg.data
-    if data.task == "jsonl":
+    if data.task in ("jsonl", "hf"):
         _require(data.kind in ("classification", "generation"), "data.kind", data.kind,
-                 "expected classification or generation for data.task=jsonl")
-        for key in ("data.train_file", "data.test_file"):
-            _require(bool(_get(cfg, key)), key, _get(cfg, key),
-                     "expected the path of a JSONL file for data.task=jsonl")
+                 f"expected classification or generation for data.task={data.task}")
     else:
         _require(data.kind in (None, _KINDS[data.task]), "data.kind", data.kind,
                  f"data.task={data.task} is a {_KINDS[data.task]} task: leave data.kind unset")
-        for key in ("data.train_file", "data.dev_file", "data.test_file"):
-            _require(_get(cfg, key) is None, key, _get(cfg, key), "only data.task=jsonl reads data files by name")
+        _unused(data, _FILE_KEYS, "only data.task=jsonl and data.task=hf read data files by name")
+    if data.task == "jsonl":
+        for key in ("data.train_file", "data.test_file"):
+            _require(bool(_get(cfg, key)), key, _get(cfg, key),
+                     "expected the path of a JSONL file for data.task=jsonl")
+    if data.task != "hf":
+        _unused(data, _HF_KEYS, "only data.task=hf reads it")
     kind = task_kind(data)
+    if data.task == "hf":
+        _validate_hf(data, kind)
     _require(cfg.train.select_on in (None, *_SELECT_ON[kind]), "train.select_on", cfg.train.select_on,
              f"expected one of {', '.join(_SELECT_ON[kind])} for a {kind} task")
     if kind == "classification":
@@ -316,7 +387,8 @@ def _validate_task(cfg: Config) -> None:
                  "expected at least two label words")
         _require(len(set(data.label_words)) == len(data.label_words), "data.label_words",
                  list(data.label_words), "expected distinct label words")
-        _require("{sentence}" in data.prompt, "data.prompt", data.prompt, "expected a template containing {sentence}")
+        _require(data.task == "hf" or "{sentence}" in data.prompt, "data.prompt", data.prompt,
+                 "expected a template containing {sentence}")
 
 
 def validate(cfg: Config) -> Config:
@@ -367,6 +439,37 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def _is_text_key(key: str) -> bool:
+    """Whether the dotted ``key`` names a text (``str``) option of :class:`Config`."""
+    *sections, leaf = key.split(".")
+    cls: Any = Config
+    for name in sections:
+        cls = get_type_hints(cls).get(name)
+        if not is_dataclass(cls):
+            return False
+    return get_type_hints(cls).get(leaf) in (str, Optional[str])
+
+
+def _override_layer(overrides: Sequence[str]) -> DictConfig:
+    """Dotted ``key=value`` overrides as one config layer, each value read as YAML (``train.steps=50`` is a
+    number, ``data.label_words=[" no"," yes"]`` a list), except a value YAML cannot parse, or reads as a
+    mapping or list for a text option (``data.prompt={premise} then {hypothesis}``, ``data.prompt=Q: {q}``):
+    that one is the text as written."""
+    layer = OmegaConf.create()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise PaczeroError(f"override {item!r} is not of the form key=value (e.g. train.steps=50)")
+        try:
+            layer.merge_with_dotlist([item])
+        except yaml.YAMLError:
+            OmegaConf.update(layer, key, text)
+            continue
+        if isinstance(OmegaConf.select(layer, key), (DictConfig, ListConfig)) and _is_text_key(key):
+            OmegaConf.update(layer, key, text, merge=False)
+    return layer
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Build a validated :class:`Config` from defaults, an optional YAML file, and dotted overrides."""
     layers = [OmegaConf.structured(Config)]
@@ -378,11 +481,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             layers.append(OmegaConf.load(path))
         except (OSError, ValueError, OmegaConfBaseException) as exc:
             raise PaczeroError(f"config file {path} cannot be read as YAML: {exc}") from None
-    for item in overrides:
-        if "=" not in item:
-            raise PaczeroError(f"override {item!r} is not of the form key=value (e.g. train.steps=50)")
     try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        layers.append(_override_layer(overrides))
         merged = OmegaConf.merge(*layers)
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
@@ -409,7 +509,7 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Confi
     if not path.is_file():
         raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
     try:
-        merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.load(path), _override_layer(overrides))
     except OmegaConfBaseException as exc:
         raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
     return config_from_dict(OmegaConf.to_container(merged))

@@ -176,7 +176,7 @@ class ClassificationObjective(_Batched):
         """Tokenise the prompts of ``examples`` (fitted to the length limit) with their labels, in length order."""
         prompts, truncated = [], 0
         for i, ex in enumerate(examples):
-            ids, cut = self._fit(self.tokenizer(self.task.render(ex)).input_ids, where=where, index=i)
+            ids, cut = self._fit(self.task.prompt_ids(self.tokenizer, ex), where=where, index=i)
             prompts.append(ids)
             truncated += cut
         labels = np.array([ex.label for ex in examples], dtype=np.int64)
@@ -250,7 +250,7 @@ class GenerationObjective(_Batched):
         """Tokenise the prompts (fitted to leave room for the answer) and the LM objective's targets."""
         prompts, targets, truncated = [], [], 0
         for i, ex in enumerate(examples):
-            ids, cut = self._fit(self.tokenizer(self.task.render(ex)).input_ids, where=where, index=i)
+            ids, cut = self._fit(self.task.prompt_ids(self.tokenizer, ex), where=where, index=i)
             prompts.append(ids)
             truncated += cut
             target = self.tokenizer(self.task.target(ex), add_special_tokens=False).input_ids

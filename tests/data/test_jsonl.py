@@ -87,3 +87,22 @@ def test_split_with_and_without_a_dev_file(tmp_path):
 def test_task_options_are_checked(overrides, key):
     with pytest.raises(PaczeroError, match=key.replace(".", r"\.")):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("line, match", [
+    (b"[" * 100_000, r"bad\.jsonl:1: not valid JSON \(RecursionError"),
+    (b'{"text": "x", "label": ' + b"1" * 5000 + b"}", r"bad\.jsonl:1: not valid JSON \(ValueError: Exceeds the limit"),
+    (b'{"text": "x", "label": "' + b"z" * 10_000 + b'"}', r"label 'z+… is outside the label words"),
+])
+def test_lines_that_used_to_raise_tracebacks(tmp_path, line, match):
+    (tmp_path / "bad.jsonl").write_bytes(line + b"\n")
+    with pytest.raises(PaczeroError, match=match) as info:
+        read_jsonl(tmp_path / "bad.jsonl", kind="classification", label_words=[" bad", " good"])
+    assert len(str(info.value)) < 400
+
+
+def test_line_separators_inside_strings_stay_in_the_record(tmp_path):
+    """JSON Lines ends a record at ``\\n`` only: U+2028 and U+0085 in a string (``ensure_ascii=False``) are text."""
+    row = {"prompt": "a\u2028b\x85c\x0cd", "answers": ["x"]}
+    (tmp_path / "g.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    assert read_jsonl(tmp_path / "g.jsonl", kind="generation") == [GenerationExample(row["prompt"], ("x",))]

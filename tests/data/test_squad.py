@@ -72,7 +72,14 @@ def test_malformed_files_are_refused(tmp_path, doc, match):
         read_squad_json(tmp_path / "bad.json")
 
 
-@pytest.mark.parametrize("content, match", [(b'{"data": [', "not valid JSON"), (b'{"data": "\xff"}', "UTF-8")])
+@pytest.mark.parametrize("content, match", [
+    (b'{"data": [', r"bad\.json: not valid JSON \(Expecting value at column 11\)"),
+    (b'{"data": \n[', r"not valid JSON \(Expecting value at line 2, column 2\)"),
+    (b'{"data": "\xff"}', r"bad\.json is not valid UTF-8 \(line 1, byte 10\)"),
+    (b'\xef\xbb\xbf{"data": \n"\xff"}', r"not valid UTF-8 \(line 2, byte 14\)"),  # the BOM counts as bytes
+    (b'{"data": ' + b"[" * 100_000, r"not valid JSON \(RecursionError"),  # used to raise a traceback
+    (b'{"data": ' + b"7" * 5_000 + b"}", r"not valid JSON \(ValueError: Exceeds the limit"),  # so did this
+])
 def test_unparseable_files_are_refused(tmp_path, content, match):
     (tmp_path / "bad.json").write_bytes(content)
     with pytest.raises(PaczeroError, match=match):

@@ -54,3 +54,41 @@ def test_labels_outside_label_words_are_refused():
     task = ClassificationTask(prompt="{sentence} It was", label_words=(" bad", " good"))
     with pytest.raises(PaczeroError, match="label 2"):
         task.check_labels([Example("x", 0), Example("y", 2)], where="train")
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"label\tsentence\n--1\tgood\n", r"bad\.tsv:2: label '--1' is not an integer"),
+    ("label\tsentence\n\u00b2\tgood\n".encode(), r"label '\u00b2' is not an integer"),
+    (b"label\tsentence\n" + b"1" * 5000 + b"\tgood\n", r"label '1+… is not an integer"),
+    (b"label\t" + b"x" * 100_000 + b"\n", r"header \['label', 'x+… lacks a 'label' column and a text column"),
+])
+def test_labels_and_headers_that_used_to_raise_tracebacks(tmp_path, content, match):
+    """``int('--1')``, ``int('²')`` and a 5000-digit ``int()`` raised ValueError; a long header filled the screen."""
+    (tmp_path / "bad.tsv").write_bytes(content)
+    with pytest.raises(PaczeroError, match=match) as info:
+        read_sst2_tsv(tmp_path / "bad.tsv")
+    assert len(str(info.value)) < 300
+
+
+def test_a_field_over_the_csv_module_limit_reads(tmp_path):
+    """The file that used to end in ``_csv.Error: field larger than field limit (131072)``."""
+    (tmp_path / "long.tsv").write_bytes(b"label\tsentence\n1\t" + b"very " * 40_000 + b"\n0\tshort\n")
+    assert read_sst2_tsv(tmp_path / "long.tsv") == [Example("very " * 39_999 + "very", 1), Example("short", 0)]
+
+
+def test_rows_match_the_csv_module(tmp_path):
+    """The oracle: ``csv.reader`` with tabs and no quoting (its field limit lifted), on NUL bytes, lone ``\\r``,
+    CRLF, blank lines, quotes, a byte-order mark and Unicode line separators inside a sentence."""
+    import csv
+    import io
+    import sys
+
+    text = ("label\tsentence\r\n1\tgo\x00od\r0\t\"quoted\" bad\n\n1\ta\u2028b\x85c\r\n\t\n0\t" + "y" * 200_000 + "\n")
+    (tmp_path / "a.tsv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    limit = csv.field_size_limit(sys.maxsize)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    finally:
+        csv.field_size_limit(limit)
+    expected = [Example(r[1].strip(), int(r[0])) for r in rows[1:] if r and any(c.strip() for c in r)]
+    assert read_sst2_tsv(tmp_path / "a.tsv") == expected and len(expected) == 4

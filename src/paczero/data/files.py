@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from paczero.errors import PaczeroError
+
+_BOM = b"\xef\xbb\xbf"
+_LINE_END = re.compile(r"\r\n|\r|\n")
+PREVIEW_CHARS = 60
+"""A value quoted in an error message is cut to this many characters (a data file's field can be megabytes)."""
+
+
+def preview(value: Any) -> str:
+    """``repr(value)``, cut to :data:`PREVIEW_CHARS` characters: one short line for an error message."""
+    text = repr(value)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why a third-party reader failed: the type and first line of the exception it was
+    raised from (``raise ... from``), innermost first."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:
@@ -21,16 +44,39 @@ def resolve_data_dir(data_dir: str | None) -> Path | None:
 
 
 def read_text(path: Path, *, what: str) -> str:
-    """The whole of a UTF-8 text file (line endings kept), or a :class:`PaczeroError` naming ``path``."""
-    if not path.exists():
-        raise PaczeroError(f"{what} not found: {path}")
+    """The whole of a UTF-8 text file (line endings kept, a leading byte-order mark dropped), or a
+    :class:`PaczeroError` naming ``path``."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            return fh.read()
-    except UnicodeDecodeError as exc:
-        raise PaczeroError(f"{path} is not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PaczeroError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise PaczeroError(f"cannot read {path}: {exc.strerror}") from None
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        raise PaczeroError(f"{path} is not valid UTF-8 (line {line}, byte {at}): {exc.reason}") from None
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, ended by ``\\r\\n``, ``\\r`` or ``\\n`` only (``str.splitlines`` also splits at
+    U+2028, U+0085 and other characters that a JSON string or a sentence may hold)."""
+    return _LINE_END.split(text)
+
+
+def parse_json(text: str, *, where: str) -> Any:
+    """``json.loads(text)``, or a :class:`PaczeroError` ``"{where}: not valid JSON (...)"``, also for nesting
+    deeper than Python's recursion limit and integers longer than ``int`` converts."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"column {exc.colno}"
+        raise PaczeroError(f"{where}: not valid JSON ({exc.msg} at {at})") from None
+    except (ValueError, RecursionError) as exc:
+        raise PaczeroError(f"{where}: not valid JSON ({reason(exc)})") from None
 
 
 def load_hub_dataset(name: str) -> Any:
@@ -43,4 +89,4 @@ def load_hub_dataset(name: str) -> Any:
     try:
         return datasets.load_dataset(name)
     except Exception as exc:  # network, auth, hub layout: all user-facing
-        raise PaczeroError(f"cannot load {name} from the HF hub: {exc}") from None
+        raise PaczeroError(f"cannot load {name} from the HF hub: {reason(exc)}") from None

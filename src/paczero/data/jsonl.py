@@ -15,11 +15,10 @@ by the public seed); ``data.test_file`` gives the test set. Other keys of a reco
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from paczero.data.files import read_text
+from paczero.data.files import parse_json, preview, read_text, split_lines
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
 
@@ -35,7 +34,7 @@ def _classification(obj: dict[str, Any], where: str, label_words: Sequence[str])
     if isinstance(label, str) and label.strip() in words:
         label = words.index(label.strip())
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(words):
-        raise PaczeroError(f"{where}: label {obj['label']!r} is outside the label words {list(label_words)} "
+        raise PaczeroError(f"{where}: label {preview(obj['label'])} is outside the label words {list(label_words)} "
                            f"(give an index 0..{len(words) - 1} or one of the words)")
     return Example(text=text, label=label)
 
@@ -45,7 +44,7 @@ def _generation(obj: dict[str, Any], where: str) -> GenerationExample:
     if not isinstance(prompt, str) or not prompt:
         raise PaczeroError(f"{where}: 'prompt' must be a non-empty string")
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-        raise PaczeroError(f"{where}: 'answers' must be a non-empty list of strings, got {answers!r}")
+        raise PaczeroError(f"{where}: 'answers' must be a non-empty list of strings, got {preview(answers)}")
     return GenerationExample(prompt=prompt, answers=tuple(answers))
 
 
@@ -53,14 +52,11 @@ def read_jsonl(path: Path, *, kind: str, label_words: Sequence[str] = ()) -> lis
     """The records of one JSONL file of ``kind`` ``classification`` or ``generation``."""
     keys = ("text", "label") if kind == "classification" else ("prompt", "answers")
     records: list[Record] = []
-    for line_no, line in enumerate(read_text(path, what="data file").splitlines(), start=1):
+    for line_no, line in enumerate(split_lines(read_text(path, what="data file")), start=1):
         if not line.strip():
             continue
         where = f"{path}:{line_no}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PaczeroError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        obj = parse_json(line, where=where)
         if not isinstance(obj, dict):
             raise PaczeroError(f"{where}: expected a JSON object with keys {', '.join(keys)}")
         missing = [k for k in keys if k not in obj]

@@ -13,12 +13,12 @@ is 1000 questions of the dev set drawn by the public seed.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from paczero.data.files import load_hub_dataset, read_text, resolve_data_dir
+from paczero.data.files import load_hub_dataset, parse_json, read_text, resolve_data_dir
+from paczero.data.prompts import fill_template
 from paczero.data.tasks import GenerationExample
 from paczero.errors import PaczeroError
 
@@ -30,8 +30,8 @@ DEV_FILES = ("validation.json", "validation_rest.json")
 
 
 def render_prompt(*, title: str, context: str, question: str) -> str:
-    """The SQuAD prompt of one question (``str.replace``, so braces in the text are harmless)."""
-    return PROMPT.replace("{title}", title).replace("{context}", context).replace("{question}", question)
+    """The SQuAD prompt of one question (filled in one pass, so braces in the text are harmless)."""
+    return fill_template(PROMPT, {"title": title, "context": context, "question": question})
 
 
 def _field(obj: Any, key: str, kind: type, where: str, path: Path) -> Any:
@@ -45,10 +45,7 @@ def _field(obj: Any, key: str, kind: type, where: str, path: Path) -> Any:
 
 def read_squad_json(path: Path) -> list[GenerationExample]:
     """Every question of one SQuAD v1.1 JSON file, in file order."""
-    try:
-        doc = json.loads(read_text(path, what="SQuAD file"))
-    except json.JSONDecodeError as exc:
-        raise PaczeroError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    doc = parse_json(read_text(path, what="SQuAD file"), where=str(path))
     records = []
     for a, article in enumerate(_field(doc, "data", list, "the top level", path)):
         where = f"data[{a}]"

@@ -2,39 +2,45 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from pathlib import Path
 
-from paczero.data.files import load_hub_dataset, read_text, resolve_data_dir
+from paczero.data.files import load_hub_dataset, preview, read_text, resolve_data_dir, split_lines
 from paczero.data.tasks import Example
 from paczero.errors import PaczeroError
 
 HUB_NAME = "stanfordnlp/sst2"
 _TEXT_COLUMNS = ("sentence", "content", "text")
+_LABEL = re.compile(r"-?[0-9]{1,18}")
+
+
+def _rows(text: str) -> list[list[str]]:
+    """Tab-separated fields of each line, no quoting (``\\r\\n``, ``\\r`` and ``\\n`` end a line): the rows
+    ``csv.reader(..., delimiter="\\t", quoting=csv.QUOTE_NONE)`` gives, without its limit on a field's size."""
+    return [line.split("\t") for line in split_lines(text)] if text else []
 
 
 def read_sst2_tsv(path: Path) -> list[Example]:
     """Read one SST-2 TSV file: a header naming ``label`` and a text column, in either order."""
     text = read_text(path, what="SST-2 file")
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = _rows(text)
     if not rows:
         raise PaczeroError(f"{path} is empty; expected a header line 'label<TAB>sentence'")
     header = [h.strip().lower() for h in rows[0]]
     text_col = next((header.index(c) for c in _TEXT_COLUMNS if c in header), None)
     if "label" not in header or text_col is None:
-        raise PaczeroError(f"{path}: header {rows[0]!r} lacks a 'label' column and a text column "
+        raise PaczeroError(f"{path}: header {preview(rows[0])} lacks a 'label' column and a text column "
                            f"(one of {', '.join(_TEXT_COLUMNS)})")
     label_col = header.index("label")
     examples = []
     for line_no, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
+        if all(not c.strip() for c in row):
             continue
         if len(row) <= max(label_col, text_col):
             raise PaczeroError(f"{path}:{line_no}: expected {len(header)} tab-separated columns, got {len(row)}")
         label = row[label_col].strip()
-        if not label.lstrip("-").isdigit():
-            raise PaczeroError(f"{path}:{line_no}: label {label!r} is not an integer")
+        if not _LABEL.fullmatch(label):
+            raise PaczeroError(f"{path}:{line_no}: label {preview(label)} is not an integer label index")
         examples.append(Example(text=row[text_col].strip(), label=int(label)))
     if not examples:
         raise PaczeroError(f"{path} holds no records (only a header)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, Union
 
+from paczero.data.prompts import fill_template, prompt_ids
 from paczero.errors import PaczeroError
 from paczero.rng import public_generator
 
@@ -37,17 +38,33 @@ class GenerationExample:
 Record = Union[Example, GenerationExample]
 
 
+FILLED = "{sentence}"
+"""The template of records whose text is already the whole prompt (``data.task=hf`` fills its own)."""
+
+
+class _Prompted:
+    """A task's prompt as token ids: plain, or in the tokenizer's chat template (``chat_template``)."""
+
+    chat_template: bool
+
+    def prompt_ids(self, tokenizer, example) -> list[int]:
+        """The token ids of ``example``'s prompt (wrapped in the chat template with ``chat_template``)."""
+        return prompt_ids(tokenizer, self.render(example), chat=self.chat_template)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class ClassificationTask:
-    """A prompt template with ``{sentence}`` and one label word per class."""
+class ClassificationTask(_Prompted):
+    """A prompt template with ``{sentence}`` and one label word per class; ``chat_template`` wraps the prompt
+    in the tokenizer's chat template."""
 
     prompt: str
     label_words: tuple[str, ...]
+    chat_template: bool = False
     kind = "classification"
 
     def render(self, example: Example) -> str:
         """The prompt of ``example``: ``data.prompt`` with ``{sentence}`` replaced by its text."""
-        return self.prompt.replace("{sentence}", example.text)
+        return fill_template(self.prompt, {"sentence": example.text})
 
     def texts(self, examples: Sequence[Example]) -> list[str]:
         """Every text the model sees for ``examples`` (the vocabulary of ``model.name=tiny``)."""
@@ -63,9 +80,11 @@ class ClassificationTask:
 
 
 @dataclass(frozen=True)
-class GenerationTask:
-    """Greedy generation after the record's prompt, scored against its gold answers (SQuAD F1/EM)."""
+class GenerationTask(_Prompted):
+    """Greedy generation after the record's prompt, scored against its gold answers (SQuAD F1/EM);
+    ``chat_template`` wraps the prompt in the tokenizer's chat template."""
 
+    chat_template: bool = False
     kind = "generation"
 
     @staticmethod
@@ -139,11 +158,16 @@ def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
         from paczero.data.jsonl import load_jsonl
 
         train, dev, validation = load_jsonl(data)
+    elif data.task == "hf":
+        from paczero.data.hf import load_hf
+
+        train, dev, validation = load_hf(data)
     else:
-        raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl")
-    task: Task = GenerationTask()
+        raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl, hf")
+    task: Task = GenerationTask(chat_template=data.chat_template)
     if task_kind(data) == "classification":
-        task = ClassificationTask(prompt=data.prompt, label_words=tuple(data.label_words))
+        task = ClassificationTask(prompt=FILLED if data.task == "hf" else data.prompt,
+                                  label_words=tuple(data.label_words), chat_template=data.chat_template)
         for records, name in [(train, "train"), (dev or [], "dev"), (validation, "validation")]:
             task.check_labels(records, where=f"{data.task} {name}")
     split = make_split(train, validation, n_pool=data.n_pool, n_dev=data.n_dev, n_test=data.n_test, seed=seed,
