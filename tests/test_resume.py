@@ -1,4 +1,5 @@
-"""Reliability: resume after SIGKILL or SIGTERM ends bit-identical; torn ledgers; refused configs."""
+"""Reliability: resume after SIGKILL, SIGTERM or a crash anywhere ends bit-identical to an uninterrupted run, and
+never rewrites a published line: recomputed steps are checked against the transcript in place."""
 
 from __future__ import annotations
 
@@ -12,117 +13,167 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_CONFIG
-from paczero import checkpoint
+from paczero import checkpoint, rundir
 from paczero.cli import main
+from paczero.config import load_config
 from paczero.errors import PaczeroError
+from paczero.rundir import RunDir
+from paczero.secret import SecretState
 from paczero.trainer import Trainer
 
 ARGS = ["train.steps=12", "train.eval_every=4", "train.checkpoint_every=3", "run.name=r", "run.output_dir=runs"]
+IGNORED = {"private/secret.json", "private/timings.json"}
+
+
+class Crash(BaseException):
+    """An injected fault (a BaseException, like a kill: nothing catches it)."""
 
 
 def _hashes(run_dir: Path) -> dict[str, str]:
+    """Every file of a run but the secret and the timings (a ZPL run's other files do not depend on the secret)."""
+    run_dir = Path(run_dir)
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "timings.json"}
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and str(p.relative_to(run_dir)) not in IGNORED}
 
 
-@pytest.fixture
-def reference(tiny_config, tmp_path, monkeypatch):
-    """An uninterrupted run in its own folder; returns the hashes of its files (timings aside)."""
-    (tmp_path / "ref").mkdir()
-    monkeypatch.chdir(tmp_path / "ref")
-    trainer = Trainer(tiny_config(*ARGS))
-    trainer.run()
-    secret = (trainer.run_dir / "secret.json").read_bytes()
-    return _hashes(trainer.run_dir), secret
+@pytest.fixture(scope="module")
+def config(data_dir):
+    def make(*extra: str):
+        return load_config(TINY_CONFIG, [f"data.data_dir={data_dir}", *ARGS, *extra])
+    return make
 
 
-def _start(data_dir: Path, cwd: Path, secret: bytes | None = None, *extra: str) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def reference(config, tmp_path_factory):
+    """One uninterrupted ZPL run for the whole module: the hashes of its files and its transcript's lines."""
+    with pytest.MonkeyPatch.context() as mp:  # the same relative run.output_dir as every run here: equal configs
+        mp.chdir(tmp_path_factory.mktemp("ref"))
+        trainer = Trainer(config())
+        trainer.run()
+        return _hashes(trainer.run_dir.path), trainer.run_dir.transcript_path.read_bytes().split(b"\n")[:-1]
+
+
+def _start(data_dir: Path, cwd: Path) -> subprocess.Popen:
     cwd.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "paczero", "train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}",
-           *ARGS, *extra]
+    cmd = [sys.executable, "-m", "paczero", "train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}", *ARGS]
     return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_steps(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    ledger = run_dir / "ledger.jsonl"
+    transcript = run_dir / "transcript.jsonl"
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if ledger.exists() and ledger.read_bytes().count(b"\n") >= n:
+        if transcript.exists() and transcript.read_bytes().count(b"\n") >= n:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
     raise AssertionError("the run did not reach the step in time")
 
 
-def _resume_in_process(run_dir: Path, monkeypatch) -> None:
-    monkeypatch.chdir(run_dir.parent.parent)
-    assert main(["train", "--resume", "runs/r"]) == 0
+def _resume(run_dir: Path) -> int:
+    return main(["train", "--resume", str(run_dir)])
 
 
-def _same_secret(run_dir: Path, secret: bytes) -> None:
-    """Give the interrupted run the reference's secret so that the secret file compares equal too."""
-    (run_dir / "secret.json").write_bytes(secret)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [0, 2, 5, 7, 10])
-def test_sigkill_then_resume_is_bit_identical(reference, data_dir, tmp_path, monkeypatch, kill_after):
-    ref_hashes, ref_secret = reference
+def test_sigkill_then_resume_is_bit_identical(reference, data_dir, tmp_path, kill_after):
+    ref_hashes, _ = reference
     cwd = tmp_path / "killed"
     proc = _start(data_dir, cwd)
     run_dir = cwd / "runs" / "r"
     _wait_for_steps(run_dir, kill_after, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (run_dir / "secret.json").exists()
-    _resume_in_process(run_dir, monkeypatch)
-    ref_hashes.pop("secret.json")
-    got = _hashes(run_dir)
-    got.pop("secret.json")
-    assert got == ref_hashes
+    assert (run_dir / "private" / "secret.json").exists()
+    assert _resume(run_dir) == 0
+    assert _hashes(run_dir) == ref_hashes
 
 
-def test_crash_while_writing_a_checkpoint_then_resume(reference, tiny_config, tmp_path, monkeypatch):
-    """Fault injection: the process dies after a checkpoint's weights are written, before its state."""
-    ref_hashes, ref_secret = reference
-    (tmp_path / "crash").mkdir()
-    monkeypatch.chdir(tmp_path / "crash")
-    calls = {"n": 0}
+def _crash_at_third_checkpoint(cfg, monkeypatch) -> Trainer:
+    """Run until the third ``checkpoints/last`` (after step 6) dies while its progress file is written; the last
+    complete checkpoint is then after step 4, and steps 5 and 6 are already in the transcript."""
     real = checkpoint.write_json
-
-    class Crash(BaseException):
-        pass
+    calls = {"n": 0}
 
     def dying_write_json(path, obj, **kw):
         calls["n"] += 1
-        if calls["n"] == 3:  # the third resume state (after step 6), mid-checkpoint
+        if calls["n"] == 3:
             raise Crash
         return real(path, obj, **kw)
 
     monkeypatch.setattr(checkpoint, "write_json", dying_write_json)
-    trainer = Trainer(tiny_config(*ARGS))
+    trainer = Trainer(cfg)
     with pytest.raises(Crash):
         trainer.run()
     monkeypatch.setattr(checkpoint, "write_json", real)
-    assert (trainer.run_dir / "checkpoints" / ".last.tmp").exists()  # the half-written checkpoint
-    _same_secret(trainer.run_dir, ref_secret)
-    # a torn last ledger line, as a kill in the middle of an append would leave
-    with open(trainer.run_dir / "ledger.jsonl", "a") as fh:
-        fh.write('{"directions":[{"kind":"co')
-    _resume_in_process(trainer.run_dir, monkeypatch)
-    assert _hashes(trainer.run_dir) == ref_hashes
-    assert not (trainer.run_dir / "checkpoints" / ".last.tmp").exists()
+    return trainer
+
+
+def test_crash_while_writing_a_checkpoint_with_a_torn_line_then_resume(reference, config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ref_hashes, ref_lines = reference
+    trainer = _crash_at_third_checkpoint(config("run.output_dir=runs"), monkeypatch)
+    run = trainer.run_dir
+    assert run.checkpoint(".last.tmp").exists()  # the half-written checkpoint
+    assert run.read_progress()["step"] == 4 and run.transcript_path.read_bytes().count(b"\n") == 6
+    with open(run.transcript_path, "ab") as fh:  # a kill in the middle of an append leaves a prefix of line 7
+        fh.write(ref_lines[6][:37])
+    assert _resume(run.path) == 0
+    assert _hashes(run.path) == ref_hashes
+    assert not run.checkpoint(".last.tmp").exists()
+
+
+def test_a_torn_line_that_the_recomputation_contradicts_is_refused(config, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    trainer = _crash_at_third_checkpoint(config("run.output_dir=runs"), monkeypatch)
+    path = trainer.run_dir.transcript_path
+    with open(path, "ab") as fh:
+        fh.write(b'{"directions":[{"seed":1,"value":')
+    published = path.read_bytes()
+    assert _resume(trainer.run_dir.path) == 2
+    assert "differently" in capsys.readouterr().err
+    assert path.read_bytes() == published
+
+
+def test_crashes_while_recomputing_published_steps_never_shorten_the_transcript(reference, config, tmp_path,
+                                                                                 monkeypatch):
+    """Crash the resume while it re-derives step 5 (already published), then crash the next resume while it
+    re-derives step 6: the transcript on disk keeps every line throughout, and the third resume completes the run
+    identical to an uninterrupted one."""
+    monkeypatch.chdir(tmp_path)
+    ref_hashes, _ = reference
+    trainer = _crash_at_third_checkpoint(config("run.output_dir=runs"), monkeypatch)
+    run = trainer.run_dir
+    sizes = [run.transcript_path.stat().st_size]
+    real = rundir.AppendOnlyLog.write
+    for crash_at in (4, 5):  # 0-based line index: steps 5 and 6 of the 1-based count
+        def dying(self, index, line, crash_at=crash_at):
+            if self.path.name == "transcript.jsonl" and index == crash_at:
+                raise Crash
+            return real(self, index, line)
+
+        monkeypatch.setattr(rundir.AppendOnlyLog, "write", dying)
+        with pytest.raises(Crash):
+            _resume(run.path)
+        monkeypatch.setattr(rundir.AppendOnlyLog, "write", real)
+        sizes.append(run.transcript_path.stat().st_size)
+    assert sizes == sorted(sizes) and sizes[0] == sizes[-1]
+    assert _resume(run.path) == 0
+    assert _hashes(run.path) == ref_hashes
 
 
 def test_interrupted_replacement_is_recovered(tmp_path):
-    last = tmp_path / "last"
-    (tmp_path / ".last.old").mkdir()
-    (tmp_path / ".last.old" / checkpoint.STATE_FILE).write_text('{"step": 3}')
-    assert checkpoint.load_state(last) == {"step": 3}
-    assert last.is_dir() and not (tmp_path / ".last.old").exists()
+    run = RunDir.create(tmp_path / "r")
+    old = run.checkpoint(".last.old")
+    old.mkdir(parents=True)
+    (old / checkpoint.PROGRESS_FILE).write_text('{"step": 3}')
+    assert run.read_progress() == {"step": 3}
+    assert run.checkpoint("last").is_dir() and not old.exists()
 
 
-def test_sigterm_writes_a_checkpoint_and_resumes(reference, data_dir, tmp_path, monkeypatch):
-    ref_hashes, ref_secret = reference
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_resumes(reference, data_dir, tmp_path):
+    ref_hashes, _ = reference
     cwd = tmp_path / "term"
     proc = _start(data_dir, cwd)
     run_dir = cwd / "runs" / "r"
@@ -133,95 +184,92 @@ def test_sigterm_writes_a_checkpoint_and_resumes(reference, data_dir, tmp_path, 
         pytest.skip("the run finished before the signal arrived")
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Resume with: paczero train --resume" in err
-    state = checkpoint.load_state(run_dir / "checkpoints" / "last")
-    assert state is not None
-    assert (run_dir / "ledger.jsonl").read_bytes().count(b"\n") == state["step"]
-    _same_secret(run_dir, ref_secret)
-    _resume_in_process(run_dir, monkeypatch)
+    progress = RunDir(run_dir).read_progress()
+    assert (run_dir / "transcript.jsonl").read_bytes().count(b"\n") == progress["step"]
+    assert _resume(run_dir) == 0
     assert _hashes(run_dir) == ref_hashes
 
 
-def test_resume_with_another_config_is_refused(tiny_config, tmp_path, monkeypatch, capsys):
+def test_resume_with_another_config_is_refused(config, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    trainer = Trainer(tiny_config(*ARGS, "train.steps=2"))
+    cfg = config("run.output_dir=runs", "train.steps=2")
+    trainer = Trainer(cfg)
     trainer.setup()
     with pytest.raises(PaczeroError, match=r"train\.lr"):
-        Trainer.resume(trainer.run_dir, config=tiny_config(*ARGS, "train.steps=2", "train.lr=0.5"))
-    assert main(["train", "--resume", str(trainer.run_dir), "zo.clip=3"]) == 2
+        Trainer.resume(trainer.run_dir.path, config=config("run.output_dir=runs", "train.steps=2",
+                                                           "train.lr=0.5"))
+    assert main(["train", "--resume", str(trainer.run_dir.path), "zo.clip=3"]) == 2
     assert "zo.clip" in capsys.readouterr().err
 
 
-def test_finished_runs_cannot_resume_and_can_forget_their_secret(tiny_config, tmp_path, monkeypatch, capsys):
+def test_finished_runs_cannot_resume_and_can_forget_their_secret(config, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    unfinished = Trainer(tiny_config(*ARGS, "run.name=u"))
+    unfinished = Trainer(config("run.output_dir=runs", "run.name=u"))
     unfinished.setup()
-    assert main(["train", "--forget-secret", str(unfinished.run_dir)]) == 2
-    assert (unfinished.run_dir / "secret.json").exists()
-    trainer = Trainer(tiny_config(*ARGS, "train.steps=2"))
+    assert main(["train", "--forget-secret", str(unfinished.run_dir.path)]) == 2
+    assert unfinished.run_dir.secret_path.exists()
+    trainer = Trainer(config("run.output_dir=runs", "train.steps=2", "privacy.mechanism=mi"))
     trainer.run()
-    assert main(["train", "--resume", str(trainer.run_dir)]) == 2
+    run = trainer.run_dir
+    public = {p: (run.path / p).read_bytes() for p in run.public_files()}
+    assert main(["train", "--resume", str(run.path)]) == 2
     assert "finished" in capsys.readouterr().err
-    assert main(["train", "--forget-secret", str(trainer.run_dir)]) == 0
-    assert not (trainer.run_dir / "secret.json").exists()
-    assert not any("secret" in p.name for p in (trainer.run_dir / "checkpoints").rglob("*"))
-
-
-def _crash_at_third_checkpoint(trainer: Trainer, monkeypatch) -> None:
-    real = checkpoint.write_json
-    calls = {"n": 0}
-
-    class Crash(BaseException):
-        pass
-
-    def dying_write_json(path, obj, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Crash
-        return real(path, obj, **kw)
-
-    monkeypatch.setattr(checkpoint, "write_json", dying_write_json)
-    with pytest.raises(Crash):
-        trainer.run()
-    monkeypatch.setattr(checkpoint, "write_json", real)
+    assert main(["audit", str(run.path)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--forget-secret", str(run.path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("secret.json", "releases.jsonl", "summary.json", "scores.csv"):
+        assert name in out
+    remaining = {p.relative_to(run.private) for p in run.private.rglob("*") if p.is_file()}
+    assert remaining == {Path("diagnostics.jsonl")}  # pool figures only: no J*, no key
+    assert {p: (run.path / p).read_bytes() for p in run.public_files()} == public
+    assert main(["audit", str(run.path)]) == 2
 
 
 @pytest.mark.parametrize("extra", [
     ("privacy.mechanism=mi", "privacy.budget=0.3"),
     ("privacy.mechanism=dpaggzo", "privacy.epsilon=2", "privacy.sample_rate=0.3", "zo.directions=2"),
 ], ids=["mi", "dpaggzo"])
-def test_keyed_runs_resume_bit_identical(tiny_config, tmp_path, monkeypatch, extra):
-    """The posterior, the MI spent, the keyed noise and the keyed Poisson batches survive a crash: same files
-    as an uninterrupted run."""
-    for where in ("crashed", "ref"):
+def test_keyed_runs_resume_bit_identical(config, tmp_path, monkeypatch, extra):
+    """The posterior, the MI spent, the keyed noise and the keyed Poisson batches survive a crash: same files as an
+    uninterrupted run with the same secret."""
+    for where in ("a", "b"):
         (tmp_path / where).mkdir()
-    monkeypatch.chdir(tmp_path / "crashed")
-    crashed = Trainer(tiny_config(*ARGS, *extra))
-    _crash_at_third_checkpoint(crashed, monkeypatch)
-    state = checkpoint.load_state(crashed.run_dir / "checkpoints" / "last")
+    monkeypatch.chdir(tmp_path / "a")
+    crashed = _crash_at_third_checkpoint(config(*extra), monkeypatch)
+    state = crashed.run_dir.load_state(4)
     if "privacy.mechanism=mi" in extra:
         assert state["mechanism"]["spent"] > 0  # the resume starts from a posterior that has moved
-    crashed_dir = crashed.run_dir.resolve()
-    _resume_in_process(crashed_dir, monkeypatch)
-    monkeypatch.chdir(tmp_path / "ref")
-    from paczero.secret import SecretState
-
-    ref = Trainer(tiny_config(*ARGS, *extra), secret=SecretState.load(crashed_dir / "secret.json"))
+    assert _resume(crashed.run_dir.path) == 0
+    secret = crashed.run_dir.load_secret()
+    monkeypatch.chdir(tmp_path / "b")
+    ref = Trainer(config(*extra), secret=secret)
     ref.run()
-    assert _hashes(crashed_dir) == _hashes(ref.run_dir)
+    assert _hashes(tmp_path / "a" / "runs" / "r") == _hashes(tmp_path / "b" / "runs" / "r")
 
 
-def test_a_resume_that_would_change_a_released_step_is_refused(tiny_config, tmp_path, monkeypatch, capsys):
-    """Steps written after the last checkpoint were published: recomputing them differently would release
-    a second value under the same noise, so the resume stops and leaves the transcript as published."""
+def test_a_resume_that_would_change_a_released_step_is_refused(config, tmp_path, monkeypatch, capsys):
+    """Steps written after the last checkpoint were published: recomputing them differently would release a second
+    value under the same noise, so the resume stops and leaves the transcript as published."""
     monkeypatch.chdir(tmp_path)
-    trainer = Trainer(tiny_config(*ARGS, "privacy.mechanism=mi", "privacy.budget=0.3"))
-    _crash_at_third_checkpoint(trainer, monkeypatch)  # checkpoint after step 4; steps 5-6 released
-    path = trainer.run_dir / "ledger.jsonl"
+    trainer = _crash_at_third_checkpoint(config("run.output_dir=runs", "privacy.mechanism=mi",
+                                                "privacy.budget=0.3"), monkeypatch)
+    path = trainer.run_dir.transcript_path
     lines = path.read_bytes().split(b"\n")
     assert len(lines) - 1 == 6
     lines[5] = lines[5].replace(b'"lr":', b'"lr":1e-9,"was_lr":', 1)  # what another recomputation would give
     path.write_bytes(b"\n".join(lines))
     published = path.read_bytes()
-    assert main(["train", "--resume", str(trainer.run_dir)]) == 2
-    assert "differently from its released ledger line" in capsys.readouterr().err
+    assert _resume(trainer.run_dir.path) == 2
+    assert "differently from its published transcript line" in capsys.readouterr().err
     assert path.read_bytes() == published
+
+
+def test_secret_stays_out_of_the_public_files(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    secret = SecretState(key=bytes(range(32)), j_star=5)
+    trainer = Trainer(config("run.output_dir=runs", "train.steps=2", "privacy.mechanism=mi"),
+                      secret=secret)
+    trainer.run()
+    for p in trainer.run_dir.public_files():
+        assert secret.key.hex().encode() not in (trainer.run_dir.path / p).read_bytes()

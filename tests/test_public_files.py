@@ -1,0 +1,142 @@
+"""Public means released: a run's public files depend on the secret only through the released values.
+
+* ZPL: two runs that differ only in J* — each killed, resumed, audited, reported on, with TensorBoard on — leave
+  byte-identical public files and print the same output apart from the lines marked private.
+* MI and the DP baselines: a run with another secret (another J*, another key: other bits, other Poisson batches,
+  other noise), made to release the first run's values, writes byte-identical public files: nothing else of the
+  secret, of the pool or of the batches reaches them. And a replay of the public transcript alone rebuilds the
+  weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_CONFIG
+from paczero.cli import main
+from paczero.config import load_config
+from paczero.ledger import parse_releases, parse_transcript
+from paczero.mechanisms import registry
+from paczero.rundir import RunDir
+from paczero.secret import SecretState
+from paczero.trainer import PRIVATE_TAG, Trainer
+
+ARGS = ["train.steps=8", "train.eval_every=4", "train.checkpoint_every=2", "run.name=r", "run.output_dir=runs"]
+
+
+def _public(run: Path) -> dict[str, bytes]:
+    run_dir = RunDir(run)
+    return {str(p): (run / p).read_bytes() for p in run_dir.public_files()}
+
+
+def _public_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith(PRIVATE_TAG)]
+
+
+def _start(data_dir: Path, cwd: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "paczero", "train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}",
+           *ARGS, *extra]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_after(proc: subprocess.Popen, transcript: Path, steps: int) -> tuple[str, str]:
+    end = time.monotonic() + 120
+    while not (transcript.exists() and transcript.read_bytes().count(b"\n") >= steps):
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    return proc.communicate()
+
+
+@pytest.mark.slow
+def test_zpl_runs_differing_only_in_the_secret_publish_identical_files(data_dir, tmp_path, monkeypatch, capsys):
+    outputs, publics = [], []
+    for where, j_star in (("a", 0), ("b", 5)):
+        base = tmp_path / where
+        base.mkdir()
+        monkeypatch.chdir(base)
+        run = Path("runs") / "r"
+        out, err = _kill_after(_start(data_dir, base, "logging.tensorboard=true"), base / run / "transcript.jsonl", 3)
+        secret = RunDir(run).load_secret()
+        RunDir(run).save_secret(SecretState(key=secret.key, j_star=j_star))  # ZPL has used neither so far
+        assert main(["train", "--resume", str(run)]) == 0
+        assert main(["audit", str(run)]) == 0
+        assert main(["report", str(run), "--out", "report", "--private"]) == 0
+        assert main(["privacy", str(run), "--private"]) == 0
+        resumed = capsys.readouterr()
+        outputs.append([_public_lines(t) for t in (out, err, resumed.out, resumed.err)])
+        assert any(line.startswith(PRIVATE_TAG) for line in resumed.out.splitlines())
+        publics.append({**_public(run), **{f"report/{p.name}": p.read_bytes() for p in Path("report").glob("*")
+                                           if p.is_file()}})
+        assert (run / "private" / "tensorboard").is_dir() and (run / "private" / "audit" / "scores.csv").is_file()
+    assert outputs[0] == outputs[1]
+    assert publics[0].keys() == publics[1].keys() and "transcript.jsonl" in publics[0]
+    assert [k for k in publics[0] if publics[0][k] != publics[1][k]] == []
+
+
+def _forced(monkeypatch, values: list[list[float]]) -> None:
+    """Make every mechanism release ``values[t]`` at step t (whatever its own draw was), keeping the rest."""
+    real = registry.build_mechanism
+
+    def build(cfg, *, membership, secret):
+        mech = real(cfg, membership=membership, secret=secret)
+        own = mech.release_step
+
+        def release_step(estimates, *, step):
+            return [dataclasses.replace(r, value=v) for r, v in zip(own(estimates, step=step), values[step])]
+
+        mech.release_step = release_step
+        return mech
+
+    monkeypatch.setattr("paczero.build.build_mechanism", build)
+
+
+@pytest.mark.parametrize("extra", [
+    ("privacy.mechanism=mi", "privacy.budget=0.3"),
+    ("privacy.mechanism=dpzero", "privacy.epsilon=2", "privacy.sample_rate=0.5"),
+    ("privacy.mechanism=dpaggzo", "privacy.epsilon=2", "privacy.sample_rate=0.5", "zo.directions=3"),
+], ids=["mi", "dpzero", "dpaggzo"])
+def test_public_files_depend_on_the_secret_only_through_the_released_values(data_dir, tmp_path, monkeypatch,
+                                                                             extra):
+    cfg = load_config(TINY_CONFIG, [f"data.data_dir={data_dir}", *ARGS, *extra])
+    runs = []
+    for where, secret in (("a", SecretState(key=bytes(32), j_star=1)),
+                          ("b", SecretState(key=bytes(range(32)), j_star=6))):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)
+        if where == "b":
+            first = parse_transcript(runs[0].read_transcript())
+            _forced(monkeypatch, [[d.value for d in s.directions] for s in first])
+        trainer = Trainer(cfg, secret=secret)
+        trainer.run()
+        runs.append(RunDir(tmp_path / where / "runs" / "r"))
+    a, b = runs
+    own = [[r for r in step] for step in parse_releases(b.read_private(b.releases_path))]
+    first = [[r for r in step] for step in parse_releases(a.read_private(a.releases_path))]
+    assert own != first  # the second run's secret did change what it computed in private
+    if "dp" in extra[0]:
+        assert [r.batch for s in own for r in s] != [r.batch for s in first for r in s]  # other Poisson batches
+    assert _public(a.path) == _public(b.path)
+
+
+def test_mi_runs_with_another_secret_release_other_bits_and_replay_from_the_transcript(data_dir, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    transcripts = []
+    for name, secret in (("a", SecretState(key=bytes(32), j_star=1)), ("b", SecretState(key=bytes(range(32)),
+                                                                                        j_star=6))):
+        cfg = load_config(TINY_CONFIG, [f"data.data_dir={data_dir}", *ARGS, f"run.name={name}",
+                                        "privacy.mechanism=mi", "privacy.budget=0.3"])
+        Trainer(cfg, secret=secret).run()
+        transcripts.append(RunDir(Path("runs") / name).read_transcript())
+    assert transcripts[0] != transcripts[1]  # the bits carry the (bounded) information about S*
+    assert main(["replay", "runs/a", "--out", "rebuilt"]) == 0
+    assert (Path("rebuilt") / "model.safetensors").read_bytes() == (
+        Path("runs/a/checkpoints/last/model.safetensors").read_bytes())
