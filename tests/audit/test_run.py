@@ -16,11 +16,12 @@ from conftest import TINY_CONFIG
 from paczero.audit import audit_run
 from paczero.audit.transcript import membership_posterior
 from paczero.cli import main
-from paczero import config
 from paczero.config import load_config
 from paczero.errors import PaczeroError
-from paczero.mechanisms.base import Mechanism, Release
+from paczero.mechanisms.base import Mechanism
 from paczero.privacy.bounds import mia_posterior_bound
+from paczero.releases import Coin
+from paczero.rundir import RunDir
 from paczero.secret import SecretState
 from paczero.trainer import Trainer
 
@@ -41,7 +42,7 @@ def zpl_run(data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def zpl_audit(zpl_run):
-    return audit_run(zpl_run, progress=False)
+    return audit_run(zpl_run.path, show=False)
 
 
 def _csv(path):
@@ -49,14 +50,16 @@ def _csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_zpl_audit_writes_its_outputs(zpl_run, zpl_audit):
-    out = zpl_run / "audit"
+def test_zpl_audit_writes_only_private_outputs(zpl_run, zpl_audit):
+    out = zpl_run.audit_dir
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
     for name in ("summary.json", "scores.csv", "roc.png"):
         assert (out / name).stat().st_size > 0
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600  # the scores reveal S*
-    assert json.loads((zpl_run / "metrics.json").read_text())["audit"] == zpl_audit
+    assert "audit" not in zpl_run.read_metrics()
+    assert not any("audit" in str(p) for p in zpl_run.public_files())
     assert json.loads((out / "summary.json").read_text()) == zpl_audit
-    membership = np.load(zpl_run / "membership.npy")
+    membership = zpl_run.read_membership()
     rows = _csv(out / "scores.csv")
     assert [int(r["member"]) for r in rows] == membership[:, J_STAR].astype(int).tolist()
     assert zpl_audit["uses_secret"] and zpl_audit["n_members"] == membership[:, J_STAR].sum()
@@ -79,18 +82,17 @@ def test_zpl_attacks_are_consistent_with_chance(zpl_audit):
 
 
 def test_leaky_mi_run_is_found_by_the_transcript_attack(data_dir, tmp_path):
-    """A budget of 5 nats on 8 subsets lets the ledger single out S*; the attack must find it, within the
-    (then vacuous) bound, and its posterior must be the one the mechanism itself tracked."""
+    """A budget of 5 nats on 8 subsets lets the bits single out S*; the attack must find it, within the (then
+    vacuous) bound, and its posterior must be the one the mechanism itself tracked."""
     run = _train(data_dir, tmp_path, "run.name=mi", "privacy.mechanism=mi", "privacy.budget=5")
-    summary = audit_run(run, progress=False)
+    summary = audit_run(run.path, show=False)
     transcript = summary["attacks"]["transcript"]
     assert transcript["auc"] > 0.95 and transcript["bayes_success"] > 0.9
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert transcript["theoretical_bound"] == mia_posterior_bound(metrics["privacy"]["mi_nats"])
+    assert transcript["theoretical_bound"] == mia_posterior_bound(5.0)
     assert transcript["consistent_with_bound"]
-    state = json.loads((run / "checkpoints" / "last" / "trainer_state.json").read_text())
-    tracked = membership_posterior(np.array(state["mechanism"]["log_posterior"]), np.load(run / "membership.npy"))
-    rows = _csv(run / "audit" / "scores.csv")
+    state = run.load_state(run.read_progress()["step"])
+    tracked = membership_posterior(np.array(state["mechanism"]["log_posterior"]), run.read_membership())
+    rows = _csv(run.audit_dir / "scores.csv")
     np.testing.assert_allclose([float(r["transcript_posterior"]) for r in rows], tracked, atol=1e-8)
 
 
@@ -103,27 +105,26 @@ class SecretMeanLeak(Mechanism):
     def __init__(self, membership, secret):
         self.members = membership[:, secret.j_star]
 
-    def release(self, estimates, *, step, k):
-        return Release(value=float(np.mean(estimates[self.members])), kind="coin")
+    def release_step(self, estimates, *, step):
+        return [Coin(value=float(np.mean(estimates[self.members, 0])))]
 
 
 def test_leaky_toy_mechanism_is_found_by_the_loss_attack(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("paczero.trainer.build_mechanism", lambda cfg, membership, secret: SecretMeanLeak(
+    monkeypatch.setattr("paczero.build.build_mechanism", lambda cfg, membership, secret: SecretMeanLeak(
         membership, secret))
     run = _train(data_dir, tmp_path, "run.name=leak", "data.n_pool=32", "privacy.n_subsets=2", "train.steps=300",
                  "train.lr=0.001", "train.lr_schedule=constant", "train.eval_every=300", "train.eval_before=false",
                  secret=SecretState(key=bytes(32), j_star=0))
-    summary = audit_run(run, progress=False)
+    summary = audit_run(run.path, show=False)
     for attack in ("loss", "reference"):
         assert summary["attacks"][attack]["auc_interval"][0] > 0.5
         assert summary["attacks"][attack]["leak_p_value"] < 0.01
-    assert summary["attacks"]["transcript"] == {"applicable": False,
-                                                "reason": "ledger step 0 records no subset signs"}
+    assert summary["attacks"]["transcript"]["auc"] == 0.5  # coins without signs: nothing to weigh
 
 
 def test_deleted_secret_is_a_clear_error(zpl_run, tmp_path, capsys):
     run = tmp_path / "copy"
-    shutil.copytree(zpl_run, run)
+    shutil.copytree(zpl_run.path, run)
     assert main(["train", "--forget-secret", str(run)]) == 0
     capsys.readouterr()
     assert main(["audit", str(run)]) == 2
@@ -133,37 +134,36 @@ def test_deleted_secret_is_a_clear_error(zpl_run, tmp_path, capsys):
 
 def test_unfinished_and_incomplete_runs_are_refused(zpl_run, tmp_path):
     run = tmp_path / "copy"
-    shutil.copytree(zpl_run, run)
+    shutil.copytree(zpl_run.path, run)
     (run / "membership.npy").unlink()
-    with pytest.raises(PaczeroError, match="without membership.npy"):
-        audit_run(run, progress=False)
+    with pytest.raises(PaczeroError, match="no membership.npy"):
+        audit_run(run, show=False)
     (run / "metrics.json").unlink()
     with pytest.raises(PaczeroError, match="has not finished"):
-        audit_run(run, progress=False)
+        audit_run(run, show=False)
 
 
 def test_run_without_candidate_subsets_is_audited_pool_against_dev(zpl_run, tmp_path, monkeypatch):
     """The DP and non-private baselines train on the whole pool: members = pool, non-members = dev, and the
     secret key they may keep (for noise) is not read."""
     run = tmp_path / "baseline"
-    shutil.copytree(zpl_run, run)
-    shutil.rmtree(run / "audit")
+    shutil.copytree(zpl_run.path, run)
+    shutil.rmtree(run / "private" / "audit")
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("mechanism: zpl", "mechanism: mezo"))
-    # MeZO arrives with the baselines' branch; until then the config schema is told about the name.
-    monkeypatch.setitem(config._CHOICES, "privacy.mechanism", (*config._CHOICES["privacy.mechanism"], "mezo"))
-    summary = audit_run(run, progress=False)
+    summary = audit_run(run, show=False)
     assert not summary["uses_secret"] and (summary["n_members"], summary["n_nonmembers"]) == (64, 32)
     assert summary["attacks"]["transcript"]["applicable"] is False
-    rows = _csv(run / "audit" / "scores.csv")
+    rows = _csv(run / "private" / "audit" / "scores.csv")
     assert [r["split"] for r in rows] == ["pool"] * 64 + ["dev"] * 32
     assert [int(r["member"]) for r in rows] == [1] * 64 + [0] * 32
-    assert stat.S_IMODE((run / "audit" / "scores.csv").stat().st_mode) == 0o644
+    assert stat.S_IMODE((run / "private" / "audit" / "scores.csv").stat().st_mode) == 0o600  # pool losses
 
 
-def test_cli_audit_prints_every_attack(zpl_run, capsys):
-    assert main(["audit", str(zpl_run)]) == 0
+def test_cli_audit_prints_every_attack_as_private(zpl_run, capsys):
+    assert main(["audit", str(zpl_run.path)]) == 0
     out = capsys.readouterr().out
     assert "uses the secret" in out and "loss attack: AUC" in out and "reference attack: AUC" in out
     assert "Bayes-optimal success 0.500" in out and "bound 0.5000" in out
-    assert main(["audit", str(zpl_run), "--json"]) == 0
+    assert all(line.startswith("[private] ") for line in out.splitlines())
+    assert main(["audit", str(zpl_run.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["attacks"]["transcript"]["bayes_success"] == 0.5
