@@ -1,4 +1,4 @@
-"""End-to-end tiny runs of the baselines and ablations: ledger, statement, replay, what they log."""
+"""End-to-end tiny runs of the baselines and ablations: transcript, statement, replay, and what they keep private."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from paczero import ledger
 from paczero.cli import main
-from paczero.privacy.accounting import dp_epsilon
+from paczero.ledger import parse_releases, parse_transcript
+from paczero.privacy.accounting import dp_epsilon, noise_multiplier
 from paczero.privacy.bounds import dp_posterior_bound
 from paczero.secret import SecretState
 from paczero.trainer import Trainer
@@ -18,6 +18,7 @@ DP = {"dpzero": ["privacy.epsilon=2.0", "privacy.sample_rate=0.25"],
       "dpaggzo": ["privacy.epsilon=2.0", "privacy.sample_rate=0.25", "zo.directions=3"]}
 RUNS = {"mezo": ["train.batch_size=8"], **DP,
         **{a: [] for a in ("raw_full", "quant_full", "raw_half", "quant_half", "random_sign")}}
+KINDS = {"mezo": "projected", "dpzero": "dp", "dpaggzo": "dp"}
 COMMON = ["train.steps=6", "train.eval_every=3", "train.eval_before=false"]
 
 
@@ -35,49 +36,50 @@ def _sha(path) -> str:
 @pytest.mark.parametrize("mechanism", sorted(RUNS))
 def test_every_mechanism_runs_end_to_end_and_replays(tiny_config, tmp_path, mechanism):
     trainer, metrics = _run(tiny_config, mechanism)
-    records = ledger.read(trainer.run_dir)
-    K = trainer.cfg.zo.directions
-    assert [r["step"] for r in records] == list(range(6)) and all(len(r["directions"]) == K for r in records)
-    kinds = {d["kind"] for r in records for d in r["directions"]}
-    assert kinds == {"projected" if mechanism == "mezo" else "dp" if mechanism in DP else mechanism}
+    run, K = trainer.run_dir, trainer.cfg.zo.directions
+    steps = parse_transcript(run.read_transcript())
+    assert [s.step for s in steps] == list(range(6)) and all(len(s.directions) == K for s in steps)
+    kinds = {r.kind for step in parse_releases(run.read_private(run.releases_path)) for r in step}
+    assert kinds == {KINDS.get(mechanism, "ablation")}
     if mechanism.startswith("quant") or mechanism == "random_sign":
-        assert {abs(d["value"]) for r in records for d in r["directions"]} == {1.0}
-    # The final weights are a function of the ledger alone, for every mechanism.
-    assert main(["replay", str(trainer.run_dir), "--out", str(tmp_path / "rebuilt")]) == 0
-    assert _sha(tmp_path / "rebuilt" / "model.safetensors") == _sha(
-        trainer.run_dir / "checkpoints" / "last" / "model.safetensors")
-    bound = metrics["privacy"]["mia_posterior_bound"]
-    assert bound == (0.5 if mechanism == "random_sign" else bound if mechanism in DP else 1.0)
+        assert {abs(d.value) for s in steps for d in s.directions} == {1.0}
+    # The final weights are a function of the transcript alone, for every mechanism.
+    assert main(["replay", str(run.path), "--out", str(tmp_path / "rebuilt")]) == 0
+    assert _sha(tmp_path / "rebuilt" / "model.safetensors") == _sha(run.checkpoint("last") / "model.safetensors")
+    expected_bound = {"random_sign": 0.5, "dpzero": None, "dpaggzo": None}.get(mechanism, 1.0)
+    if expected_bound is not None:
+        assert metrics["privacy"]["mia_posterior_bound"] == expected_bound
+    assert (run.membership_path.is_file()) == mechanism.endswith("_half")  # only they use the subsets
 
 
 @pytest.mark.parametrize("mechanism", sorted(DP))
-def test_dp_runs_state_epsilon_from_the_accountant_and_log_nothing_about_the_pool(tiny_config, mechanism):
+def test_dp_runs_state_epsilon_from_the_accountant_and_keep_the_pool_private(tiny_config, mechanism):
     trainer, metrics = _run(tiny_config, mechanism)
-    p = metrics["privacy"]
-    cfg = trainer.cfg.privacy
-    share = cfg.pool_size_fraction if mechanism == "dpaggzo" else 0.0
-    # ε recomputed independently: the accountant over the steps in the ledger at the σ the run used.
-    expected = dp_epsilon(noise_multiplier=p["noise_multiplier"], sample_rate=cfg.sample_rate, steps=6,
-                          delta=cfg.delta) + share * cfg.epsilon
-    assert p["dp_epsilon"] == pytest.approx(expected, rel=1e-12)
-    assert cfg.epsilon - 0.011 <= p["dp_epsilon"] <= cfg.epsilon * (1 + 1e-9)
-    assert p["mia_posterior_bound"] == pytest.approx(dp_posterior_bound(p["dp_epsilon"], cfg.delta), rel=1e-12)
-    assert p["accountant"] == "rdp" and p["epsilon_prv"] <= p["epsilon_rdp"] + 0.011
-    # Nothing computed on the private pool (its losses, its batch, its non-finite or truncation counts).
-    for line in (trainer.run_dir / "diagnostics.jsonl").read_text().splitlines():
-        assert set(json.loads(line)) <= {"step", "lr", "dev_loss", "dev_accuracy"}
-    assert metrics["nonfinite_estimates"] is None and "pool" not in metrics["data"]["truncated"]
-    assert metrics["unanimity_rate"] is None
+    p, cfg = metrics["privacy"], trainer.cfg.privacy
+    # ε recomputed independently: the accountant over the transcript's steps at the σ calibrated for the target.
+    sigma = noise_multiplier(epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=cfg.sample_rate, steps=6)
+    assert p["noise_multiplier"] == sigma
+    assert p["dp_epsilon"] == dp_epsilon(noise_multiplier=sigma, sample_rate=cfg.sample_rate, steps=6,
+                                         delta=cfg.delta)
+    assert cfg.epsilon * (1 - 1e-3) <= p["dp_epsilon"] <= cfg.epsilon
+    assert p["mia_posterior_bound"] == dp_posterior_bound(p["dp_epsilon"], cfg.delta)
+    assert p["neighbouring_relation"].startswith("replace-one") and "replace-one" in p["summary"]
+    # Nothing computed on the private pool or its batches in any public file.
+    public = json.dumps({k: v for k, v in metrics.items() if k != "config"})  # the config names micro_batch
+    assert "batch" not in public and "timing" not in public and "nonfinite" not in public
+    batches = [r.batch for step in parse_releases(trainer.run_dir.read_private(trainer.run_dir.releases_path))
+               for r in step]
+    assert len(set(batches)) > 1  # the private log does hold the (secret) batch sizes
 
 
-def test_dp_runs_depend_on_the_secret_key_and_pac_subsets_do_not_matter(tiny_config, tmp_path, monkeypatch):
+def test_dp_runs_depend_on_the_secret_key(tiny_config, tmp_path, monkeypatch):
     """The Poisson batches and the noise come from the secret key: another key, another transcript."""
     values = []
     for salt in (1, 2):
         monkeypatch.chdir(tmp_path)
         trainer, _ = _run(tiny_config, "dpzero", f"run.output_dir=k{salt}",
                           secret=SecretState(key=salt.to_bytes(32, "big"), j_star=0))
-        values.append([r["directions"][0]["value"] for r in ledger.read(trainer.run_dir)])
+        values.append([s.directions[0].value for s in parse_transcript(trainer.run_dir.read_transcript())])
     assert values[0] != values[1]
 
 
@@ -86,10 +88,9 @@ def test_privacy_dp_noise_command(capsys):
             "0.064", "--json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"noise_multiplier", "epsilon_rdp", "epsilon_prv"} <= set(out)
+    assert out["neighbouring_relation"] == "replace_one"
     again = dp_epsilon(noise_multiplier=out["noise_multiplier"], sample_rate=0.064, steps=1000, delta=1e-5)
-    assert out["epsilon_rdp"] == pytest.approx(again, rel=1e-12) and 1.989 <= again <= 2.0
-    assert out["epsilon_prv"] < out["epsilon_rdp"]  # PRV is tighter than RDP here
+    assert out["epsilon"] == again and 2 * (1 - 1e-3) <= again <= 2.0
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -100,6 +101,8 @@ def test_privacy_dp_noise_command(capsys):
       "zo.directions=2"], "zo.directions"),
     (["train", "--config", "configs/examples/tiny.yaml", "privacy.mechanism=dpaggzo", "privacy.epsilon=1",
       "privacy.sample_rate=0"], "privacy.sample_rate"),
+    (["train", "--config", "configs/examples/tiny.yaml", "privacy.mechanism=dpzero", "privacy.epsilon=1",
+      "zo.clip=inf"], "zo.clip"),
 ])
 def test_dp_user_errors_exit_2(capsys, argv, match):
     assert main(argv) == 2

@@ -30,10 +30,11 @@ def test_privacy_mi(capsys):
     assert out["mia_posterior_bound"] == pytest.approx(dp_posterior_bound(out["dp_epsilon_equivalent"]), rel=1e-9)
 
 
-def test_privacy_channel_is_conservative(capsys):
+def test_privacy_channel_is_conservative_on_both_channels(capsys):
     out = _json(capsys, ["privacy", "--channel", "--q", "0.5", "--beta", "5e-8", "--json"])
-    assert out["sigma"] == pytest.approx(3162.28, rel=1e-5)
-    assert 5e-8 * (1 - 1e-6) <= out["achieved_mi"] <= 5e-8
+    assert out["awgn_sigma"] == pytest.approx(3162.28, rel=1e-5)  # paczero-notes §4's table
+    assert 5e-8 * (1 - 1e-6) <= out["awgn_mi"] <= 5e-8 and 5e-8 * (1 - 1e-6) <= out["bsc_mi"] <= 5e-8
+    assert out["bsc_sigma"] < out["awgn_sigma"] and out["bsc_true_sign_probability"] > 0.5
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -69,7 +70,7 @@ def test_eval_of_a_run_reproduces_its_test_metrics(tiny_config, capsys, tmp_path
     trainer = Trainer(tiny_config("run.name=ev", "train.steps=4", "train.eval_every=2"))
     metrics = trainer.run()
     capsys.readouterr()
-    assert main(["eval", str(trainer.run_dir), "--splits", "test", "dev"]) == 0
+    assert main(["eval", str(trainer.run_dir.path), "--splits", "test", "dev"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["test"] == pytest.approx(metrics["test"], rel=1e-6)
     assert main(["eval", str(tmp_path / "nothing")]) == 2
@@ -81,4 +82,5 @@ def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsy
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "test accuracy before training" in out and "test accuracy after training" in out
-    assert "I = 0 nats, MIA posterior <= 0.5" in out
+    assert "I = 0 nats, MIA posterior <= 0.5" in out and "next: paczero privacy" in out
+    assert [line for line in out.splitlines() if "unanimity" in line][0].startswith("[private] ")

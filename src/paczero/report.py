@@ -61,14 +61,15 @@ class RunData:
 
 def load_run(path: str | Path, *, private: bool = False) -> RunData:
     """Read a run directory's public files (and, with ``private``, its private diagnostics and figures)."""
-    from paczero.config import load_run_config
+    from omegaconf import OmegaConf
+
     from paczero.fileio import read_json
 
     try:
         run = RunDir.open(path)
     except PaczeroError:
         raise PaczeroError(f"{path} is not a run directory (no config.yaml)") from None
-    mechanism = load_run_config(run.path).privacy.mechanism
+    mechanism = str(OmegaConf.select(OmegaConf.load(run.config_path), "privacy.mechanism", default="unknown"))
     diagnostics, figures = [], None
     if private:
         if not run.private.is_dir():
