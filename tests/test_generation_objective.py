@@ -13,14 +13,13 @@ from paczero.mechanisms.zpl import ZPL
 from paczero.metrics import f1_score
 from paczero.objectives import GenerationObjective, model_forward
 from paczero.subsets import membership_matrix, subset_means, subset_signs
-from paczero.trainer import Trainer
+from paczero.build import build
 from paczero.zo import ZOEngine
 
 
 @pytest.fixture
 def prepared(tiny_squad_config):
-    trainer = Trainer(tiny_squad_config())
-    trainer.prepare()
+    trainer = build(tiny_squad_config())
     return trainer
 
 
@@ -61,7 +60,7 @@ def test_unchanged_answers_give_a_unanimous_plus_one(prepared):
     g, _ = ZOEngine(loaded.model, loaded.trainable, eps=1e-3).estimates(objective, enc, direction=5)
     assert np.all(g == 0.0)
     mechanism = ZPL(membership_matrix(n=len(g), m=8, seed=0), seed=0)
-    release = mechanism.release(g, step=0, k=0)
+    release = mechanism.release_step(g[:, None], step=0)[0]
     assert (release.value, release.kind) == (1.0, "unanimous")
 
 
@@ -75,8 +74,7 @@ def test_perturbed_generation_equals_a_perturbed_copy(prepared):
 
 
 def test_lm_losses_match_a_one_by_one_float64_oracle(tiny_squad_config):
-    trainer = Trainer(tiny_squad_config("data.objective=lm"))
-    trainer.prepare()
+    trainer = build(tiny_squad_config("data.objective=lm"))
     objective, enc = trainer.objective, trainer.encoded["dev"]
     model = copy.deepcopy(trainer.loaded.model).double()
     oracle = []

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from paczero.errors import PaczeroError
+from paczero.build import build
 from paczero.trainer import Trainer
 
 
 @pytest.fixture
 def saved_tiny(tiny_config, tmp_path):
-    trainer = Trainer(tiny_config())
-    trainer.prepare()
+    trainer = build(tiny_config())
     folder = tmp_path / "tiny-model"
     trainer.loaded.model.save_pretrained(folder)
     trainer.loaded.tokenizer.save_pretrained(folder)
@@ -31,9 +31,9 @@ def test_device_map_loading_gives_the_same_run(tiny_config, saved_tiny, monkeypa
     mapped = Trainer(tiny_config("run.name=mapped", "model.device_map=auto", *common))
     mapped.run()
     assert seen == [None, "auto"]  # the second load went through accelerate's placement
-    assert (plain.run_dir / "ledger.jsonl").read_bytes() == (mapped.run_dir / "ledger.jsonl").read_bytes()
-    assert ((plain.run_dir / "checkpoints" / "last" / "model.safetensors").read_bytes()
-            == (mapped.run_dir / "checkpoints" / "last" / "model.safetensors").read_bytes())
+    assert plain.run_dir.transcript_path.read_bytes() == mapped.run_dir.transcript_path.read_bytes()
+    assert ((plain.run_dir.checkpoint("last") / "model.safetensors").read_bytes()
+            == (mapped.run_dir.checkpoint("last") / "model.safetensors").read_bytes())
 
 
 def test_device_map_is_refused_for_the_built_in_tiny_model(tiny_config):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 
 from paczero.objectives import model_forward
-from paczero.trainer import Trainer
+from paczero.build import build
 
 
 def test_out_of_memory_halves_the_micro_batch(tiny_config):
-    trainer = Trainer(tiny_config("zo.micro_batch=32"))
-    trainer.prepare()
+    trainer = build(tiny_config("zo.micro_batch=32"))
     objective, enc, model = trainer.objective, trainer.encoded["pool"], trainer.loaded.model
     expected = objective.scores(model_forward(model), enc)
     calls = []
@@ -30,8 +29,7 @@ def test_out_of_memory_halves_the_micro_batch(tiny_config):
 def test_both_evaluations_of_an_estimate_use_one_batching(tiny_config):
     from paczero.zo import ZOEngine
 
-    trainer = Trainer(tiny_config("zo.micro_batch=32"))
-    trainer.prepare()
+    trainer = build(tiny_config("zo.micro_batch=32"))
     objective = trainer.objective
     sizes, real = [], objective.losses
 
@@ -49,8 +47,7 @@ def test_both_evaluations_of_an_estimate_use_one_batching(tiny_config):
 
 
 def test_long_prompts_are_truncated_on_the_left_and_counted(tiny_config):
-    trainer = Trainer(tiny_config("data.max_length=6"))
-    trainer.prepare()
+    trainer = build(tiny_config("data.max_length=6"))
     enc = trainer.encoded["pool"]
     assert enc.truncated > 0
     assert max(len(p) for p in enc.prompts) <= 6

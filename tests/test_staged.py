@@ -11,13 +11,12 @@ from test_zo import _oracle_losses
 
 from paczero.models import contiguous_head_input
 from paczero.objectives import model_forward
-from paczero.trainer import Trainer
+from paczero.build import build
 from paczero.zo import ZOEngine, _perturbed
 
 
 def _prepared(tiny_config, *overrides):
-    trainer = Trainer(tiny_config(*overrides))
-    trainer.prepare()
+    trainer = build(tiny_config(*overrides))
     return trainer
 
 

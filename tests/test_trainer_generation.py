@@ -8,8 +8,8 @@ import json
 import pytest
 
 from conftest import TINY_CONFIG, TINY_SQUAD_CONFIG
-from paczero import ledger
 from paczero.cli import main
+from paczero.rundir import RunDir
 from paczero.trainer import Trainer
 
 
@@ -23,13 +23,13 @@ def test_tiny_squad_run_from_the_command_line(data_dir, tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("zero_shot_test", "test", "final_dev"):
         assert set(metrics[key]) == {"loss", "f1", "em"} and metrics[key]["loss"] == -metrics[key]["f1"]
-    assert metrics["data"]["truncated"] == {"pool": 0, "dev": 0, "test": 0}
-    assert len(ledger.read(run)) == metrics["steps_run"] == 4
-    dev = [json.loads(line) for line in (run / "diagnostics.jsonl").read_text().splitlines()]
-    dev = [d for d in dev if "dev_f1" in d]
-    assert [d["step"] + 1 for d in dev] == [2, 4]
-    best = max(dev, key=lambda d: d["dev_f1"])  # the first of equal maxima, as the trainer keeps it
-    assert metrics["best_dev"]["step"] == best["step"] + 1 and metrics["best_dev"]["f1"] == best["dev_f1"]
+    assert metrics["data"]["truncated"] == {"dev": 0, "test": 0}
+    assert len(RunDir(run).read_transcript()) == metrics["steps_run"] == 4
+    dev = RunDir(run).read_evaluations()
+    assert [d["step"] for d in dev] == [2, 4]
+    best = max(dev, key=lambda d: d["f1"])  # the first of equal maxima, as the trainer keeps it
+    assert metrics["best_dev"]["step"] == best["step"] and metrics["best_dev"]["f1"] == best["f1"]
+    assert metrics["best_dev"]["selected_on"] == "f1"
 
 
 def _write_jsonl(path, rows) -> str:

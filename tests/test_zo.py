@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from paczero.build import build
 from paczero.trainer import Trainer
 from paczero.zo import ZOEngine
 
 
 @pytest.fixture
 def prepared(tiny_config):
-    trainer = Trainer(tiny_config())
-    trainer.prepare()
+    trainer = build(tiny_config())
     return trainer
 
 
@@ -46,8 +46,7 @@ def _perturbed_copy(loaded, engine, direction, scale):
 
 @pytest.mark.parametrize("tuning", ["full", "lora"])
 def test_estimates_match_float64_loop(tiny_config, tuning):
-    trainer = Trainer(tiny_config(f"model.tuning={tuning}", "model.lora.target_modules=[q_proj,v_proj]"))
-    trainer.prepare()
+    trainer = build(tiny_config(f"model.tuning={tuning}", "model.lora.target_modules=[q_proj,v_proj]"))
     if tuning == "lora":  # LoRA B starts at zero; give the adapters weight so the estimate is not trivial
         with torch.no_grad():
             for _, p in trainer.loaded.trainable:
@@ -66,8 +65,7 @@ def test_estimates_match_float64_loop(tiny_config, tuning):
 
 
 def test_multi_token_candidates_match_oracle(tiny_config):
-    trainer = Trainer(tiny_config("data.label_words=[' very bad',' very good']"))
-    trainer.prepare()
+    trainer = build(tiny_config("data.label_words=[' very bad',' very good']"))
     objective, enc = trainer.objective, trainer.encoded["dev"]
     assert not objective.single_token
     ours = objective.losses(lambda **kw: trainer.loaded.model(**kw).logits, enc).double().numpy()
@@ -189,9 +187,8 @@ def test_no_parameter_sized_allocation_during_a_k16_step(tiny_config, engine_cla
     The staged engine holds one layer's perturbed tensors at a time (1/8 of the parameters, twice); the
     update one direction block of one tensor. The probe must catch the full-copy engine.
     """
-    trainer = Trainer(tiny_config("model.tiny.num_layers=8", "model.tiny.hidden_size=64",
+    trainer = build(tiny_config("model.tiny.num_layers=8", "model.tiny.hidden_size=64",
                                   "model.tiny.intermediate_size=256"))
-    trainer.prepare()
     loaded, objective = trainer.loaded, trainer.objective
     enc = trainer.encoded["pool"].subset(np.arange(4))
     engine = engine_class(loaded.model, loaded.trainable, eps=1e-3)
@@ -207,26 +204,26 @@ def test_no_parameter_sized_allocation_during_a_k16_step(tiny_config, engine_cla
 
 
 def test_k1_aggregation_equals_the_single_direction_algorithm(tiny_config):
-    """A K = 1 MI run equals paczero-notes §3.10 written out for one direction (no β/K, no 1/K), bit for bit."""
+    """A K = 1 MI run equals paczero-notes §3.10 written out for one direction (no β/K, no 1/K), bit for bit,
+    with the release reduced to its bit: flipped iff the secret word falls below flip·2⁶⁴."""
     from safetensors.torch import load_file
 
-    from paczero import ledger
-    from paczero.privacy.channel import binary_entropy, channel_mi, sigma_for_mi
-    from paczero.privacy.posterior import agreeing_sign, gaussian_update, q_plus, uniform_log_posterior
+    from paczero.privacy.bsc import bsc_mi, flip_for_mi
+    from paczero.privacy.channel import binary_entropy
+    from paczero.privacy.posterior import agreeing_sign, bit_update, q_plus, uniform_log_posterior
     from paczero.rng import direction_seed
     from paczero.secret import SecretState
+    from paczero.step import learning_rate
     from paczero.subsets import clip_estimates, membership_matrix, subset_means, subset_signs
-    from paczero.trainer import learning_rate
 
     cfg = tiny_config("run.name=k1", "privacy.mechanism=mi", "privacy.budget=0.3", "zo.directions=1",
                       "train.steps=4", "train.eval_every=4", "train.eval_before=false")
     secret = SecretState.fresh(cfg.privacy.n_subsets)
     run = Trainer(cfg, secret=secret)
     run.run()
-    records = ledger.read(run.run_dir)
+    records = run.run_dir.read_transcript()
 
-    ref = Trainer(cfg)
-    ref.prepare()
+    ref = build(cfg)
     T, B = cfg.train.steps, cfg.privacy.budget
     membership = membership_matrix(n=cfg.data.n_pool, m=cfg.privacy.n_subsets, seed=cfg.run.seed)
     log_post, spent, kinds = uniform_log_posterior(cfg.privacy.n_subsets), 0.0, []
@@ -237,22 +234,21 @@ def test_k1_aggregation_equals_the_single_direction_algorithm(tiny_config):
         q = q_plus(log_posterior=log_post, signs=signs)
         common = agreeing_sign(log_posterior=log_post, signs=signs, threshold=cfg.privacy.free_threshold)
         if common is not None:
-            y, kind = float(common), "free"
+            value, kind = float(common), "free"
         else:
-            beta = min((B - spent) / (T - t), 0.999 * binary_entropy(q))
-            sigma = sigma_for_mi(q=q, beta=beta)
-            y, kind = float(signs[secret.j_star]) + sigma * secret.gaussian(step=t, k=0), "noisy"
-            log_post = gaussian_update(log_posterior=log_post, signs=signs, y=y, sigma=sigma)
-            spent += channel_mi(q=q, sigma=sigma)
-            assert records[t]["directions"][0]["sigma"] == sigma and records[t]["directions"][0]["y"] == y
+            flip = flip_for_mi(q=q, beta=min((B - spent) / (T - t), 0.999 * binary_entropy(q)))
+            true = int(signs[secret.j_star])
+            value = float(-true if secret.stream("mi-flip", t, 0).word64() < flip * 2**64 else true)
+            log_post = bit_update(log_posterior=log_post, signs=signs, bit=int(value), flip=flip)
+            spent += bsc_mi(q=q, flip=flip)
+            kind = "noisy"
         kinds.append(kind)
-        value = 1.0 if y >= 0 else -1.0
         assert records[t]["directions"][0]["value"] == value
         lr = learning_rate(step=t, steps=T, lr=cfg.train.lr, lr_end=cfg.train.lr_end, schedule=cfg.train.lr_schedule)
         with torch.no_grad():
             for i, (_, p) in enumerate(ref.loaded.trainable):
                 p.add_(ref.engine.direction_block(seed, i), alpha=-lr * value)
     assert "noisy" in kinds
-    final = load_file(str(run.run_dir / "checkpoints" / "last" / "model.safetensors"))
+    final = load_file(str(run.run_dir.checkpoint("last") / "model.safetensors"))
     for name, p in ref.loaded.trainable:
         assert torch.equal(final[name], p.detach())

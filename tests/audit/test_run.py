@@ -21,7 +21,6 @@ from paczero.errors import PaczeroError
 from paczero.mechanisms.base import Mechanism
 from paczero.privacy.bounds import mia_posterior_bound
 from paczero.releases import Coin
-from paczero.rundir import RunDir
 from paczero.secret import SecretState
 from paczero.trainer import Trainer
 
