@@ -36,7 +36,7 @@ def _one_process(cfg, secret: SecretState) -> Path:
         trainer.run()
     finally:
         torch.set_num_threads(threads)
-    return trainer.run_dir
+    return trainer.run_dir.path
 
 
 def _metrics(run: Path) -> dict:
@@ -58,9 +58,9 @@ def test_two_processes_give_the_one_process_run(tiny_config, data_dir, tmp_path,
     two = tmp_path / "runs" / "two"
     assert out.count("run directory:") == 1  # only rank 0 prints
     one = _one_process(tiny_config("run.name=one", "model.threads=1", *extra),
-                       SecretState.load(two / "secret.json"))
-    assert (one / "ledger.jsonl").read_bytes() == (two / "ledger.jsonl").read_bytes()
-    assert (one / "diagnostics.jsonl").read_bytes() == (two / "diagnostics.jsonl").read_bytes()
+                       SecretState.load(two / "private" / "secret.json"))
+    for name in ("transcript.jsonl", "evaluations.jsonl", "private/releases.jsonl", "private/diagnostics.jsonl"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
     for name in ("last", "best"):
         assert ((one / "checkpoints" / name / "model.safetensors").read_bytes()
                 == (two / "checkpoints" / name / "model.safetensors").read_bytes())
@@ -86,7 +86,7 @@ def test_a_killed_rank_ends_the_job_with_a_resumable_checkpoint(tiny_config, dat
     extra = ["train.steps=400", "train.eval_every=400", "train.checkpoint_every=5", "zo.micro_batch=16",
              "train.eval_before=false", "run.dist_timeout_s=60"]
     proc = _torchrun(tmp_path, data_dir, "run.name=r", "run.output_dir=runs", *extra)
-    ledger = tmp_path / "runs" / "r" / "ledger.jsonl"
+    ledger = tmp_path / "runs" / "r" / "transcript.jsonl"
     deadline = time.monotonic() + TIMEOUT
     while not (ledger.exists() and ledger.read_bytes().count(b"\n") >= 12):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
