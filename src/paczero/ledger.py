@@ -38,6 +38,7 @@ class TranscriptStep:
     directions: tuple[Direction, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The line as a JSON-ready dict."""
         return {"step": self.step, "lr": self.lr,
                 "directions": [{"seed": d.seed, "value": d.value} for d in self.directions]}
 

@@ -177,23 +177,28 @@ class RunDir:
         return self.path / CHECKPOINTS / name
 
     def write_config(self, yaml_text: str) -> None:
+        """Write the resolved settings (``config.yaml``)."""
         write_text(self.config_path, yaml_text)
 
     def write_membership(self, membership: np.ndarray) -> None:
+        """Write the public membership matrix (``membership.npy``)."""
         def write(path: Path) -> None:
             with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to a path
                 np.save(fh, membership)
         atomic_write(self.membership_path, write)
 
     def read_membership(self) -> np.ndarray:
+        """The public membership matrix."""
         if not self.membership_path.is_file():
             raise PaczeroError(f"{self.path} has no {MEMBERSHIP_FILE}")
         return np.load(self.membership_path)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Write ``metrics.json`` (public: dev/test metrics, the statement, versions)."""
         write_json(self.metrics_path, metrics)
 
     def read_metrics(self) -> dict[str, Any] | None:
+        """``metrics.json``, or None while the run has not finished."""
         return read_json(self.metrics_path) if self.metrics_path.is_file() else None
 
     @property
@@ -201,9 +206,11 @@ class RunDir:
         return self.metrics_path.is_file()
 
     def transcript(self) -> AppendOnlyLog:
+        """The public transcript, opened for appending (and checking re-derived lines)."""
         return AppendOnlyLog(self.transcript_path)
 
     def evaluations(self) -> AppendOnlyLog:
+        """The public dev evaluations, opened for appending (and checking re-derived lines)."""
         return AppendOnlyLog(self.evaluations_path)
 
     def read_transcript(self) -> list[dict[str, Any]]:
@@ -213,6 +220,7 @@ class RunDir:
         return _complete_records(self.transcript_path)
 
     def read_evaluations(self) -> list[dict[str, Any]]:
+        """The dev evaluations written so far (``[]`` before the first)."""
         return _complete_records(self.evaluations_path) if self.evaluations_path.is_file() else []
 
     def public_files(self) -> list[Path]:
@@ -254,13 +262,16 @@ class RunDir:
         return self.private / "tensorboard"
 
     def state_path(self, step: int) -> Path:
+        """The private resume state of the checkpoint at ``step``."""
         return self.private / "state" / f"{step}.json"
 
     def save_secret(self, secret: SecretState) -> None:
+        """Write the secret (mode 0600) into the private folder."""
         self.ensure_private()
         secret.save(self.secret_path)
 
     def load_secret(self) -> SecretState:
+        """Read the secret from the private folder."""
         return SecretState.load(self.secret_path)
 
     def append_private(self, path: Path, record: dict[str, Any]) -> None:
@@ -269,6 +280,7 @@ class RunDir:
         append_jsonl(path, record, mode=PRIVATE_MODE)
 
     def write_private_json(self, path: Path, obj: Any) -> None:
+        """Write a private JSON file (mode 0600)."""
         self.ensure_private()
         path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         write_json(path, obj, mode=PRIVATE_MODE)
@@ -288,6 +300,7 @@ class RunDir:
         self.write_private_json(self.state_path(step), state)
 
     def load_state(self, step: int) -> dict[str, Any]:
+        """The private resume state of the checkpoint at ``step`` (a clear error if it is missing)."""
         path = self.state_path(step)
         if not path.is_file():
             raise PaczeroError(f"{path} is missing: the private state of the checkpoint at step {step} (was the "
@@ -302,6 +315,7 @@ class RunDir:
                 p.unlink()
 
     def read_progress(self) -> dict[str, Any] | None:
+        """The public progress of ``checkpoints/last`` (finishing a replacement a crash cut short), or None."""
         folder = self.checkpoint("last")
         recover(folder)
         path = folder / PROGRESS_FILE

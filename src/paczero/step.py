@@ -47,6 +47,7 @@ class StepResult:
 
     @property
     def values(self) -> list[float] | None:
+        """The released values (rank 0), else None."""
         return None if self.releases is None else [r.value for r in self.releases]
 
 
