@@ -21,11 +21,16 @@ import sys
 
 import numpy as np
 
+from paczero.build import build
 from paczero.config import load_config
 from paczero.errors import PaczeroError
 from paczero.rng import direction_seed
-from paczero.subsets import clip_estimates, membership_matrix, subset_means, subset_signs
-from paczero.trainer import Trainer
+from paczero.subsets import (
+    clip_estimates,
+    membership_matrix,
+    subset_means,
+    subset_signs,
+)
 
 
 def unanimity(estimates: np.ndarray, *, m: int, draws: int) -> float:
@@ -53,11 +58,10 @@ def main() -> None:
     subsets = sorted(int(x) for x in args.subsets.split(","))
 
     cfg = load_config(args.config, [*args.overrides, f"data.n_pool={pools[-1]}"])
-    trainer = Trainer(cfg)
-    trainer.prepare()
-    clips = [float(c) for c in args.clips.split(",")] if args.clips else [cfg.zo.clip]
-    engine = trainer.engine  # the run's engine: a cached prefix (zo.cache_prefix) is used
-    raw = np.stack([engine.estimates(trainer.objective, trainer.encoded["pool"],
+    c = build(cfg)
+    clips = [float(x) for x in args.clips.split(",")] if args.clips else [cfg.zo.clip]
+    engine = c.engine  # the run's engine: a cached prefix (zo.cache_prefix) is used
+    raw = np.stack([engine.estimates(c.objective, c.encoded["pool"],
                                      direction=direction_seed(cfg.run.seed, 0, k))[0]
                     for k in range(args.directions)], axis=1)
 
