@@ -214,10 +214,11 @@ def test_no_parameter_sized_allocation_during_a_step(request, engine_class, allo
                                                   "bytes of trainable parameters")
 
 
-@pytest.mark.parametrize("loss", ["f1", "lm"])
-def test_generation_estimates_equal_the_copy_based_path(tiny_squad_config, loss):
+@pytest.mark.parametrize("loss, tuning", [("f1", "full"), ("lm", "full"), ("f1", "lora")])
+def test_generation_estimates_equal_the_copy_based_path(tiny_squad_config, loss, tuning):
     """−F1 of greedy answers and the teacher-forced LM loss, staged layer by layer vs a perturbed copy: bit for bit."""
-    trainer = Trainer(tiny_squad_config(f"data.objective={loss}"))
+    trainer = Trainer(tiny_squad_config(f"data.objective={loss}", f"model.tuning={tuning}", "model.lora.r=4",
+                                        "model.lora.target_modules=[q_proj,v_proj]"))
     trainer.prepare()
     loaded, objective, enc = trainer.loaded, trainer.objective, trainer.encoded["pool"]
     staged, reference = (cls(loaded.model, loaded.trainable, eps=0.05) for cls in (ZOEngine, _FullCopyEngine))
