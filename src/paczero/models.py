@@ -181,6 +181,20 @@ def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
         p.requires_grad_(i in keep)
 
 
+def compile_layers(model: torch.nn.Module) -> None:
+    """``torch.compile`` every decoder layer in place (``model.compile``), with dynamic shapes.
+
+    In place (:meth:`torch.nn.Module.compile`), so that the module tree and parameter names stay, and the
+    plain forward and the staged engine (which calls the layers one by one with substituted weights) both
+    run the compiled code. Dynamic shapes: micro-batches differ in length and size, and generation's KV cache
+    grows, which would otherwise recompile a layer per shape until torch gives up on it.
+    """
+    from paczero.staged import StagedModel
+
+    for layer in StagedModel(model, []).layers:
+        layer.compile(dynamic=True)
+
+
 def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -> LoadedModel:
     """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``."""
     device = resolve_device(cfg.device)
@@ -207,5 +221,7 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
     model.eval()
     if cfg.train_top_layers is not None:
         _train_top_layers_only(model, cfg.train_top_layers)
+    if cfg.compile:
+        compile_layers(model)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device)
