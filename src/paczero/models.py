@@ -187,11 +187,18 @@ def compile_layers(model: torch.nn.Module) -> None:
     In place (:meth:`torch.nn.Module.compile`), so that the module tree and parameter names stay, and the
     plain forward and the staged engine (which calls the layers one by one with substituted weights) both
     run the compiled code. Dynamic shapes: micro-batches differ in length and size, and generation's KV cache
-    grows, which would otherwise recompile a layer per shape until torch gives up on it.
+    grows, which would otherwise recompile a layer per shape until torch gives up on it. Without a KV cache
+    (scoring, the staged engine's classification and LM passes) all layers share one graph; with one
+    (generation) torch guards on the layer's own slot of the cache, empty or filled, so each layer gets two
+    graphs: the recompile limit is raised to allow them, else the layers beyond it would run eagerly.
     """
     from paczero.staged import StagedModel
 
-    for layer in StagedModel(model, []).layers:
+    layers = StagedModel(model, []).layers
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, 2 * len(layers) + 8)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * len(layers) + 16)
+    for layer in layers:
         layer.compile(dynamic=True)
 
 
