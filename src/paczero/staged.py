@@ -44,7 +44,8 @@ Batch = dict[str, Any]
 
 
 class CallsChanged(RuntimeError):
-    """The objective's forward calls during a replay differ from the recorded ones (it re-batched)."""
+    """The objective's calls during a replay differ from the recorded ones: they depended on something other
+    than the records (a bug in the objective; the out-of-memory policy never re-batches inside a pass)."""
 
 
 class _StopPrefix(Exception):
