@@ -24,6 +24,11 @@ Each time is the best of ``--repeat`` runs after one warm-up pass. ``--model opt
 random-initialised OPT-1.3B from its published configuration (no download; records tokenised with
 SmolLM2's tokenizer) for the GPU figures, with tokens/s and the fraction of the GPU's peak FLOP/s.
 ``--n-values 32,64,128`` adds step and forward times for several pool sizes (``--plot`` draws them).
+
+``--task squad`` measures the generation path instead: SQuAD records, the per-record loss −F1 of the
+greedy answer (at most ``--max-new-tokens``), ``forward_s`` one plain generation pass over the pool, the
+reference step the same in-place perturbations around greedy generation. ``--compile`` compiles the decoder
+layers (``model.compile``) before the phases; ``warm_up_s`` (a pass over 8 records) then includes compiling.
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ import torch
 from paczero.config import load_config
 from paczero.data.tasks import load_task
 from paczero.mechanisms import build_mechanism
-from paczero.models import contiguous_head_input, packaged_smollm2
-from paczero.objectives import ClassificationObjective, Encoded, model_forward
+from paczero.models import compile_layers, contiguous_head_input, packaged_smollm2
+from paczero.objectives import ClassificationObjective, Encoded, GenerationObjective, Objective, model_forward
 from paczero.rng import direction_seed
 from paczero.secret import SecretState
 from paczero.subsets import membership_matrix
@@ -146,16 +151,21 @@ def build_model(args: argparse.Namespace, device: torch.device):
     return model.to(device).eval(), tokenizer
 
 
-def encode_pool(tokenizer, device: torch.device, n: int, data_dir: str | None
-                ) -> tuple[ClassificationObjective, Encoded]:
+def encode_pool(tokenizer, device: torch.device, n: int, data_dir: str | None, args: argparse.Namespace):
+    """The objective and the encoded pool: SST-2 (the review prompt), or SQuAD (−F1 of greedy answers)."""
     words = ",".join(f'"{w}"' for w in LABEL_WORDS)
-    overrides = ["data.task=sst2", f"data.n_pool={n}", "data.n_dev=1", "data.n_test=1", f"data.label_words=[{words}]"]
+    overrides = [f"data.task={args.task}", f"data.n_pool={n}", "data.n_dev=1", "data.n_test=1",
+                 f"data.label_words=[{words}]", f"data.max_new_tokens={args.max_new_tokens}"]
     if data_dir:
         overrides.append(f"data.data_dir={data_dir}")
     cfg = load_config(None, overrides)
     cfg.data.prompt = PROMPT
     task, split = load_task(cfg.data, seed=0)
-    objective = ClassificationObjective(tokenizer, task, max_length=256, micro_batch=64, device=device)
+    if args.task == "squad":
+        objective = GenerationObjective(tokenizer, task, objective="f1", max_length=cfg.data.max_length,
+                                        max_new_tokens=args.max_new_tokens, micro_batch=64, device=device)
+    else:
+        objective = ClassificationObjective(tokenizer, task, max_length=256, micro_batch=64, device=device)
     return objective, objective.encode(split.pool)
 
 
@@ -163,7 +173,7 @@ def encode_pool(tokenizer, device: torch.device, n: int, data_dir: str | None
 class PaczeroStep:
     """One ZPL step as the trainer runs it (estimates, release, update), ledger I/O aside."""
 
-    def __init__(self, model, objective: ClassificationObjective, enc: Encoded, autocast: bool):
+    def __init__(self, model, objective: Objective, enc, autocast: bool):
         self.model, self.objective, self.enc = model, objective, enc
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.engine = ZOEngine(model, trainable, eps=EPS, autocast=torch.bfloat16 if autocast else None)
@@ -192,10 +202,10 @@ class ReferenceStep:
     the update; and one more forward pass over the pool only to log the training loss.
     """
 
-    def __init__(self, model, objective: ClassificationObjective, enc: Encoded, mechanism, autocast: bool):
+    def __init__(self, model, objective: Objective, enc, mechanism, autocast: bool):
         self.model, self.enc, self.mechanism, self.autocast = model, enc, mechanism, autocast
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.candidates = torch.tensor([c[0] for c in objective.candidates])
+        self.candidates = torch.tensor([c[0] for c in getattr(objective, "candidates", [])])
         self.pad = objective.pad_id
         self.device = objective.device
         self.step = 0
@@ -246,6 +256,19 @@ class ReferenceStep:
         self.step += 1
 
 
+class ReferenceGenerationStep(ReferenceStep):
+    """The official step for SQuAD: the same in-place perturbations and logging pass around greedy generation
+    (through the objective, with the KV cache, of the model as its weights stand), scored by −F1."""
+
+    def __init__(self, model, objective: GenerationObjective, enc, mechanism, autocast: bool):
+        super().__init__(model, objective, enc, mechanism, autocast)
+        self.objective = objective
+
+    def _losses(self) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            return self.objective.losses(model_forward(self.model), self.enc)
+
+
 # ---------------------------------------------------------------------- the benchmark
 def _best(fn: Callable[[], Any], repeat: int, device: torch.device, memory: PeakMemory, what: str = ""
           ) -> tuple[float, float]:
@@ -259,7 +282,7 @@ def _best(fn: Callable[[], Any], repeat: int, device: torch.device, memory: Peak
     return min(times), max(peaks)
 
 
-def _forward(model, objective: ClassificationObjective, enc: Encoded, autocast: bool) -> Callable[[], Any]:
+def _forward(model, objective: Objective, enc, autocast: bool) -> Callable[[], Any]:
     def run() -> Any:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             return objective.losses(model_forward(model), enc)
@@ -291,28 +314,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     autocast = device.type == "cuda"
-    n = args.n or (128 if args.quick else 1000)
+    n = args.n or ((128 if args.quick else 1000) if args.task == "sst2" else (32 if args.quick else 256))
     memory = PeakMemory(device)
     load_start = os.getloadavg()[0]
     model, tokenizer = build_model(args, device)
     for p in model.parameters():
         p.requires_grad_(True)
-    objective, enc = encode_pool(tokenizer, device, n, args.data_dir)
+    if args.compile:
+        compile_layers(model)
+    objective, enc = encode_pool(tokenizer, device, n, args.data_dir, args)
     baseline_mb = _rss_mb("VmRSS") if device.type == "cpu" else torch.cuda.memory_allocated() / 2**20
     result: dict[str, Any] = {
-        "mode": "quick" if args.quick else "full", "model": args.model, "device": str(device),
+        "mode": "quick" if args.quick else "full", "task": args.task, "model": args.model, "device": str(device),
+        "compiled": args.compile,
         "layers": model.config.num_hidden_layers, "parameters": sum(p.numel() for p in model.parameters()),
         "n_records": len(enc), "tokens": int(sum(len(p) for p in enc.prompts)), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "repeat": args.repeat, "rss_before_phases_mb": round(baseline_mb, 1)}
 
     forward = _forward(model, objective, enc, autocast)
-    objective.losses(model_forward(model), enc.subset(np.arange(min(8, n))))  # warm-up
+    warm_up = time.perf_counter()
+    objective.losses(model_forward(model), enc.subset(np.arange(min(8, n))))  # warm-up (compiles with --compile)
+    result["warm_up_s"] = time.perf_counter() - warm_up
     result["forward_s"], result["peak_rss_forward_mb"] = _best(forward, args.repeat, device, memory, "forward")
     step = PaczeroStep(model, objective, enc, autocast)
     step()  # warm-up
     result["step_s"], result["peak_rss_step_mb"] = _best(step, args.repeat, device, memory, "step")
     if not args.skip_reference:
-        reference = ReferenceStep(model, objective, enc, step.mechanism, autocast)
+        reference = (ReferenceGenerationStep if args.task == "squad" else ReferenceStep)(
+            model, objective, enc, step.mechanism, autocast)
         reference_s, peak = _best(reference, max(1, args.repeat - 1), device, memory, "reference step")
         result["reference_step_s"], result["peak_rss_reference_mb"] = reference_s, peak
     if args.n_values:
@@ -334,7 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "reference_step_s" in result:
         result["speedup_vs_reference"] = result["reference_step_s"] / result["step_s"]
     result["memory_ratio"] = result["peak_rss_step_mb"] / result["peak_rss_forward_mb"]
-    if device.type == "cuda":
+    if device.type == "cuda" and args.task == "sst2":
         flops = _flops_per_step(model.get_base_model() if hasattr(model, "get_base_model") else lora.get_base_model(),
                                 enc, objective.micro_batch)
         name = torch.cuda.get_device_name()
@@ -380,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, the cores)")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--task", choices=["sst2", "squad"], default="sst2",
+                        help="squad: −F1 of greedy answers (N: quick 32, full 256)")
+    parser.add_argument("--max-new-tokens", type=int, default=16, help="squad: greedy tokens per record at most")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder layers (model.compile)")
     parser.add_argument("--data-dir", default=os.environ.get("PACZERO_DATA_DIR"))
     parser.add_argument("--meta-cache", default=str(Path(__file__).resolve().parents[1] / ".cache" / "smollm2-meta"),
                         help="where the packaged SmolLM2's config and tokenizer are kept (an ignored repo folder)")

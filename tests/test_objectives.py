@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from paczero.objectives import model_forward
@@ -26,24 +28,33 @@ def test_out_of_memory_halves_the_micro_batch(tiny_config):
     assert calls[:3] == [32, 16, 8] and set(calls[3:]) == {4}  # each retry restarts the whole pass
 
 
-def test_both_evaluations_of_an_estimate_use_one_batching(tiny_config):
+@pytest.mark.parametrize("staged", [True, False], ids=["staged", "full-copy"])
+def test_both_evaluations_of_an_estimate_use_one_batching(tiny_config, staged, caplog):
+    """Out of memory in the −ε evaluation restarts both evaluations at half the size: the estimate equals one
+    computed at that size from the start, bit for bit. The pool is private: the warning says only the size."""
     from paczero.zo import ZOEngine
 
+    class Engine(ZOEngine):
+        def _staged(self, objective, enc):
+            return staged and super()._staged(objective, enc)
+
     trainer = build(tiny_config("zo.micro_batch=32"))
-    objective = trainer.objective
+    objective, enc, loaded = trainer.objective, trainer.encoded["pool"], trainer.loaded
     sizes, real = [], objective.losses
 
-    def shrinking_losses(forward, enc):
+    def failing_once(forward, enc):
         sizes.append(objective.micro_batch)
-        out = real(forward, enc)
-        if len(sizes) == 2:  # an out-of-memory retry during the −ε pass
-            objective.micro_batch = 16
-        return out
+        if len(sizes) == (3 if staged else 2):  # the −ε evaluation (the staged pass first records the calls)
+            raise torch.OutOfMemoryError("simulated")
+        return real(forward, enc)
 
-    objective.losses = shrinking_losses
-    ZOEngine(trainer.loaded.model, trainer.loaded.trainable, eps=1e-3).estimates(
-        objective, trainer.encoded["pool"], direction=1)
-    assert sizes == [32, 32, 16, 16]
+    objective.losses = failing_once
+    g, losses = Engine(loaded.model, loaded.trainable, eps=1e-3).estimates(objective, enc, direction=1)
+    assert [r.getMessage() for r in caplog.records] == ["[private] out of memory: micro-batches now 16 records"]
+    assert sizes == ([32, 32, 32, 16, 16, 16] if staged else [32, 32, 16, 16])
+    fresh = build(tiny_config("zo.micro_batch=16"))
+    g16, losses16 = Engine(loaded.model, loaded.trainable, eps=1e-3).estimates(fresh.objective, enc, direction=1)
+    assert np.array_equal(g, g16) and np.array_equal(losses, losses16)
 
 
 def test_long_prompts_are_truncated_on_the_left_and_counted(tiny_config):

@@ -110,3 +110,37 @@ def test_opt_architecture_estimates_match_an_explicitly_perturbed_model(tiny_con
     names = [n for n, _ in trainable]
     assert {names[i] for i in engine.staged.prefix_params} == {"model.decoder.embed_tokens.weight",
                                                                "model.decoder.embed_positions.weight"}
+
+
+@pytest.mark.parametrize("architecture", ["llama", "opt"])
+def test_stage_by_stage_generation_equals_greedy_generate(tiny_squad_config, architecture):
+    """Unperturbed, from scratch and from a prompt state after layer 1: the tokens of plain greedy decoding."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from paczero.generation import GenerationRequest, greedy_generate
+    from paczero.staged import StagedModel
+
+    trainer = _prepared(tiny_squad_config, "model.tiny.num_layers=3")
+    objective, enc, model = trainer.objective, trainer.encoded["dev"], trainer.loaded.model
+    if architecture == "opt":
+        tok = trainer.loaded.tokenizer
+        torch.manual_seed(3)  # a model whose greedy answers stop at different lengths
+        model = OPTForCausalLM(OPTConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, ffn_dim=64,
+                                         num_attention_heads=4, max_position_embeddings=128, word_embed_proj_dim=32,
+                                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                         eos_token_id=tok.eos_token_id, init_std=0.2)).eval()
+        contiguous_head_input(model)
+    staged = StagedModel(model, list(model.named_parameters()))
+    request = GenerationRequest(prompts=tuple(tuple(enc.prompts[i]) for i in enc.order[:6]),
+                                stop_ids=tuple(objective.stop_ids), pad_id=objective.pad_id, max_new_tokens=8,
+                                device=torch.device("cpu"))
+    with torch.inference_mode():
+        plain = greedy_generate(model_forward(model), request.prompts, stop_ids=request.stop_ids,
+                                pad_id=request.pad_id, max_new_tokens=8, device=request.device)
+        assert len({len(t) for t in plain}) > 1, "every sequence ran alike: the stop is not exercised"
+        staged.ensure_discovered({"input_ids": torch.tensor([[4, 5]])})
+        fresh = staged.generate(request, outer={}, layer_params=lambda layer: {})
+        state = staged.prompt_state(request, 1)
+        resumed = staged.generate(request, outer={}, layer_params=lambda layer: {}, prompt=state)
+        again = staged.generate(request, outer={}, layer_params=lambda layer: {}, prompt=state)
+    assert fresh == resumed == again == plain  # the prompt state is not consumed by a generation

@@ -88,3 +88,28 @@ def test_hf_parquet_generation_runs(tiny_config, tmp_path):
                       "train.eval_every=1")
     metrics = Trainer(cfg).run()
     assert metrics["data"]["n_test"] == 6 and metrics["steps_run"] == 2 and set(metrics["test"]) == {"loss", "f1", "em"}
+
+
+@pytest.mark.parametrize("loss", ["f1", "lm"])
+def test_a_cached_prefix_gives_the_same_squad_run(tiny_squad_config, loss):
+    """Top layer trained, the bottom two cached: the transcript, the private logs and the weights equal the uncached
+    run's bit for bit, and every pool evaluation started from the cache."""
+    from paczero.secret import SecretState
+
+    secret = SecretState.fresh(8)
+    base = (f"data.objective={loss}", "model.tiny.num_layers=3", "model.train_top_layers=1", "zo.eps=0.05",
+            "train.steps=4", "train.eval_every=2")
+    runs = {}
+    for cached in ("false", "true"):
+        runs[cached] = Trainer(tiny_squad_config(f"run.name=cache-{cached}", f"zo.cache_prefix={cached}", *base),
+                               secret=secret)
+        runs[cached].run()
+    assert runs["true"].c.engine.cache_hits >= 4 and runs["false"].c.engine.cache_hits == 0
+    uncached, cached = (runs[k].run_dir for k in ("false", "true"))
+    for name in ("transcript.jsonl", "private/releases.jsonl", "private/diagnostics.jsonl",
+                 "checkpoints/last/model.safetensors"):
+        assert (uncached.path / name).read_bytes() == (cached.path / name).read_bytes(), name
+    a, b = uncached.read_metrics(), cached.read_metrics()
+    assert a["test"] == b["test"] and a["best_dev"] == b["best_dev"]
+    pool_losses = [d.get("pool_loss") for d in cached.read_private(cached.diagnostics_path)]
+    assert len(set(pool_losses) - {None}) > 1, "the pool loss never moved: the comparison is trivial"

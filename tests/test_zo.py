@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from paczero.build import build
+from paczero.objectives import model_forward
 from paczero.trainer import Trainer
 from paczero.zo import ZOEngine
 
@@ -179,28 +180,102 @@ class _FullCopyEngine(ZOEngine):
         return False
 
 
+@pytest.mark.parametrize("task, directions", [("sst2", 16), ("squad", 2)])
 @pytest.mark.parametrize("engine_class, allowed", [(ZOEngine, True), (_FullCopyEngine, False)],
                          ids=["staged", "full-copy"])
-def test_no_parameter_sized_allocation_during_a_k16_step(tiny_config, engine_class, allowed):
-    """A K = 16 step (16 two-point estimates, then one update) on a model of 8 thin layers, on 4 records.
+def test_no_parameter_sized_allocation_during_a_step(request, engine_class, allowed, task, directions):
+    """A step of K two-point estimates, then one update, on a model of 8 thin layers, on 4 records: classification
+    (K = 16) and greedy generation (K = 2, up to 8 new tokens, each decoding call rebuilding each layer's tensors).
 
     The staged engine holds one layer's perturbed tensors at a time (1/8 of the parameters, twice); the
-    update one direction block of one tensor. The probe must catch the full-copy engine.
+    update one direction block of one tensor. What the step allocates beyond a plain evaluation of the same
+    records (their activations, generation's KV cache) must stay below half the parameters. The probe must catch
+    the full-copy engine.
     """
-    trainer = build(tiny_config("model.tiny.num_layers=8", "model.tiny.hidden_size=64",
-                                  "model.tiny.intermediate_size=256"))
+    config = request.getfixturevalue("tiny_config" if task == "sst2" else "tiny_squad_config")
+    trainer = build(config("model.tiny.num_layers=8", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=256",
+                           "zo.eps=0.05"))
     loaded, objective = trainer.loaded, trainer.objective
     enc = trainer.encoded["pool"].subset(np.arange(4))
-    engine = engine_class(loaded.model, loaded.trainable, eps=1e-3)
+    engine = engine_class(loaded.model, loaded.trainable, eps=0.05)
     size = sum(p.numel() * p.element_size() for _, p in loaded.trainable)
-    seeds = list(range(100, 116))
+    seeds = list(range(100, 100 + directions))
 
     def step():
         values = [1.0 if engine.estimates(objective, enc, direction=s)[0].mean() >= 0 else -1.0 for s in seeds]
-        engine.update([(s, v / 16) for s, v in zip(seeds, values)], lr=1e-3)
+        engine.update([(s, v / directions) for s, v in zip(seeds, values)], lr=1e-3)
 
+    plain = _peak_allocated_bytes(lambda: objective.losses(model_forward(loaded.model), enc))
     peak = _peak_allocated_bytes(step)
-    assert (peak < size / 2) == allowed, f"peak {peak} bytes against {size} bytes of trainable parameters"
+    assert (peak - plain < size / 2) == allowed, (f"peak {peak} bytes ({plain} in plain inference) against {size} "
+                                                  "bytes of trainable parameters")
+
+
+@pytest.mark.parametrize("loss, tuning", [("f1", "full"), ("lm", "full"), ("f1", "lora")])
+def test_generation_estimates_equal_the_copy_based_path(tiny_squad_config, loss, tuning):
+    """−F1 of greedy answers and the teacher-forced LM loss, staged layer by layer vs a perturbed copy: bit for bit."""
+    trainer = build(tiny_squad_config(f"data.objective={loss}", f"model.tuning={tuning}", "model.lora.r=4",
+                                        "model.lora.target_modules=[q_proj,v_proj]"))
+    loaded, objective, enc = trainer.loaded, trainer.objective, trainer.encoded["pool"]
+    staged, reference = (cls(loaded.model, loaded.trainable, eps=0.05) for cls in (ZOEngine, _FullCopyEngine))
+    g, losses = staged.estimates(objective, enc, direction=5)
+    g_ref, losses_ref = reference.estimates(objective, enc, direction=5)
+    assert np.any(g != 0), "no answer moved: the comparison is trivial"
+    assert np.array_equal(g, g_ref) and np.array_equal(losses, losses_ref)
+    dev = trainer.encoded["dev"]
+    assert staged.evaluate(objective, dev) == reference.evaluate(objective, dev)
+
+
+def test_perturbed_greedy_tokens_equal_those_of_a_perturbed_copy(tiny_squad_config, monkeypatch):
+    from paczero.generation import greedy_generate
+    from paczero.staged import StagedModel
+
+    trainer = build(tiny_squad_config())
+    loaded, objective, enc = trainer.loaded, trainer.objective, trainer.encoded["pool"]
+    engine = ZOEngine(loaded.model, loaded.trainable, eps=0.05)
+    seen, real = [], StagedModel.generate
+
+    def spy(self, request, **kw):
+        seen.append((request, real(self, request, **kw)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(StagedModel, "generate", spy)
+    engine.perturbed_losses(objective, enc, direction=9, scale=-0.05)
+    perturbed = copy.deepcopy(loaded.model)  # its weights set to θ − εz, rounded as the engine rounds them
+    params = dict(perturbed.named_parameters())
+    with torch.no_grad():
+        for i, (name, p) in enumerate(loaded.trainable):
+            params[name].copy_(torch.add(p, engine.direction_block(9, i), alpha=-0.05))
+    copy_forward = model_forward(perturbed)
+    assert len(seen) == 2  # the pool's two micro-batches
+    for request, tokens in seen:
+        assert tokens == greedy_generate(copy_forward, request.prompts, stop_ids=request.stop_ids,
+                                         pad_id=request.pad_id, max_new_tokens=request.max_new_tokens,
+                                         device=request.device)
+    assert len({len(t) for _, tokens in seen for t in tokens}) > 1, "the stop is not exercised"
+
+
+@pytest.mark.parametrize("loss", ["f1", "lm"])
+def test_cached_prefix_generation_equals_the_uncached_path(tiny_squad_config, monkeypatch, loss):
+    """Top layer trained, bottom two cached: estimates and metrics equal the uncached engine's, the prompts never
+    go through the frozen layers again, and those layers run only for the new tokens."""
+    from paczero.staged import StagedModel
+
+    trainer = build(tiny_squad_config(f"data.objective={loss}", "model.tiny.num_layers=3", "model.train_top_layers=1",
+                                        "zo.cache_prefix=true", "zo.eps=0.05"))  # caches the pool, dev and test sets
+    loaded, objective, enc, engine = trainer.loaded, trainer.objective, trainer.encoded["pool"], trainer.engine
+    calls, real = [], StagedModel.layer
+    monkeypatch.setattr(StagedModel, "layer", lambda self, index, hidden, kwargs, params: calls.append(
+        (index, hidden.shape[1])) or real(self, index, hidden, kwargs, params))
+    g, losses = engine.estimates(objective, enc, direction=3)
+    metrics = engine.evaluate(objective, trainer.encoded["dev"])
+    assert engine.cache_hits == 2
+    assert all(width == 1 for index, width in calls if index < 2)
+    assert any(width > 1 for index, width in calls if index == 2)  # the prompts' prefill, in the top layer only
+    uncached = ZOEngine(loaded.model, loaded.trainable, eps=0.05)
+    g_ref, losses_ref = uncached.estimates(objective, enc, direction=3)
+    assert np.any(g != 0) and np.array_equal(g, g_ref) and np.array_equal(losses, losses_ref)
+    assert metrics == uncached.evaluate(objective, trainer.encoded["dev"])
 
 
 def test_k1_aggregation_equals_the_single_direction_algorithm(tiny_config):

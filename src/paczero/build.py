@@ -51,7 +51,7 @@ class Components:
     def evaluate(self, split: str) -> dict[str, float]:
         """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
         with phase(f"evaluating {split}", enabled=self.cfg.run.progress and self.dist.main):
-            return self.engine.evaluate(self.objective, self.encoded[split])
+            return self.engine.evaluate(self.objective, self.encoded[split], private=split == "pool")
 
 
 def load_split(cfg: Config) -> tuple[Task, Split]:

@@ -7,10 +7,16 @@ the stored weights and the perturbed ones alike. Prompts are padded on the left 
 would alone; one prefill over the prompts keeps only the last position's logits, then one token per
 call reuses the cache (``past_key_values``). A sequence stops after a stop token (newline or EOS);
 the batch stops when every sequence has stopped or after ``max_new_tokens``.
+
+The decoding rule itself (:class:`GreedyDecoder`) is separate from the loop that calls the model, so
+that the ZO engine can drive it stage by stage (:mod:`paczero.zo`); a forward that answers whole
+:class:`GenerationRequest`\\ s itself (``forward.greedy``: the engine's recorded and replayed passes)
+is asked for them instead of being called token by token.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -42,27 +48,70 @@ def left_pad(seqs: Sequence[Sequence[int]], *, pad_id: int, device: torch.device
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Greedy continuations wanted for one micro-batch of prompts (hashable: a recorded call)."""
+
+    prompts: tuple[tuple[int, ...], ...]
+    stop_ids: tuple[int, ...]
+    pad_id: int
+    max_new_tokens: int
+    device: torch.device
+
+
+class GreedyDecoder:
+    """Greedy decoding of one :class:`GenerationRequest`: the model inputs of each call, and the tokens chosen.
+
+    :attr:`call` holds the inputs of the next forward call (the prefill first, with ``logits_to_keep=1``;
+    then one token per sequence); :meth:`advance` takes that call's logits and returns the next call's inputs,
+    or ``None`` when every sequence has stopped or ``max_new_tokens`` are generated.
+    """
+
+    def __init__(self, request: GenerationRequest):
+        self.request = request
+        n, device = len(request.prompts), request.device
+        batch = left_pad(request.prompts, pad_id=request.pad_id, device=device)
+        self._mask = batch["attention_mask"]
+        self._position = batch["position_ids"][:, -1:] + 1
+        self._stop = torch.tensor(sorted(set(request.stop_ids)), dtype=torch.long, device=device)
+        self._tokens: list[torch.Tensor] = []
+        self._lengths = torch.full((n,), request.max_new_tokens, dtype=torch.long, device=device)
+        self._done = torch.zeros(n, dtype=torch.bool, device=device)
+        self.call: dict[str, Any] | None = {**batch, "logits_to_keep": 1}
+
+    def advance(self, logits: torch.Tensor) -> dict[str, Any] | None:
+        """Choose each sequence's next token from the last position of ``logits``; the next call's inputs."""
+        step = len(self._tokens)
+        token = logits[:, -1, :].argmax(dim=-1)
+        self._tokens.append(token)
+        stopped = ~self._done & torch.isin(token, self._stop)
+        self._lengths[stopped] = step + 1
+        self._done |= stopped
+        if bool(self._done.all()) or step + 1 == self.request.max_new_tokens:
+            self.call = None
+        else:
+            self._mask = torch.cat([self._mask, self._mask.new_ones((len(token), 1))], dim=1)
+            self.call = {"input_ids": token[:, None], "attention_mask": self._mask,
+                         "position_ids": self._position + step}
+        return self.call
+
+    def result(self) -> list[list[int]]:
+        """Each prompt's continuation, up to and including its first stop token."""
+        generated = torch.stack(self._tokens, dim=1).cpu()
+        return [generated[row, :n].tolist() for row, n in enumerate(self._lengths.tolist())]
+
+
 @torch.inference_mode()
 def greedy_generate(forward: Forward, prompts: Sequence[Sequence[int]], *, stop_ids: Sequence[int], pad_id: int,
                     max_new_tokens: int, device: torch.device) -> list[list[int]]:
     """The greedy continuation of each prompt, up to and including its first stop token."""
-    batch = left_pad(prompts, pad_id=pad_id, device=device)
-    mask = batch["attention_mask"]
-    position = batch["position_ids"][:, -1:] + 1
-    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
-    out = forward(**batch, use_cache=True, logits_to_keep=1, return_output=True)
-    tokens, lengths = [], torch.full((len(prompts),), max_new_tokens, dtype=torch.long, device=device)
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        token = out.logits[:, -1, :].argmax(dim=-1)
-        tokens.append(token)
-        stopped = ~done & torch.isin(token, stop)
-        lengths[stopped] = step + 1
-        done |= stopped
-        if bool(done.all()) or step + 1 == max_new_tokens:
-            break
-        mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
-        out = forward(input_ids=token[:, None], attention_mask=mask, position_ids=position + step,
-                      past_key_values=out.past_key_values, use_cache=True, return_output=True)
-    generated = torch.stack(tokens, dim=1).cpu()
-    return [generated[row, :n].tolist() for row, n in enumerate(lengths.tolist())]
+    request = GenerationRequest(prompts=tuple(tuple(p) for p in prompts), stop_ids=tuple(stop_ids), pad_id=pad_id,
+                                max_new_tokens=max_new_tokens, device=device)
+    answer = getattr(forward, "greedy", None)
+    if answer is not None:
+        return answer(request)
+    decoder = GreedyDecoder(request)
+    out = forward(**decoder.call, use_cache=True, return_output=True)
+    while decoder.advance(out.logits) is not None:
+        out = forward(**decoder.call, past_key_values=out.past_key_values, use_cache=True, return_output=True)
+    return decoder.result()

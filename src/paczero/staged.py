@@ -19,23 +19,33 @@ the logits equal the plain forward's bit for bit.
 
 Which trainable tensors each stage reads is found by hooks, once: the prefix and the suffix may share
 a tensor (tied input and output embeddings).
+
+Greedy generation depends on the logits, so it is recorded as requests (one per micro-batch of
+prompts) and each request decoded here call by call (:meth:`StagedModel.generate`): every call runs
+the prefix with the request's KV cache, the layers (which append to it) and the suffix, so a layer's
+substitutes may be rebuilt at every call. A :class:`PromptState` holds a request's prompts after the
+frozen bottom layers (their hidden states and keys and values), from which generation resumes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+import inspect
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from paczero.generation import GenerationRequest, GreedyDecoder
 
 Batch = dict[str, Any]
 """The keyword arguments of one recorded forward call (``input_ids``, ``attention_mask``, ...)."""
 
 
 class CallsChanged(RuntimeError):
-    """The objective's forward calls during a replay differ from the recorded ones (it re-batched)."""
+    """The objective's calls during a replay differ from the recorded ones: they depended on something other
+    than the records (a bug in the objective; the out-of-memory policy never re-batches inside a pass)."""
 
 
 class _StopPrefix(Exception):
@@ -138,6 +148,8 @@ class StagedModel:
             in_layers.update(i for i, _ in local)
         self.outer = [i for i in range(len(self.trainable)) if i not in in_layers]
         self._run = _Run()
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
+        self._cache_keyword = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         self.prefix_params: list[int] | None = None
         self.suffix_params: list[int] | None = None
 
@@ -198,19 +210,24 @@ class StagedModel:
         finally:
             setattr(self.owner, self.attr, self.layers)
 
-    def _call_model(self, params: Mapping[str, torch.Tensor], batch: Batch) -> Any:
-        return functional_call(self.model, dict(params), args=(), kwargs={**batch, "use_cache": False})
+    def _call_model(self, params: Mapping[str, torch.Tensor], batch: Batch, cache: Any = None) -> Any:
+        use = {"use_cache": False} if cache is None else {"use_cache": True, self._cache_keyword: cache}
+        return functional_call(self.model, dict(params), args=(), kwargs={**batch, **use})
 
-    def prefix(self, batch: Batch, params: Mapping[str, torch.Tensor], *,
+    def prefix(self, batch: Batch, params: Mapping[str, torch.Tensor], *, cache: Any = None,
                discovering: bool = False) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-        """Hidden states entering the first decoder layer, and every layer's keyword arguments."""
+        """Hidden states entering the first decoder layer, and every layer's keyword arguments.
+
+        With a KV ``cache`` (:meth:`new_cache`) the layers' arguments refer to it, so that running the layers
+        appends this call's keys and values to it, as in a plain forward with that cache.
+        """
         if not discovering:
             self.ensure_discovered(batch)
         run = self._run
 
         def call() -> None:
             try:
-                self._call_model(params, {k: v for k, v in batch.items() if k != "logits_to_keep"})
+                self._call_model(params, {k: v for k, v in batch.items() if k != "logits_to_keep"}, cache)
             except _StopPrefix:
                 return
             raise RuntimeError("the model never called its last decoder layer")
@@ -220,6 +237,17 @@ class StagedModel:
         run.hidden, run.layer_kwargs = None, []
         assert hidden is not None and len(kwargs) == self.n_layers
         return hidden, kwargs
+
+    def new_cache(self, filled: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> Any:
+        """A KV cache for the model whose first ``len(filled)`` layers hold the given (keys, values)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=list(filled) or None, config=self.model.config)
+
+    @staticmethod
+    def cached(cache: Any, layers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The (keys, values) that the first ``layers`` layers have put in ``cache``."""
+        return [(layer.keys, layer.values) for layer in cache.layers[:layers]]
 
     def layer(self, index: int, hidden: torch.Tensor, kwargs: dict[str, Any],
               params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -237,31 +265,108 @@ class StagedModel:
             self._run.hidden = None
 
 
-def record_calls(score: Callable[[Callable[..., torch.Tensor]], Any], *, vocab_size: int) -> list[Batch]:
-    """The forward calls ``score(forward)`` makes, answered with zero logits (nothing is computed).
+    # ------------------------------------------------------------------ greedy generation, stage by stage
+    def prompt_state(self, request: GenerationRequest, layers: int) -> "PromptState":
+        """``request``'s prompts through the prefix and the first ``layers`` layers, unperturbed (a cached prefix)."""
+        cache = self.new_cache()
+        hidden, kwargs = self.prefix(GreedyDecoder(request).call, {}, cache=cache)
+        for layer in range(layers):
+            hidden = self.layer(layer, hidden, kwargs[layer], {})
+        return PromptState(layers=layers, hidden=hidden, kwargs=kwargs, cache=cache)
 
-    Valid for objectives whose calls depend on the records alone, never on the logits returned.
-    """
-    calls: list[Batch] = []
+    def generate(self, request: GenerationRequest, *, outer: Mapping[str, torch.Tensor],
+                 layer_params: Callable[[int], Mapping[str, torch.Tensor]],
+                 prompt: "PromptState | None" = None) -> list[list[int]]:
+        """Greedy continuations of ``request``'s prompts with the KV cache, every call run stage by stage.
 
-    def recorder(**kw: Any) -> torch.Tensor:
-        calls.append(kw)
+        ``outer`` substitutes tensors outside the layers for the whole generation; ``layer_params(i)`` is asked
+        for layer i's substitutes at every call, so that they may be temporaries of that layer alone. From a
+        ``prompt`` state the prefill starts at its layer and the layers below run for the new tokens only.
+        """
+        decoder = GreedyDecoder(request)
+        if prompt is None:
+            cache, start = self.new_cache(), 0
+            hidden, kwargs = self.prefix(decoder.call, outer, cache=cache)
+        else:
+            cache, start, hidden = self.new_cache(self.cached(prompt.cache, prompt.layers)), prompt.layers, prompt.hidden
+            kwargs = [{k: cache if v is prompt.cache else v for k, v in kw.items()} for kw in prompt.kwargs]
+        while True:
+            for layer in range(start, self.n_layers):
+                hidden = self.layer(layer, hidden, kwargs[layer], layer_params(layer))
+            if decoder.advance(self.suffix(decoder.call, hidden, outer)) is None:
+                return decoder.result()
+            hidden, kwargs = self.prefix(decoder.call, outer, cache=cache)
+            start = 0
+
+
+@dataclass
+class PromptState:
+    """A generation request's prompts after the first ``layers`` decoder layers: the hidden states entering the
+    next layer, every layer's arguments for the prefill, and the KV cache those arguments refer to."""
+
+    layers: int
+    hidden: torch.Tensor
+    kwargs: list[dict[str, Any]]
+    cache: Any
+
+
+Call = Union[Batch, GenerationRequest]
+"""One recorded call of an objective: a forward call, or a request for greedy continuations."""
+
+
+class _Recorder:
+    """A forward that records every call and answers with zero logits or empty continuations."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.calls: list[Call] = []
+
+    def __call__(self, **kw: Any) -> torch.Tensor:
+        self.calls.append(kw)
         ids = kw["input_ids"]
         keep = kw.get("logits_to_keep", 0) or ids.shape[1]
-        return torch.zeros((ids.shape[0], keep, vocab_size), device=ids.device)
+        return torch.zeros((ids.shape[0], keep, self.vocab_size), device=ids.device)
 
+    def greedy(self, request: GenerationRequest) -> list[list[int]]:
+        self.calls.append(request)
+        return [[] for _ in request.prompts]
+
+
+def record_calls(score: Callable[[Callable[..., torch.Tensor]], Any], *, vocab_size: int) -> list[Call]:
+    """The forward calls and generation requests ``score(forward)`` makes, answered with zero logits and
+    empty continuations (nothing is computed).
+
+    Valid for objectives whose calls depend on the records alone, never on what the calls return.
+    """
+    recorder = _Recorder(vocab_size)
     score(recorder)
-    return calls
+    return recorder.calls
 
 
-def replayer(logits_of: Callable[[int, Batch], torch.Tensor], calls: list[Batch]) -> Callable[..., torch.Tensor]:
-    """A forward that answers the i-th call with ``logits_of(i, batch)``, checking it is the recorded one."""
-    position = iter(range(len(calls)))
+class _Replayer:
+    """A forward that answers the i-th call with ``answer(i, call)``, checking it is the recorded one."""
 
-    def forward(**kw: Any) -> torch.Tensor:
-        i = next(position, None)
-        if i is None or not torch.equal(kw["input_ids"], calls[i]["input_ids"]):
+    def __init__(self, answer: Callable[[int, Call], Any], calls: list[Call]):
+        self.answer, self.calls = answer, calls
+        self.position = 0
+
+    def _next(self, same: Callable[[Call], bool]) -> int:
+        i = self.position
+        if i >= len(self.calls) or not same(self.calls[i]):
             raise CallsChanged("the objective's forward calls changed between recording and replay")
-        return logits_of(i, calls[i])
+        self.position += 1
+        return i
 
-    return forward
+    def __call__(self, **kw: Any) -> torch.Tensor:
+        i = self._next(lambda call: isinstance(call, dict) and torch.equal(kw["input_ids"], call["input_ids"]))
+        return self.answer(i, self.calls[i])
+
+    def greedy(self, request: GenerationRequest) -> list[list[int]]:
+        i = self._next(lambda call: call == request)
+        return self.answer(i, request)
+
+
+def replayer(answer: Callable[[int, Call], Any], calls: list[Call]) -> Callable[..., torch.Tensor]:
+    """A forward that answers the i-th recorded call (a forward call or a generation request) with
+    ``answer(i, call)``: logits, or the continuations of the request's prompts."""
+    return _Replayer(answer, calls)

@@ -17,8 +17,14 @@ never a second copy of the weights. Gaussian draws per estimate: one per paramet
 layers, four per parameter outside them (prefix and suffix, two evaluations each); the update draws
 one per parameter and direction.
 
-Objectives whose forward calls depend on the model's outputs (greedy generation) cannot be staged:
-they are evaluated through ``functional_call`` with a perturbed copy of the trainable tensors.
+**Greedy generation** (SQuAD's −F1) is staged too: the objective's generation requests are recorded
+like its forward calls, and each is decoded with a KV cache, every decoding call run stage by stage
+(:meth:`paczero.staged.StagedModel.generate`). One evaluation at a time, so one micro-batch's KV cache
+is alive, as in plain inference: the outer tensors are perturbed once per request, each layer's
+θ ± εz is rebuilt from its z at every decoding call and dropped after it. Draws per request and
+evaluation: (decoding calls)·(layer parameters) + (outer parameters); the tokens equal those of a
+perturbed copy bit for bit. Models without a list of decoder layers take the perturbed-copy path
+(``functional_call`` with θ + εz for every trainable tensor at once).
 
 **Update.** θ ← θ − η(Σ_k c_k z_k + λθ) regenerates each tensor's block of every direction in turn,
 so no parameter-sized buffer is allocated for K > 1.
@@ -26,26 +32,29 @@ so no parameter-sized buffer is allocated for K > 1.
 **Cached prefix.** When every trainable tensor lies in the top layers (``model.train_top_layers``),
 the frozen bottom — the prefix and the layers below — gives the same hidden states at every
 evaluation; with ``cache=True`` they are computed once per encoded set (:meth:`ZOEngine.cache`)
-and the evaluations run the trainable layers only, with bit-identical results.
+and the evaluations run the trainable layers only, with bit-identical results. For generation the
+cache holds each prompt's hidden states entering the first trainable layer and the frozen layers'
+keys and values: the prefill runs the top layers only, the frozen layers run for the new tokens.
+
+**Out of memory** (:mod:`paczero.oom`): a pass halves the objective's micro-batches for good and
+restarts, both evaluations of an estimate together.
 """
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
 from paczero.errors import PaczeroError
-from paczero.generation import as_forward
+from paczero.generation import GenerationRequest, GreedyDecoder, as_forward
 from paczero.objectives import Objective, model_forward
 from paczero.rng import tensor_seed
-from paczero.staged import Batch, CallsChanged, StagedModel, record_calls, replayer
-
-log = logging.getLogger("paczero")
+from paczero.staged import Batch, Call, PromptState, StagedModel, record_calls, replayer
 
 PIECE = 1 << 18
 """Elements per independently seeded piece of a direction block (1 MiB of float32)."""
@@ -63,12 +72,23 @@ def _perturbed(p: torch.Tensor, z: torch.Tensor, scale: float, *, reuse: bool = 
     return torch.add(p, z, alpha=scale, out=z if reuse else None)
 
 
-class _Cached:
-    """The frozen bottom's output for one encoded set: recorded calls, hidden states, layer arguments."""
+def _call_key(call: Call) -> Hashable:
+    """A recorded call as a dictionary key (a forward call by the values of its inputs)."""
+    if isinstance(call, GenerationRequest):
+        return call
+    return tuple((k, (tuple(v.shape), v.cpu().numpy().tobytes()) if isinstance(v, torch.Tensor) else v)
+                 for k, v in sorted(call.items()))
 
-    def __init__(self, enc: Any, micro_batch: int, calls: list[Batch], hidden: list[torch.Tensor],
-                 kwargs: list[list[dict[str, Any]]]):
-        self.enc, self.micro_batch, self.calls, self.hidden, self.kwargs = enc, micro_batch, calls, hidden, kwargs
+
+@dataclass
+class _Cached:
+    """The frozen bottom's output for one encoded set, per recorded call: for a forward call the hidden
+    states entering the first trainable layer and the layers' arguments, for a generation request its
+    :class:`~paczero.staged.PromptState`."""
+
+    enc: Any
+    micro_batch: int
+    states: dict[Hashable, Any]
 
 
 class ZOEngine:
@@ -150,16 +170,18 @@ class ZOEngine:
     def _staged(self, objective: Objective, enc) -> bool:
         return self.staged is not None and getattr(objective, "static_calls", False)
 
-    def _record(self, objective: Objective, enc) -> list[Batch]:
-        vocab = self.model.config.vocab_size
-        return record_calls(lambda forward: objective.scores(forward, enc), vocab_size=vocab)
+    def _record(self, objective: Objective, enc, evaluate: bool) -> list[Call]:
+        method = objective.evaluate if evaluate else objective.losses
+        calls = record_calls(lambda forward: method(forward, enc), vocab_size=self.model.config.vocab_size)
+        if calls:
+            first = calls[0]
+            self.staged.ensure_discovered(GreedyDecoder(first).call if isinstance(first, GenerationRequest) else first)
+        return calls
 
     def _bottom(self, calls: list[Batch], stop: int, direction: int, scales: Sequence[float]
                 ) -> tuple[list[list[torch.Tensor]], list[list[dict[str, Any]]]]:
         """Per scale, the hidden states entering layer ``stop`` for every call; and the layers' arguments."""
         staged = self.staged
-        if calls:
-            staged.ensure_discovered(calls[0])
         hidden: list[list[torch.Tensor]] = []
         kwargs: list[list[dict[str, Any]]] = []
         unperturbed: list[torch.Tensor] | None = None
@@ -197,79 +219,98 @@ class ZOEngine:
                         shared[id(h)] = (h, stream[b])
             del params, shared
 
+    def _generate(self, request: GenerationRequest, direction: int, scale: float,
+                  prompt: PromptState | None) -> list[list[int]]:
+        """Greedy continuations at θ + scale·z: the outer tensors perturbed once for the request, each layer's
+        tensors rebuilt at every decoding call (one layer's temporaries at a time, never a copy of the weights)."""
+        staged = self.staged
+        outer = self._stream_params(sorted({*staged.prefix_params, *staged.suffix_params}), direction, scale)
+        return staged.generate(request, outer=outer, prompt=prompt,
+                               layer_params=lambda layer: self._layer_params(layer, direction, [scale])[0])
+
     def cache(self, objective: Objective, enc) -> None:
-        """Compute and keep the frozen bottom's output for ``enc`` (needs ``cache=True``; no-op otherwise)."""
+        """Compute and keep the frozen bottom's output for ``enc`` (needs ``cache=True``; no-op otherwise).
+
+        It covers every call of ``objective.evaluate`` (which makes those of ``objective.losses`` too): for
+        generation, the prompts' hidden states and the frozen layers' keys and values.
+        """
         if not self._use_cache or not self._staged(objective, enc):
             return
         self._cached.pop(id(enc), None)
-        calls = self._record(objective, enc)
-        if calls:
-            self.staged.ensure_discovered(calls[0])
+        calls = self._record(objective, enc, evaluate=True)
         if self.staged.prefix_params or not self.first_trainable_layer:
             raise PaczeroError("zo.cache_prefix: nothing to cache, the first decoder layer or the embeddings are "
                                "trainable (set model.train_top_layers below the number of layers)")
+        first = self.first_trainable_layer
+        states: dict[Hashable, Any] = {}
         with torch.inference_mode():
-            hidden, kwargs = self._bottom(calls, self.first_trainable_layer, 0, [0.0])
-        self._cached[id(enc)] = _Cached(enc, objective.micro_batch, calls, hidden[0], kwargs)
+            batches = [c for c in calls if not isinstance(c, GenerationRequest)]
+            if batches:
+                hidden, kwargs = self._bottom(batches, first, 0, [0.0])
+                states.update((_call_key(c), (h, kw)) for c, h, kw in zip(batches, hidden[0], kwargs))
+            for c in calls:
+                if isinstance(c, GenerationRequest):
+                    states[_call_key(c)] = self.staged.prompt_state(c, first)
+        self._cached[id(enc)] = _Cached(enc=enc, micro_batch=objective.micro_batch, states=states)
 
-    def _from_cache(self, objective: Objective, enc,
-                    n: int) -> tuple[list[Batch], list[list[torch.Tensor]], list[list[dict[str, Any]]]] | None:
-        entry = self._cached.get(id(enc))
+    def _from_cache(self, objective: Objective, enc, calls: list[Call]) -> list[Any] | None:
+        """The cached state of every call, or ``None`` when ``enc`` (at this micro-batch size) is not cached."""
+        entry = self._cached.get(id(enc)) if self.first_trainable_layer else None
         if entry is None or entry.enc is not enc or entry.micro_batch != objective.micro_batch:
             return None
+        states = [entry.states.get(_call_key(c)) for c in calls]
+        if any(state is None for state in states):
+            return None
         self.cache_hits += 1
-        return entry.calls, [list(entry.hidden) for _ in range(n)], entry.kwargs
+        return states
 
     def _staged_pass(self, objective: Objective, enc, direction: int,
                      scales: Sequence[float], evaluate: bool) -> list[Any]:
         staged = self.staged
-        cached = self._from_cache(objective, enc, len(scales)) if self.first_trainable_layer else None
-        if cached is None:
-            calls = self._record(objective, enc)
-            hidden, kwargs = self._bottom(calls, staged.n_layers, direction, scales)
-        else:
-            calls, hidden, kwargs = cached
+        calls = self._record(objective, enc, evaluate)
+        states = self._from_cache(objective, enc, calls)
+        generated: list[dict[int, list[list[int]]]] = [{} for _ in scales]
+        for i, call in enumerate(calls):
+            if isinstance(call, GenerationRequest):
+                for k, scale in enumerate(scales):  # one evaluation at a time: one KV cache at a time
+                    generated[k][i] = self._generate(call, direction, scale, None if states is None else states[i])
+        batches = [i for i, c in enumerate(calls) if not isinstance(c, GenerationRequest)]
+        position = {i: b for b, i in enumerate(batches)}
+        hidden: list[list[torch.Tensor]] = [[] for _ in scales]
+        if batches and states is None:
+            hidden, kwargs = self._bottom([calls[i] for i in batches], staged.n_layers, direction, scales)
+        elif batches:
+            hidden = [[states[i][0] for i in batches] for _ in scales]
+            kwargs = [states[i][1] for i in batches]
             self._layers(hidden, kwargs, range(self.first_trainable_layer, staged.n_layers), direction, scales)
         results = []
-        for stream, scale in zip(hidden, scales):
-            params = self._stream_params(staged.suffix_params or [], direction, scale)
+        for k, (stream, scale) in enumerate(zip(hidden, scales)):
+            params = self._stream_params(staged.suffix_params or [], direction, scale) if batches else {}
 
-            def logits(b: int, batch: Batch, stream: list[torch.Tensor] = stream,
-                       params: dict[str, torch.Tensor] = params) -> torch.Tensor:
-                return staged.suffix(batch, stream[b], params)
+            def answer(i: int, call: Call, k: int = k, stream: list[torch.Tensor] = stream,
+                       params: dict[str, torch.Tensor] = params) -> Any:
+                if isinstance(call, GenerationRequest):
+                    return generated[k][i]
+                return staged.suffix(call, stream[position[i]], params)
 
-            forward = replayer(logits, calls)
+            forward = replayer(answer, calls)
             results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc))
-            del params, logits, forward
+            del params, answer, forward
         return results
 
     @torch.inference_mode()
-    def _staged_scores(self, objective: Objective, enc, *, direction: int,
-                       scales: Sequence[float], evaluate: bool = False) -> list[Any]:
+    def _staged_scores(self, objective: Objective, enc, *, direction: int, scales: Sequence[float],
+                       evaluate: bool = False, private: bool = True) -> list[Any]:
         """Per scale s, the objective's losses (or metrics) at θ + s·z, from one staged pass.
 
         Out of memory, the micro-batches are halved (for good) and every evaluation restarts, so the
-        evaluations of one estimate never mix two batchings.
+        evaluations of one estimate never mix two batchings (:mod:`paczero.oom`).
         """
-        while True:
-            size = objective.micro_batch
-            try:
-                with self._autocast():
-                    results = self._staged_pass(objective, enc, direction, scales, evaluate)
-                if objective.micro_batch == size:
-                    return results
-                continue  # the objective itself shrank its micro-batches during the replay
-            except CallsChanged:
-                continue
-            except (torch.OutOfMemoryError, MemoryError):
-                pass  # leave the handler first: its traceback would keep the failed stage's tensors alive
-            if size == 1:
-                raise PaczeroError("out of memory evaluating a single record; lower data.max_length or use a "
-                                   "smaller model or dtype")
-            objective.micro_batch = size // 2
-            log.warning("out of memory with micro-batches of %d records: retrying with %d", size, objective.micro_batch)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        def run(size: int) -> list[Any]:
+            with self._autocast():
+                return self._staged_pass(objective, enc, direction, scales, evaluate)
+
+        return objective.batching.run(run, what="evaluating", private=private)
 
     # ------------------------------------------------------------------ public API
     @torch.inference_mode()
@@ -283,12 +324,19 @@ class ZOEngine:
         with self._autocast():
             return objective.losses(forward, enc)
 
-    def evaluate(self, objective: Objective, enc) -> dict[str, float]:
-        """The objective's metrics at the stored weights (staged, so a cached prefix is used)."""
+    def evaluate(self, objective: Objective, enc, *, private: bool = True) -> dict[str, float]:
+        """The objective's metrics at the stored weights (staged, so a cached prefix is used).
+
+        ``private=False`` says that ``enc`` holds public records (dev, test): an out-of-memory warning may then
+        say what ran out of memory (:func:`paczero.oom.log_out_of_memory`).
+        """
         if not self._staged(objective, enc):
-            with torch.inference_mode(), self._autocast():
-                return objective.evaluate(model_forward(self.model), enc)
-        return self._staged_scores(objective, enc, direction=0, scales=[0.0], evaluate=True)[0]
+            def run(size: int) -> dict[str, float]:
+                with torch.inference_mode(), self._autocast():
+                    return objective.evaluate(model_forward(self.model), enc)
+
+            return objective.batching.run(run, what="evaluating", private=private)
+        return self._staged_scores(objective, enc, direction=0, scales=[0.0], evaluate=True, private=private)[0]
 
     def estimates(self, objective: Objective, enc, *, direction: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-record two-point estimates (float64, unclipped) and per-record losses averaged over both evaluations.
@@ -296,15 +344,12 @@ class ZOEngine:
         The losses are a by-product of the two evaluations (no extra forward pass).
         """
         if self._staged(objective, enc):
-            plus, minus = (t.double() for t in self._staged_scores(objective, enc, direction=direction,
-                                                                    scales=[self.eps, -self.eps]))
-        else:
-            while True:  # both evaluations must batch the records alike (an out-of-memory retry shrinks the batches)
-                size = objective.micro_batch
-                plus = self.perturbed_losses(objective, enc, direction=direction, scale=self.eps).double()
-                minus = self.perturbed_losses(objective, enc, direction=direction, scale=-self.eps).double()
-                if objective.micro_batch == size:
-                    break
+            plus, minus = self._staged_scores(objective, enc, direction=direction, scales=[self.eps, -self.eps])
+        else:  # both evaluations in one pass: an out-of-memory retry restarts both at the smaller size
+            plus, minus = objective.batching.run(
+                lambda size: [self.perturbed_losses(objective, enc, direction=direction, scale=s)
+                              for s in (self.eps, -self.eps)], what="evaluating", private=True)
+        plus, minus = plus.double(), minus.double()
         g = ((plus - minus) / (2 * self.eps)).numpy()
         return g, ((plus + minus) / 2).numpy()
 
