@@ -52,9 +52,11 @@ def test_the_notebook_runs_top_to_bottom(tmp_path):
     for name in ("zpl", "mi"):
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
         assert metrics["steps_run"] == 6
-    assert json.loads((tmp_path / "zpl" / "metrics.json").read_text())["privacy"]["mi_nats"] == 0.0
+    assert json.loads((tmp_path / "zpl" / "metrics.json").read_text())["privacy"]["mi_bound_nats"] == 0.0
     mi = json.loads((tmp_path / "mi" / "metrics.json").read_text())
-    assert mi["privacy"]["mi_nats"] <= 0.33 and "audit" in mi
+    assert mi["privacy"]["mi_bound_nats"] == 0.33 and "audit" not in mi
+    assert json.loads((tmp_path / "mi" / "private" / "privacy.json").read_text())["achieved_mi_nats"] <= 0.33
+    assert (tmp_path / "mi" / "private" / "audit" / "summary.json").is_file()
     assert (tmp_path / "report" / "report.md").is_file()
     text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
     assert "I = 0 nats, MIA posterior <= 0.5" in text
