@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   -- the default job (SST-2, PACZero-ZPL, packaged SmolLM2-135M, CPU)
-#   make test  -- the test suite
+#   make test  -- the test suite (what CI runs; make test-fast skips the cases marked slow)
 # Both create or refresh .venv first. torch is pinned and installed before anything
 # else so that pip never pulls a multi-GB CUDA build on a CPU machine.
 
@@ -14,7 +14,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export PACZERO_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/sst2),$(SHARED_DATA),)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: venv run test test-all clean
+.PHONY: venv run test test-fast clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,9 @@ run: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: venv  # the quick loop: no subprocess, torchrun, notebook, docs-build or statistical-attack cases
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -47,13 +47,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from paczero.build import Components
 from paczero.config import load_config
 from paczero.data.tasks import load_task
 from paczero.mechanisms import build_mechanism
 from paczero.models import compile_layers, contiguous_head_input, packaged_smollm2
 from paczero.objectives import ClassificationObjective, Encoded, GenerationObjective, Objective, model_forward
-from paczero.rng import direction_seed
 from paczero.secret import SecretState
+from paczero.step import zo_step
 from paczero.subsets import membership_matrix
 from paczero.zo import ZOEngine
 
@@ -171,24 +172,24 @@ def encode_pool(tokenizer, device: torch.device, n: int, data_dir: str | None, a
 
 # ---------------------------------------------------------------------- the two steps
 class PaczeroStep:
-    """One ZPL step as the trainer runs it (estimates, release, update), ledger I/O aside."""
+    """One ZPL step: :func:`paczero.step.zo_step`, the very function the trainer runs (estimates, release, update),
+    on this benchmark's model and records; the run folder's I/O aside."""
 
     def __init__(self, model, objective: Objective, enc, autocast: bool):
-        self.model, self.objective, self.enc = model, objective, enc
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.engine = ZOEngine(model, trainable, eps=EPS, autocast=torch.bfloat16 if autocast else None)
+        engine = ZOEngine(model, trainable, eps=EPS, autocast=torch.bfloat16 if autocast else None)
         cfg = load_config(None, ["privacy.mechanism=zpl", f"privacy.n_subsets={M}", f"data.n_pool={len(enc)}",
-                                 f"zo.clip={CLIP}"])
+                                 f"zo.clip={CLIP}", f"zo.eps={EPS}", f"train.lr={LR}", "train.lr_schedule=constant",
+                                 "train.steps=1000000"])
         membership = membership_matrix(n=len(enc), m=M, seed=0)
         self.mechanism = build_mechanism(cfg, membership=membership, secret=SecretState.fresh(M))
+        self.components = Components(cfg=cfg, task=None, split=None, loaded=None, objective=objective,
+                                     encoded={"pool": enc}, engine=engine, membership=membership,
+                                     mechanism=self.mechanism)
         self.step = 0
 
     def __call__(self) -> None:
-        seed = direction_seed(0, self.step, 0)
-        self.mechanism.begin_step(self.step)
-        g, _ = self.engine.estimates(self.objective, self.enc, direction=seed)
-        (release,) = self.mechanism.release_step(g[:, None], step=self.step)  # the mechanism clips
-        self.engine.update([(seed, release.value)], lr=LR)
+        zo_step(self.components, step=self.step)
         self.step += 1
 
 
@@ -240,7 +241,6 @@ class ReferenceStep:
     @torch.inference_mode()
     def __call__(self) -> None:
         seed = int(np.random.default_rng(self.step).integers(1_000_000_000))
-        self.mechanism.begin_step(self.step)
         self._perturb(seed, 1)
         plus = self._losses()
         self._perturb(seed, -2)

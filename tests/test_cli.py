@@ -58,6 +58,7 @@ def test_train_bad_data_dir_leaves_no_run(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "paczero", "privacy", "--dp-epsilon", "1", "--json"],
                          capture_output=True, text=True, check=True)

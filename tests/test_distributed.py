@@ -46,6 +46,7 @@ def _metrics(run: Path) -> dict:
     return metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mechanism", [("privacy.mechanism=zpl",), ("privacy.mechanism=mi",),
                                        ("privacy.mechanism=zpl", "model.tiny.num_layers=3", "model.train_top_layers=1",
                                         "zo.cache_prefix=true")], ids=["zpl", "mi", "zpl-cached-prefix"])
@@ -82,6 +83,7 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_with_a_resumable_checkpoint(tiny_config, data_dir, tmp_path, monkeypatch):
     extra = ["train.steps=400", "train.eval_every=400", "train.checkpoint_every=5", "zo.micro_batch=16",
              "train.eval_before=false", "run.dist_timeout_s=60"]

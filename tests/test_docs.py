@@ -53,6 +53,7 @@ def _same_default(documented: str, actual: Any) -> bool:
     return value == actual
 
 
+@pytest.mark.slow
 def test_the_site_builds_strictly(tmp_path):
     """Broken links, nav entries to missing pages, griffe warnings and public objects without a docstring
     (docs/hooks/docstrings.py) all fail the build."""

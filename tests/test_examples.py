@@ -48,6 +48,7 @@ def test_unanimity_matches_a_plain_loop():
     assert 0.0 < unanimity(estimates, m=8, draws=6) < 1.0
 
 
+@pytest.mark.slow
 def test_the_script_prints_a_table(data_dir):
     env = {**os.environ, "PACZERO_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(TINY_CONFIG), "--pool", "16,32",

@@ -13,6 +13,7 @@ from paczero.mechanisms.zpl import ZPL
 from paczero.metrics import f1_score
 from paczero.objectives import GenerationObjective, model_forward
 from paczero.subsets import membership_matrix, subset_means, subset_signs
+from oracles import perturbed_copy
 from paczero.build import build
 from paczero.zo import ZOEngine
 
@@ -21,16 +22,6 @@ from paczero.zo import ZOEngine
 def prepared(tiny_squad_config):
     trainer = build(tiny_squad_config())
     return trainer
-
-
-def _perturbed_copy(loaded, engine: ZOEngine, direction: int, scale: float) -> torch.nn.Module:
-    """A copy of the model whose stored weights are θ + scale·z (built like the engine's temporaries)."""
-    model = copy.deepcopy(loaded.model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for i, (name, p) in enumerate(loaded.trainable):
-            params[name].copy_(torch.add(p, engine.direction_block(direction, i), alpha=scale))
-    return model
 
 
 def test_minus_f1_estimates_are_exactly_zero_where_both_perturbations_tie(prepared):
@@ -68,7 +59,7 @@ def test_perturbed_generation_equals_a_perturbed_copy(prepared):
     loaded, objective, enc = prepared.loaded, prepared.objective, prepared.encoded["dev"]
     engine = ZOEngine(loaded.model, loaded.trainable, eps=0.05)
     ours = engine.perturbed_losses(objective, enc, direction=9, scale=0.05)
-    answers = objective.generate(model_forward(_perturbed_copy(loaded, engine, 9, 0.05)), enc)
+    answers = objective.generate(model_forward(perturbed_copy(loaded.model, loaded.trainable, engine, 9, 0.05)), enc)
     assert ours.tolist() == [-f1_score(a, gold) for a, gold in zip(answers, enc.answers)]
     assert answers != objective.generate(model_forward(loaded.model), enc), "the perturbation changed nothing"
 

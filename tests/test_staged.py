@@ -7,27 +7,17 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_zo import _oracle_losses
+from oracles import classification_losses, perturbed_copy
 
 from paczero.models import contiguous_head_input
 from paczero.objectives import model_forward
 from paczero.build import build
-from paczero.zo import ZOEngine, _perturbed
+from paczero.zo import ZOEngine
 
 
 def _prepared(tiny_config, *overrides):
     trainer = build(tiny_config(*overrides))
     return trainer
-
-
-def _explicitly_perturbed(model, trainable, engine, direction, scale):
-    """A copy of ``model`` whose trainable tensors are *set* to θ + scale·z (same rounding as the engine)."""
-    copied = copy.deepcopy(model)
-    params = dict(copied.named_parameters())
-    with torch.no_grad():
-        for i, (name, p) in enumerate(trainable):
-            params[name].copy_(_perturbed(p.detach(), engine.direction_block(direction, i), scale))
-    return copied
 
 
 @pytest.mark.parametrize("overrides", [
@@ -51,7 +41,7 @@ def test_staged_losses_match_the_unbatched_float64_oracle(tiny_config, overrides
     trainer = _prepared(tiny_config, *overrides)
     objective, enc = trainer.objective, trainer.encoded["dev"]
     staged = trainer.engine.perturbed_losses(objective, enc, direction=5, scale=0.0).double().numpy()
-    oracle = _oracle_losses(copy.deepcopy(trainer.loaded.model).double(), objective, enc, range(len(enc)))
+    oracle = classification_losses(copy.deepcopy(trainer.loaded.model).double(), objective, enc, range(len(enc)))
     np.testing.assert_allclose(staged, oracle, rtol=1e-4, atol=1e-5)
 
 
@@ -71,7 +61,7 @@ def test_perturbed_losses_equal_a_model_set_to_theta_plus_eps_z(tiny_config, tun
     for scale in (0.05, -0.05):
         ours = engine.perturbed_losses(objective, enc, direction=77, scale=scale)
         oracle = objective.losses(model_forward(
-            _explicitly_perturbed(loaded.model, loaded.trainable, engine, 77, scale)), enc)
+            perturbed_copy(loaded.model, loaded.trainable, engine, 77, scale)), enc)
         unperturbed = objective.losses(model_forward(loaded.model), enc)
         assert not torch.equal(oracle, unperturbed)
         assert torch.equal(ours, oracle)
@@ -104,8 +94,8 @@ def test_opt_architecture_estimates_match_an_explicitly_perturbed_model(tiny_con
     engine = ZOEngine(model, trainable, eps=0.05)
     objective, enc = trainer.objective, trainer.encoded["pool"]
     g, _ = engine.estimates(objective, enc, direction=9)
-    plus = objective.losses(model_forward(_explicitly_perturbed(model, trainable, engine, 9, 0.05)), enc)
-    minus = objective.losses(model_forward(_explicitly_perturbed(model, trainable, engine, 9, -0.05)), enc)
+    plus = objective.losses(model_forward(perturbed_copy(model, trainable, engine, 9, 0.05)), enc)
+    minus = objective.losses(model_forward(perturbed_copy(model, trainable, engine, 9, -0.05)), enc)
     np.testing.assert_array_equal(g, ((plus.double() - minus.double()) / 0.1).numpy())
     names = [n for n, _ in trainable]
     assert {names[i] for i in engine.staged.prefix_params} == {"model.decoder.embed_tokens.weight",

@@ -34,6 +34,7 @@ def test_the_committed_notebook_has_no_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow
 def test_the_notebook_stops_with_a_clear_message_without_data():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells = nb.cells[:2]  # the introduction and the set-up cell

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from oracles import classification_losses, perturbed_copy
 from paczero.build import build
 from paczero.objectives import model_forward
 from paczero.trainer import Trainer
@@ -18,31 +19,6 @@ from paczero.zo import ZOEngine
 def prepared(tiny_config):
     trainer = build(tiny_config())
     return trainer
-
-
-def _oracle_losses(model, objective, enc, indices) -> np.ndarray:
-    """Records one by one, no padding, full-vocabulary float64 logits at every position."""
-    out = []
-    for i in indices:
-        prompt = enc.prompts[i]
-        scores = []
-        for cand in objective.candidates:
-            ids = torch.tensor([prompt + cand])
-            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
-            positions = range(len(prompt) - 1, len(prompt) - 1 + len(cand))
-            scores.append(np.mean([logp[p, t].item() for p, t in zip(positions, cand)]))
-        scores = np.array(scores)
-        out.append(np.logaddexp.reduce(scores) - scores[enc.labels[i]])
-    return np.array(out)
-
-
-def _perturbed_copy(loaded, engine, direction, scale):
-    model = copy.deepcopy(loaded.model).double()
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for i, (name, _) in enumerate(loaded.trainable):
-            params[name].add_(engine.direction_block(direction, i).double(), alpha=scale)
-    return model
 
 
 @pytest.mark.parametrize("tuning", ["full", "lora"])
@@ -58,8 +34,8 @@ def test_estimates_match_float64_loop(tiny_config, tuning):
     direction = 12345
     ours, _ = engine.estimates(objective, enc, direction=direction)
     idx = range(16)  # the batched pass covers the whole pool; the slow oracle checks a slice of it
-    plus = _oracle_losses(_perturbed_copy(loaded, engine, direction, eps), objective, enc, idx)
-    minus = _oracle_losses(_perturbed_copy(loaded, engine, direction, -eps), objective, enc, idx)
+    plus = classification_losses(perturbed_copy(loaded.model, loaded.trainable, engine, direction, eps, exact=True), objective, enc, idx)
+    minus = classification_losses(perturbed_copy(loaded.model, loaded.trainable, engine, direction, -eps, exact=True), objective, enc, idx)
     oracle = (plus - minus) / (2 * eps)
     assert np.abs(oracle).max() > 1e-2, "the oracle estimates are trivially zero"
     np.testing.assert_allclose(ours[:16], oracle, rtol=1e-3, atol=2e-3)
@@ -70,7 +46,7 @@ def test_multi_token_candidates_match_oracle(tiny_config):
     objective, enc = trainer.objective, trainer.encoded["dev"]
     assert not objective.single_token
     ours = objective.losses(lambda **kw: trainer.loaded.model(**kw).logits, enc).double().numpy()
-    oracle = _oracle_losses(copy.deepcopy(trainer.loaded.model).double(), objective, enc, range(len(enc)))
+    oracle = classification_losses(copy.deepcopy(trainer.loaded.model).double(), objective, enc, range(len(enc)))
     np.testing.assert_allclose(ours, oracle, rtol=1e-4, atol=1e-5)
 
 
@@ -241,12 +217,8 @@ def test_perturbed_greedy_tokens_equal_those_of_a_perturbed_copy(tiny_squad_conf
 
     monkeypatch.setattr(StagedModel, "generate", spy)
     engine.perturbed_losses(objective, enc, direction=9, scale=-0.05)
-    perturbed = copy.deepcopy(loaded.model)  # its weights set to θ − εz, rounded as the engine rounds them
-    params = dict(perturbed.named_parameters())
-    with torch.no_grad():
-        for i, (name, p) in enumerate(loaded.trainable):
-            params[name].copy_(torch.add(p, engine.direction_block(9, i), alpha=-0.05))
-    copy_forward = model_forward(perturbed)
+    # its weights set to θ − εz, rounded as the engine rounds them
+    copy_forward = model_forward(perturbed_copy(loaded.model, loaded.trainable, engine, 9, -0.05))
     assert len(seen) == 2  # the pool's two micro-batches
     for request, tokens in seen:
         assert tokens == greedy_generate(copy_forward, request.prompts, stop_ids=request.stop_ids,
