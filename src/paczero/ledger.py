@@ -14,11 +14,12 @@ value came about.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from paczero.fileio import jsonl_line
-from paczero.releases import Release, from_record
+from paczero.releases import NoisyBit, Release, from_record
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,18 @@ def release_record(*, step: int, releases: Sequence[Release]) -> dict[str, Any]:
 def parse_releases(records: Iterable[Mapping[str, Any]]) -> list[list[Release]]:
     """The typed releases of every step of a private release log."""
     return [[from_record(r) for r in record["releases"]] for record in records]
+
+
+def private_summary(steps: Iterable[Sequence[Release]]) -> dict[str, Any]:
+    """The owner's figures of a run, from its private release log (computed on the pool: never published).
+
+    Counts of each release kind, the unanimity (free-release) rate, the achieved MI (the sum of what each noisy
+    release was charged, ≤ the budget) and the share of noisy bits that carried the secret subset's true sign.
+    """
+    releases = [r for step in steps for r in step]
+    kinds = Counter(r.kind for r in releases)
+    noisy = [r for r in releases if isinstance(r, NoisyBit)]
+    return {"release_kinds": dict(sorted(kinds.items())), "releases": len(releases),
+            "unanimity_rate": sum(r.agreed for r in releases) / len(releases) if releases else math.nan,
+            "achieved_mi_nats": sum(r.mi for r in noisy), "noisy_releases": len(noisy),
+            "true_sign_rate": sum(r.carried_true_sign for r in noisy) / len(noisy) if noisy else None}

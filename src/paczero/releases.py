@@ -18,6 +18,8 @@ class Release:
 
     value: float
     kind: ClassVar[str] = ""
+    agreed: ClassVar[bool] = False
+    """Whether the subsets (or the posterior's support) agreed on the released sign: a free release."""
 
     def private_record(self) -> dict[str, Any]:
         """The owner's record of this release: its kind, its value and every private field."""
@@ -30,6 +32,7 @@ class Unanimous(Release):
 
     signs: str
     kind: ClassVar[str] = "unanimous"
+    agreed: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Free(Release):
     signs: str
     q_plus: float
     kind: ClassVar[str] = "free"
+    agreed: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import signal
 import threading
 import time
@@ -20,17 +19,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
-import torch
 
-from paczero import ledger, progress
+from paczero import ledger, progress, versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
 from paczero.config import Config, config_differences, load_run_config, selection_metric
 from paczero.distributed import Dist, DistError
-from paczero.errors import PaczeroError
+from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
 from paczero.mechanisms.registry import run_statement, spec
-from paczero.privacy.statement import private_figures
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
 from paczero.step import StepResult, apply_update, learning_rate, release
@@ -40,17 +37,6 @@ log = logging.getLogger("paczero")
 
 PRIVATE_TAG = "[private]"
 """Printed lines that show figures computed on the pool or the secret start with this tag."""
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries that determine a run's numbers (stored in metrics.json)."""
-    import peft
-    import transformers
-
-    from paczero import __version__
-
-    return {"paczero": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "numpy": np.__version__}
 
 
 @dataclass
@@ -74,15 +60,6 @@ class PrivateProgress:
     nonfinite: int = 0
 
 
-class Interrupted(PaczeroError):
-    """Training stopped on SIGTERM/SIGINT after writing a resumable checkpoint."""
-
-    def __init__(self, run_dir: Path, step: int, signum: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; a checkpoint is saved. "
-                         f"Resume with: paczero train --resume {run_dir}")
-        self.exit_code = 128 + signum
-
-
 class Trainer:
     """One run. ``Trainer(cfg).run()`` = :meth:`setup` + :meth:`train` + :meth:`cleanup`; returns the metrics.
 
@@ -99,6 +76,8 @@ class Trainer:
         self._stop: int | None = None
         self._tensorboard: TensorBoardLog | None = None
         self.timings: dict[str, float] = {}
+        self.private_figures: dict[str, Any] = {}
+        """The owner's figures of a finished run (also in ``private/privacy.json``): computed on the pool."""
 
     # ---------------------------------------------------------------- setup
     def setup(self, *, resume: Path | None = None) -> None:
@@ -257,9 +236,8 @@ class Trainer:
                                "train.checkpoint_every=1") from None
         run.append_private(run.releases_path, ledger.release_record(step=step, releases=result.releases))
         self.private.nonfinite += result.nonfinite
-        kinds = [r.kind for r in result.releases]
         diagnostics = {"step": step, "pool_loss": float(result.losses.mean()) if result.losses.size else math.nan,
-                       "unanimous": sum(k in ("unanimous", "free") for k in kinds) / len(kinds),
+                       "unanimous": sum(r.agreed for r in result.releases) / len(result.releases),
                        "nonfinite": result.nonfinite, "mi_spent": self.c.mechanism.spent}
         run.append_private(run.diagnostics_path, diagnostics)
         if self._tensorboard is not None:
@@ -312,8 +290,8 @@ class Trainer:
             "steps_run": p.step, "privacy": statement.to_dict(), "versions": versions(),
         }
         run.write_metrics(metrics)
-        releases = [r for line in run.read_private(run.releases_path) for r in line["releases"]]
-        self.private_figures = {**private_figures(releases), "nonfinite_estimates": self.private.nonfinite,
+        releases = ledger.parse_releases(run.read_private(run.releases_path))
+        self.private_figures = {**ledger.private_summary(releases), "nonfinite_estimates": self.private.nonfinite,
                                 "pool_truncated": c.encoded["pool"].truncated}
         run.write_private_json(run.privacy_path, self.private_figures)
         run.write_private_json(run.timings_path, self.timings)

@@ -6,7 +6,7 @@ Pure functions of numbers (no config, model or mechanism objects), one per famil
   at most its step budget β_t, and the budgets sum to at most B), and the public-coin control (I = 0). By the
   chain rule I(S*; transcript) ≤ Σ_t β_t, and a membership attacker at prior 1/2 succeeds with probability at
   most p*(I), ln 2 − H_b(p*) = I (paczero-notes §6.2). The achieved MI of a run (≤ B) is computed on the pool, so
-  it is a private figure of the owner's (:func:`private_figures`), not part of the statement.
+  it is a private figure of the owner's (:func:`paczero.ledger.private_summary`), not part of the statement.
 * :func:`dp_statement` — the DP baselines: ε at δ of the transcript's T steps under the stated neighbouring
   relation, recomputed by the accountant from σ, q and T; the MIA bound (e^ε + δ)/(1 + e^ε).
 * :func:`no_statement` — MeZO and the non-private ablations: no guarantee (bound 1).
@@ -16,10 +16,8 @@ A statement is a frozen :class:`PrivacyStatement`; ``to_dict`` gives what ``metr
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from paczero.privacy.accounting import RELATION_TEXT, dp_epsilon
 from paczero.privacy.bounds import dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound
@@ -138,24 +136,3 @@ def no_statement(*, mechanism: str, steps: int, releases: int) -> PrivacyStateme
         summary="no privacy guarantee",
         derivation="The released values are functions of the pool's records with no noise; nothing is protected.",
         public=PUBLIC_DP)
-
-
-def private_figures(releases: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The owner's figures of a run, from its private release log (computed on the pool: never published).
-
-    Counts of each release kind, the unanimity (free-release) rate, the achieved MI (the sum of what each noisy
-    release was charged, ≤ the budget) and the share of noisy bits that carried the secret subset's true sign.
-    """
-    kinds: Counter[str] = Counter()
-    mi, noisy, true = 0.0, 0, 0
-    for r in releases:
-        kinds[r["kind"]] += 1
-        if r["kind"] == "noisy":
-            noisy += 1
-            mi += float(r["mi"])
-            true += bool(r["carried_true_sign"])
-    n = sum(kinds.values())
-    return {"release_kinds": dict(sorted(kinds.items())), "releases": n,
-            "unanimity_rate": (kinds["unanimous"] + kinds["free"]) / n if n else math.nan,
-            "achieved_mi_nats": mi, "noisy_releases": noisy,
-            "true_sign_rate": true / noisy if noisy else None}
