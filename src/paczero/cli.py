@@ -201,6 +201,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------ export / verify
+def _cmd_export(args: argparse.Namespace) -> int:
+    from paczero.export import export_run
+
+    written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora,
+                         verify=not args.no_verify)
+    how = {"full": "AutoModelForCausalLM.from_pretrained", "merged": "AutoModelForCausalLM.from_pretrained",
+           "adapter": "PeftModel.from_pretrained"}[written["format"]]
+    print(f"exported the {written['checkpoint']} checkpoint (step {written['step']}) of {args.run} to "
+          f"{written['folder']}: {written['format']} weights ({how}), README.md model card, public transcript in "
+          f"{written['folder'] / 'paczero'}; check it with: paczero verify {written['folder']}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from paczero.verify import read_published, verify_rules, verify_weights
+
+    published = read_published(Path(args.target))
+    lines = verify_weights(published)
+    if args.data_dir is not None:
+        result = verify_rules(published, data_dir=args.data_dir)
+        lines.append(f"every release follows the {published.cfg.privacy.mechanism} rules on the pool; verified "
+                     f"statement: {result['statement']['summary']}")
+    print(f"verified {args.target}: " + "; ".join(lines))
+    return 0
+
+
 # ------------------------------------------------------------------------ privacy
 def _cmd_privacy(args: argparse.Namespace) -> int:
     from paczero.privacy import (channel_mi, dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon,
@@ -324,6 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true",
                    help="also the owner's figures computed on the pool (pool loss, unanimity, MI), in OUT/private")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="a finished run as a Hugging Face model folder with its privacy card")
+    p.add_argument("run", help="run directory (its public files only are read)")
+    p.add_argument("--out", required=True, help="new folder for the model, the card and the public transcript")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights (default: best)")
+    p.add_argument("--merge-lora", action="store_true", help="LoRA runs: merge the adapters into full weights")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip rebuilding the weights from the transcript before exporting (faster; not recommended)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("verify", help="rebuild published weights from the public transcript (and check the rules)")
+    p.add_argument("target", metavar="DIR_OR_RUN", help="an exported folder or a finished run directory")
+    p.add_argument("--data-dir", help="the pool's data: also check every release against the mechanism's rules")
+    p.set_defaults(func=_cmd_verify, overrides=[])
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
     p.add_argument("run", nargs="?", help="run directory: its statement computed from its public files")
