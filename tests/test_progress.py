@@ -1,0 +1,54 @@
+"""Progress a person can see: every phase of a run, an export and a verification shows on a terminal, and
+nothing shows with ``run.progress=false`` (or when stderr is not a terminal)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from paczero.cli import main
+from paczero.trainer import Trainer
+
+PHASES = ["reading sst2 records", "loading model tiny", "encoding records", "evaluating test", "zpl steps",
+          "evaluating dev"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _terminal(monkeypatch) -> Terminal:
+    """Stand-in for a terminal on stderr (inside the test body: pytest resets sys.stderr after fixtures run)."""
+    fake = Terminal()
+    monkeypatch.setattr(sys, "stderr", fake)
+    return fake
+
+
+def test_every_phase_of_a_run_shows_on_a_terminal(tiny_config, monkeypatch):
+    terminal = _terminal(monkeypatch)
+    Trainer(tiny_config("run.name=shown", "run.progress=true", "train.steps=2", "train.eval_every=1")).run()
+    shown = terminal.getvalue()
+    for phase in PHASES:
+        assert phase in shown, phase
+
+
+def test_nothing_shows_with_progress_off(tiny_config, monkeypatch):
+    terminal = _terminal(monkeypatch)
+    Trainer(tiny_config("run.name=quiet", "run.progress=false", "train.steps=2", "train.eval_every=1")).run()
+    assert not any(phase in terminal.getvalue() for phase in PHASES)
+
+
+def test_export_and_verify_show_their_phases(tiny_config, monkeypatch, tmp_path, capsys):
+    terminal = _terminal(monkeypatch)
+    trainer = Trainer(tiny_config("run.name=r", "run.progress=true", "train.steps=2", "train.eval_every=1"))
+    trainer.run()
+    terminal.seek(0)
+    terminal.truncate()
+    assert main(["export", str(trainer.run_dir.path), "--out", str(tmp_path / "out")]) == 0
+    assert main(["verify", str(tmp_path / "out")]) == 0
+    shown = terminal.getvalue()
+    for phase in ("loading model tiny", "replaying the transcript", f"writing {tmp_path / 'out'}"):
+        assert phase in shown, phase
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("exported the best checkpoint") and lines[1].startswith(f"verified {tmp_path}")
