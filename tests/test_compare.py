@@ -137,3 +137,37 @@ def test_finished_only_without_finished_runs_is_refused(tmp_path, data_dir):
     with pytest.raises(PaczeroError, match="no run"):
         compare(load_compare_config(_write(tmp_path, data_dir), out=str(tmp_path / "empty")), finished_only=True)
     assert not (tmp_path / "empty").exists()
+
+
+def test_shared_set_up_equals_separate_runs_bit_for_bit(tmp_path, data_dir, monkeypatch):
+    """compare builds each seed's model, records and engine once and lends them, reset to θ_0, to every cell: each
+    run's public files equal those of the same run made alone with its own set-up and the same secret; an
+    interrupted cell resumes on the shared set-up to the same files too."""
+    from paczero import build as build_module
+    from paczero.rundir import RunDir
+    from paczero.trainer import Trainer
+
+    builds = []
+    real = build_module.build
+    monkeypatch.setattr(build_module, "build", lambda cfg, **kw: builds.append(kw.get("base") is None) or real(cfg,
+                                                                                                            **kw))
+    cfg = load_compare_config(_write(tmp_path, data_dir), out=str(tmp_path / "shared"), seeds=[3, 5])
+    runs = plan(cfg)
+    interrupted = Trainer(runs[1][1])  # a cell started before: the comparison resumes it on the shared set-up
+    interrupted.setup()
+    builds.clear()
+    compare(cfg)
+    assert sum(builds) == 2  # one fresh build per seed, every other run on the shared components
+    monkeypatch.setattr(build_module, "build", real)
+    for name, run_cfg in runs:
+        shared = RunDir(tmp_path / "shared" / name)
+        run_cfg.run.output_dir = str(tmp_path / "alone")
+        Trainer(run_cfg, secret=shared.load_secret()).run()
+        alone = RunDir(tmp_path / "alone" / name)
+        for p in shared.public_files():
+            if p.name not in ("config.yaml", "metrics.json"):  # they name the output folder
+                assert (shared.path / p).read_bytes() == (alone.path / p).read_bytes(), (name, p)
+        a, b = shared.read_metrics(), alone.read_metrics()
+        for m in (a, b):
+            m["config"]["run"].pop("output_dir")
+        assert a == b

@@ -7,6 +7,8 @@ membership matrix and, given the secret on rank 0, the mechanism. It writes noth
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,9 +75,43 @@ def build_model(cfg: Config, *, texts: list[str] | None = None) -> LoadedModel:
         return load_model(cfg.model, seed=cfg.run.seed, tiny_texts=tiny_texts(cfg) if texts is None else texts)
 
 
-def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None = None) -> Components:
-    """Every component of a run of ``cfg``; the mechanism only when ``secret`` is given (on rank 0)."""
+def build_key(cfg: Config) -> str:
+    """What the shareable components depend on: the data, the model, the engine's settings and the public seed.
+
+    Two configs with the same key get identical task, split, model (at θ_0), objective, encoded records and
+    engine (with its cached frozen bottom); they may differ in the mechanism, its budget, the steps, the learning
+    rate, K, the clip.
+    """
+    d = cfg.to_dict()
+    shared = {"data": d["data"], "model": d["model"], "seed": cfg.run.seed,
+              "zo": {k: d["zo"][k] for k in ("eps", "micro_batch", "cache_prefix")}}
+    return json.dumps(shared, sort_keys=True)
+
+
+def initial_weights(c: Components) -> list[torch.Tensor]:
+    """A copy of the trainable tensors, to put θ_0 back with :func:`restore_weights` (one copy of the trainable
+    tensors only: the frozen part, and its cached hidden states, never change)."""
+    return [p.detach().clone() for _, p in c.loaded.trainable]
+
+
+@torch.inference_mode()
+def restore_weights(c: Components, initial: list[torch.Tensor]) -> None:
+    """Put the trainable tensors back to ``initial`` (bit for bit)."""
+    for (_, p), p0 in zip(c.loaded.trainable, initial, strict=True):
+        p.copy_(p0)
+
+
+def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None = None,
+          base: Components | None = None) -> Components:
+    """Every component of a run of ``cfg``; the mechanism only when ``secret`` is given (on rank 0).
+
+    With ``base`` (the components of an earlier run whose :func:`build_key` matches, its weights put back to θ_0),
+    the task, split, model, objective, encoded records and engine are reused: ``paczero compare`` builds them once
+    per seed. The membership matrix and the mechanism are always the run's own.
+    """
     dist = dist or Dist()
+    if base is not None and build_key(base.cfg) == build_key(cfg):
+        return _with_mechanism(dataclasses.replace(base, cfg=cfg, dist=dist), secret)
     shown = cfg.run.progress and dist.main
     with phase(f"reading {cfg.data.task} records", enabled=shown):
         task, split = load_split(cfg)
@@ -91,12 +127,18 @@ def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None =
             for name, enc in encoded.items():
                 if name != "pool" or not dist.active:  # under torchrun each rank caches its own share (step.py)
                     engine.cache(objective, enc)
-    uses_subsets = spec(cfg.privacy.mechanism).uses_subsets
-    membership = (membership_matrix(n=len(split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
-                  if uses_subsets else None)
+    return _with_mechanism(Components(cfg=cfg, task=task, split=split, loaded=loaded, objective=objective,
+                                      encoded=encoded, engine=engine, membership=None, mechanism=None, dist=dist),
+                           secret)
+
+
+def _with_mechanism(c: Components, secret: SecretState | None) -> Components:
+    """``c`` with the run's own public membership matrix and, given the secret on rank 0, its mechanism."""
+    cfg = c.cfg
+    membership = (membership_matrix(n=len(c.split.pool), m=cfg.privacy.n_subsets, seed=cfg.run.seed)
+                  if spec(cfg.privacy.mechanism).uses_subsets else None)
     mechanism = None
-    if secret is not None and dist.main:
-        with phase("calibrating the mechanism", enabled=shown):
+    if secret is not None and c.dist.main:
+        with phase("calibrating the mechanism", enabled=cfg.run.progress and c.dist.main):
             mechanism = build_mechanism(cfg, membership=membership, secret=secret)
-    return Components(cfg=cfg, task=task, split=split, loaded=loaded, objective=objective, encoded=encoded,
-                      engine=engine, membership=membership, mechanism=mechanism, dist=dist)
+    return dataclasses.replace(c, membership=membership, mechanism=mechanism)

@@ -132,9 +132,34 @@ def run_name(cfg: CompareConfig, cell: str, seed: int) -> str:
     return f"{cell}-s{seed}" if len(cfg.seeds) > 1 else cell
 
 
-def _run_one(name: str, run_cfg: Config, *, train: bool = True) -> dict[str, Any] | None:
+class SharedSetUp:
+    """One seed's components, lent to every run with the same data, model and seed (:func:`paczero.build.build_key`):
+    the model is loaded, the records encoded and the frozen bottom cached once. Before each run the trainable
+    tensors are put back to θ_0, so every run equals a separate one bit for bit (``tests/test_compare.py``)."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.components = None
+        self.initial = None
+
+    def lend(self, run_cfg: Config):
+        """Components at θ_0 that a run of ``run_cfg`` can build on (built now if the key changed)."""
+        from paczero.build import build, build_key, initial_weights, restore_weights
+
+        key = build_key(run_cfg)
+        if key != self.key:
+            self.key, self.components = key, None  # drop the previous seed's before building the next
+            self.components = build(run_cfg)
+            self.initial = initial_weights(self.components)
+        else:
+            restore_weights(self.components, self.initial)
+        return self.components
+
+
+def _run_one(name: str, run_cfg: Config, *, train: bool = True,
+             shared: SharedSetUp | None = None) -> dict[str, Any] | None:
     """The run's metrics: reused if it has finished, else trained (resumed if started); None where it has not
-    finished and ``train`` is false."""
+    finished and ``train`` is false. With ``shared``, the run builds on the seed's shared components."""
     from paczero.rundir import RunDir
     from paczero.trainer import Trainer
 
@@ -144,10 +169,11 @@ def _run_one(name: str, run_cfg: Config, *, train: bool = True) -> dict[str, Any
         return RunDir(run_dir).read_metrics()
     if not train:
         return None
+    base = shared.lend(run_cfg) if shared is not None else None
     if run_dir.exists():
         log.info("compare: resuming %s", run_dir)
-        return Trainer.resume(run_dir, config=run_cfg).train()
-    return Trainer(run_cfg).run()
+        return Trainer.resume(run_dir, config=run_cfg, base=base).train()
+    return Trainer(run_cfg, base=base).run()
 
 
 def row(name: str, metrics: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
@@ -213,10 +239,11 @@ def compare(cfg: CompareConfig, extra: list[str] = (), *, finished_only: bool = 
 
     runs = _plan(cfg, list(extra))
     rows, cells, missing = [], [], []
+    shared = SharedSetUp()
     for i, (cell, name, run_cfg) in enumerate(runs, start=1):
         if not finished_only:
             log.info("compare: run %d/%d: %s", i, len(runs), name)
-        metrics = _run_one(name, run_cfg, train=not finished_only)
+        metrics = _run_one(name, run_cfg, train=not finished_only, shared=shared)
         if metrics is None:
             missing.append(name)
             continue

@@ -64,12 +64,13 @@ class Trainer:
     """One run. ``Trainer(cfg).run()`` = :meth:`setup` + :meth:`train` + :meth:`cleanup`; returns the metrics.
 
     ``secret`` replaces the fresh secret draw (tests use it to vary J* alone); never pass one in real use.
+    ``base`` lends the components of an earlier run at θ_0 (:func:`paczero.build.build`).
     """
 
     def __init__(self, config: Config, *, secret: SecretState | None = None, config_name: str | None = None,
-                 dist: Dist | None = None):
+                 dist: Dist | None = None, base: Components | None = None):
         self.cfg, self.dist, self.config_name = config, dist or Dist(), config_name
-        self._secret = secret
+        self._secret, self._base = secret, base
         self.progress, self.private = Progress(fingerprint=config.fingerprint()), PrivateProgress()
         self.run_dir: RunDir | None = None
         self.c: Components | None = None
@@ -90,7 +91,7 @@ class Trainer:
             secret = run.load_secret() if run is not None else self._secret or SecretState.fresh(cfg.privacy.n_subsets)
             if not 0 <= secret.j_star < cfg.privacy.n_subsets:  # the message must not reveal J*
                 raise PaczeroError("the run's secret state does not match privacy.n_subsets in config.yaml")
-        self.c = build(cfg, dist=dist, secret=secret)
+        self.c = build(cfg, dist=dist, secret=secret, base=self._base)
         if run is None:  # everything that can fail on user input has been checked: only now create the folder
             run = self._create_run_dir(secret)
         else:
@@ -143,7 +144,8 @@ class Trainer:
                                                       datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")]))
 
     @classmethod
-    def resume(cls, run_dir: Path, *, config: Config | None = None, dist: Dist | None = None) -> "Trainer":
+    def resume(cls, run_dir: Path, *, config: Config | None = None, dist: Dist | None = None,
+               base: Components | None = None) -> "Trainer":
         """A trainer set up at ``run_dir``'s last checkpoint; ``config``, if given, must equal the run's own."""
         saved = load_run_config(run_dir)
         if config is not None and config.fingerprint() != saved.fingerprint():
@@ -151,7 +153,7 @@ class Trainer:
                                f"{', '.join(config_differences(saved, config))}")
         if RunDir(run_dir).finished:
             raise PaczeroError(f"{run_dir} has finished (metrics.json exists); nothing to resume")
-        trainer = cls(saved, dist=dist)
+        trainer = cls(saved, dist=dist, base=base)
         if config is not None:
             trainer.cfg.run.progress = config.run.progress
         trainer.setup(resume=Path(run_dir))
