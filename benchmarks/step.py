@@ -1,6 +1,6 @@
 """One PACZero step against two plain forward passes and a MeZO-style reference step, in one process.
 
-    python benchmarks/step.py --quick --json      # random-initialised SmolLM2 architecture, 8 layers, N = 128
+    python benchmarks/step.py --quick --json      # random-initialised SmolLM2 architecture, 8 layers, N = 512
     python benchmarks/step.py --json              # the packaged SmolLM2-135M (30 layers), N = 1000
 
 On the same SST-2 records and the same model it measures:
@@ -20,10 +20,14 @@ On the same SST-2 records and the same model it measures:
 - the ratios ``overhead = step_s / (2·forward_s)``, ``speedup_vs_reference = reference_step_s / step_s``,
   ``memory_ratio = peak_rss_step_mb / peak_rss_forward_mb``.
 
-Each time is the best of ``--repeat`` runs after one warm-up pass. ``--model opt-1.3b`` builds a
+Each time is the best of ``--repeat`` runs after one warm-up pass; the forward pass and the step are timed in
+alternation, so that a drift of the machine's speed between them does not bias their ratio. ``--model opt-1.3b`` builds a
 random-initialised OPT-1.3B from its published configuration (no download; records tokenised with
 SmolLM2's tokenizer) for the GPU figures, with tokens/s and the fraction of the GPU's peak FLOP/s.
 ``--n-values 32,64,128`` adds step and forward times for several pool sizes (``--plot`` draws them).
+For SST-2 it also reports ``forward_gflops`` (the forward's achieved FLOP/s: 2·non-embedding parameters·padded
+tokens, plus the LM head at one position) next to ``matmul_gflops``, a 2048² (GPU: 8192², bfloat16) matrix product
+timed in the same process: the practical peak of the machine.
 
 ``--task squad`` measures the generation path instead: SQuAD records, the per-record loss −F1 of the
 greedy answer (at most ``--max-new-tokens``), ``forward_s`` one plain generation pass over the pool, the
@@ -299,6 +303,18 @@ def _attach_lora(model):
     return lora.eval()
 
 
+def _matmul_flops(device: torch.device, *, bf16: bool, size: int = 2048, repeat: int = 5) -> float:
+    """FLOP/s of a large square matrix product on ``device`` (float32 on CPU, bfloat16 on a GPU): the practical
+    peak the forward pass is set against, measured in the same process."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    if device.type == "cuda" and size < 8192:
+        size = 8192
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    a @ b  # warm-up
+    best = min(_timed(lambda: a @ b, device) for _ in range(repeat))
+    return 2 * size**3 / best
+
+
 def _flops_per_step(model, enc: Encoded, micro_batch: int) -> float:
     """2·(non-embedding parameters)·(padded tokens) per forward, two forwards (the LM head at one position)."""
     n_embed = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
@@ -314,7 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     autocast = device.type == "cuda"
-    n = args.n or ((128 if args.quick else 1000) if args.task == "sst2" else (32 if args.quick else 256))
+    n = args.n or ((512 if args.quick else 1000) if args.task == "sst2" else (32 if args.quick else 256))
     memory = PeakMemory(device)
     load_start = os.getloadavg()[0]
     model, tokenizer = build_model(args, device)
@@ -335,10 +351,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     warm_up = time.perf_counter()
     objective.losses(model_forward(model), enc.subset(np.arange(min(8, n))))  # warm-up (compiles with --compile)
     result["warm_up_s"] = time.perf_counter() - warm_up
-    result["forward_s"], result["peak_rss_forward_mb"] = _best(forward, args.repeat, device, memory, "forward")
     step = PaczeroStep(model, objective, enc, autocast)
     step()  # warm-up
-    result["step_s"], result["peak_rss_step_mb"] = _best(step, args.repeat, device, memory, "step")
+    # Forward and step timed in alternation, so that a drift of the machine's speed affects both alike.
+    timed = {"forward": [], "step": []}
+    for _ in range(args.repeat):
+        for what, fn in (("forward", forward), ("step", step)):
+            timed[what].append(_best(fn, 1, device, memory, what))
+    for what in ("forward", "step"):
+        result[f"{what}_s"] = min(t for t, _ in timed[what])
+        result[f"peak_rss_{what}_mb"] = max(m for _, m in timed[what])
     if not args.skip_reference:
         reference = (ReferenceGenerationStep if args.task == "squad" else ReferenceStep)(
             model, objective, enc, step.mechanism, autocast)
@@ -363,14 +385,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "reference_step_s" in result:
         result["speedup_vs_reference"] = result["reference_step_s"] / result["step_s"]
     result["memory_ratio"] = result["peak_rss_step_mb"] / result["peak_rss_forward_mb"]
-    if device.type == "cuda" and args.task == "sst2":
-        flops = _flops_per_step(model.get_base_model() if hasattr(model, "get_base_model") else lora.get_base_model(),
-                                enc, objective.micro_batch)
-        name = torch.cuda.get_device_name()
-        peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), None)
-        result.update(gpu=name, tokens_per_s=2 * result["tokens"] / result["step_s"],
-                      step_tflops=flops / result["step_s"] / 1e12,
-                      peak_flops_fraction=None if peak is None else flops / result["step_s"] / 1e12 / peak)
+    if args.task == "sst2":
+        flops = _flops_per_step(lora.get_base_model(), enc, objective.micro_batch)  # two forwards
+        matmul = _matmul_flops(device, bf16=autocast)
+        result.update(forward_gflops=flops / 2 / result["forward_s"] / 1e9, step_gflops=flops / result["step_s"] / 1e9,
+                      matmul_gflops=matmul / 1e9, forward_fraction_of_matmul=flops / 2 / result["forward_s"] / matmul,
+                      tokens_per_s=2 * result["tokens"] / result["step_s"])
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name()
+            peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), None)
+            result.update(gpu=name, peak_flops_fraction=None if peak is None else flops / result["step_s"] / 1e12 / peak)
     result["targets_met"] = {k: (result[k] <= v if op == "<=" else result[k] >= v)
                              for k, (op, v) in TARGETS.items() if k in result}
     result["load_average"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
@@ -398,14 +422,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="random-initialised SmolLM2 architecture, 8 layers, N=128")
+    parser.add_argument("--quick", action="store_true", help="random-initialised SmolLM2 architecture, 8 layers, N=512")
     parser.add_argument("--json", action="store_true", help="print the result as JSON only")
     parser.add_argument("--model", choices=["smollm2", "opt-1.3b"], default="smollm2")
     parser.add_argument("--layers", type=int, help="decoder layers of the random-initialised model (quick: 8)")
-    parser.add_argument("--n", type=int, help="pool size (quick: 128, full: 1000)")
+    parser.add_argument("--n", type=int, help="pool size (quick: 512, full: 1000)")
     parser.add_argument("--n-values", help="comma-separated pool sizes (≤ N) for the step-time-vs-N curve")
     parser.add_argument("--plot", type=Path, help="draw the step-time-vs-N curve to this PNG")
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs per phase (the best is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per phase (the best is kept)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, the cores)")
     parser.add_argument("--skip-reference", action="store_true")
