@@ -65,8 +65,9 @@ def test_every_shipped_compare_config_plans_valid_runs(path, monkeypatch):
     from paczero.compare import load_compare_config, plan
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    runs = plan(load_compare_config(path))
-    assert {cfg.privacy.mechanism for _, cfg in runs} == {"mezo", "zpl", "mi", "dpzero", "dpaggzo"}
+    cfg = load_compare_config(path)
+    runs = plan(cfg)
+    assert runs and {c.privacy.mechanism for _, c in runs} == set(cfg.mechanisms)
 
 
 def test_fingerprint_ignores_cosmetics_only():
