@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_CONFIG
+
 from paczero.cli import main
 from paczero.config import load_config
 from paczero.ledger import parse_releases, parse_transcript
 from paczero.mechanisms import registry
-from paczero.rundir import RunDir
+from paczero.rundir import PRIVATE_TAG, RunDir
 from paczero.secret import SecretState
-from paczero.trainer import PRIVATE_TAG, Trainer
+from paczero.trainer import Trainer
 
 ARGS = ["train.steps=8", "train.eval_every=4", "train.checkpoint_every=2", "run.name=r", "run.output_dir=runs"]
 

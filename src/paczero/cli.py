@@ -37,7 +37,8 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
     from paczero.config import load_config, load_run_config
-    from paczero.trainer import PRIVATE_TAG, Trainer
+    from paczero.rundir import PRIVATE_TAG
+    from paczero.trainer import Trainer
 
     if args.forget_secret is not None:
         return _forget_secret(Path(args.forget_secret))
@@ -164,7 +165,7 @@ def _interval(values: list[float]) -> str:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from paczero.audit import audit_run
-    from paczero.trainer import PRIVATE_TAG
+    from paczero.rundir import PRIVATE_TAG
 
     summary = audit_run(Path(args.run), checkpoint=args.checkpoint, overrides=args.overrides)
     if args.json:
@@ -190,7 +191,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from paczero.report import FIGURES, write_report
-    from paczero.trainer import PRIVATE_TAG
+    from paczero.rundir import PRIVATE_TAG
 
     written = write_report(args.runs, Path(args.out), private=args.private)
     public = [p.name for name, p in written.items() if name in FIGURES or name == "report"]
@@ -230,8 +231,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ privacy
 def _cmd_privacy(args: argparse.Namespace) -> int:
-    from paczero.privacy import (channel_mi, dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon,
-                                 mia_posterior_bound, sigma_for_mi)
+    from paczero.privacy import (
+        channel_mi,
+        dp_epsilon_for_mi,
+        dp_posterior_bound,
+        mi_for_dp_epsilon,
+        mia_posterior_bound,
+        sigma_for_mi,
+    )
     from paczero.privacy.bsc import bsc_mi, flip_for_mi, sigma_of_flip
 
     chosen = [args.run is not None, args.dp_epsilon is not None, args.mi is not None, args.channel, args.dp_noise]
@@ -267,8 +274,7 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
 
 
 def _print_private(run: Path) -> None:
-    from paczero.rundir import RunDir
-    from paczero.trainer import PRIVATE_TAG
+    from paczero.rundir import PRIVATE_TAG, RunDir
 
     run_dir = RunDir.open(run)
     if not run_dir.privacy_path.is_file():

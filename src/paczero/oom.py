@@ -34,7 +34,9 @@ def log_out_of_memory(size: int, *, what: str, private: bool) -> None:
     runs out of memory depends on the records' lengths, and logs may be shared.
     """
     if private:
-        log.warning("[private] out of memory: micro-batches now %d records", size)
+        from paczero.rundir import PRIVATE_TAG
+
+        log.warning("%s out of memory: micro-batches now %d records", PRIVATE_TAG, size)
     else:
         log.warning("out of memory %s micro-batches: now %d records", what, size)
 

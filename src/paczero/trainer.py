@@ -35,8 +35,6 @@ from paczero.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("paczero")
 
-PRIVATE_TAG = "[private]"
-"""Printed lines that show figures computed on the pool or the secret start with this tag."""
 
 
 @dataclass
