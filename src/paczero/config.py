@@ -89,7 +89,9 @@ class DataConfig:
     """Test records drawn by the seed from the validation split (SQuAD: 1000); ``null`` takes them all."""
     prompt: str = "{sentence} It was"
     """Classification prompt template; ``{sentence}`` is replaced by the record's text (``hf``: ``{name}`` by the
-    column ``name``, for generation too unless ``prompt_field`` is set)."""
+    column ``name``, for generation too unless ``prompt_field`` is set). ``squad``: left at this default, MeZO's
+    ``Title: {title}\\nContext: {context}\\nQuestion: {question}\\nAnswer:``; set, a template of ``{title}``,
+    ``{context}`` and ``{question}``."""
     label_words: List[str] = field(default_factory=lambda: [" terrible", " great"])
     """Classification: one word per label (label 0, 1, ...); scored by mean token log-probability."""
     max_length: int = 256
@@ -293,6 +295,11 @@ def task_kind(data: DataConfig) -> str:
     return _KINDS[data.task] if data.task in _KINDS else str(data.kind)
 
 
+def squad_template(data: DataConfig) -> str | None:
+    """``data.task=squad``: the template of its prompts, ``None`` (MeZO's) while ``data.prompt`` is at its default."""
+    return None if data.prompt == DataConfig().prompt else data.prompt
+
+
 def selection_metric(cfg: Config) -> str:
     """The dev metric that picks the best checkpoint: ``train.select_on``, else the task kind's default."""
     return cfg.train.select_on or ("loss" if task_kind(cfg.data) == "classification" else "f1")
@@ -383,6 +390,13 @@ def _validate_task(cfg: Config) -> None:
     kind = task_kind(data)
     if data.task == "hf":
         _validate_hf(data, kind)
+    if data.task == "squad" and squad_template(data) is not None:
+        from paczero.data.squad import FIELDS
+
+        fields = template_fields(data.prompt)
+        _require(bool(fields) and set(fields) <= set(FIELDS) and "context" in fields and "question" in fields,
+                 "data.prompt", data.prompt,
+                 "a SQuAD template names {context} and {question} (and may name {title}), nothing else")
     _require(cfg.train.select_on in (None, *_SELECT_ON[kind]), "train.select_on", cfg.train.select_on,
              f"expected one of {', '.join(_SELECT_ON[kind])} for a {kind} task")
     if kind == "classification":

@@ -91,3 +91,30 @@ def test_missing_files_are_named(tmp_path):
     (tmp_path / "squad" / "validation.json").unlink()
     with pytest.raises(PaczeroError, match="validation.json"):
         load_squad(str(tmp_path))
+
+
+def test_a_prompt_of_its_own_fills_every_question_and_keeps_the_split(data_dir):
+    """``data.prompt`` for SQuAD: each record's prompt is the template filled from its own title, context and
+    question (checked against the JSON file read independently here); the draw of the split is unchanged."""
+    template = "Context: {context}\nQuestion: {question}\nAnswer briefly ({title}):"
+    base = ["data.task=squad", f"data.data_dir={data_dir}", "data.n_pool=12", "data.n_dev=6", "data.n_test=5"]
+    default = load_task(load_config(None, base).data, seed=3)[1]
+    custom = load_task(load_config(None, [*base, f"data.prompt={template}"]).data, seed=3)[1]
+    doc = json.loads((data_dir / "squad" / "train.json").read_text())
+    filled = {}
+    for article in doc["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                mezo = (f"Title: {article['title']}\nContext: {paragraph['context']}\n"
+                        f"Question: {qa['question']}\nAnswer:")
+                filled[mezo] = (f"Context: {paragraph['context']}\nQuestion: {qa['question']}\n"
+                                f"Answer briefly ({article['title']}):")
+    for old, new in zip(default.pool + default.dev, custom.pool + custom.dev):
+        assert new.prompt == filled[old.prompt] and new.answers == old.answers
+    assert [r.answers for r in default.test] == [r.answers for r in custom.test]
+
+
+@pytest.mark.parametrize("prompt", ["Q: {question}", "{sentence} {context} {question}", "no fields"])
+def test_a_squad_prompt_must_name_its_context_and_question(prompt):
+    with pytest.raises(PaczeroError, match="data.prompt"):
+        load_config(None, ["data.task=squad", f"data.prompt={prompt}"])

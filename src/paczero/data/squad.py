@@ -26,12 +26,15 @@ log = logging.getLogger("paczero")
 
 HUB_NAME = "rajpurkar/squad"
 PROMPT = "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"
+"""MeZO's template, the default (``data.prompt`` unset)."""
+FIELDS = ("title", "context", "question")
+"""The fields a SQuAD template (``data.prompt``) may name."""
 DEV_FILES = ("validation.json", "validation_rest.json")
 
 
-def render_prompt(*, title: str, context: str, question: str) -> str:
+def render_prompt(*, title: str, context: str, question: str, template: str = PROMPT) -> str:
     """The SQuAD prompt of one question (filled in one pass, so braces in the text are harmless)."""
-    return fill_template(PROMPT, {"title": title, "context": context, "question": question})
+    return fill_template(template, {"title": title, "context": context, "question": question})
 
 
 def _field(obj: Any, key: str, kind: type, where: str, path: Path) -> Any:
@@ -43,7 +46,7 @@ def _field(obj: Any, key: str, kind: type, where: str, path: Path) -> Any:
     return value
 
 
-def read_squad_json(path: Path) -> list[GenerationExample]:
+def read_squad_json(path: Path, *, template: str = PROMPT) -> list[GenerationExample]:
     """Every question of one SQuAD v1.1 JSON file, in file order."""
     doc = parse_json(read_text(path, what="SQuAD file"), where=str(path))
     records = []
@@ -61,30 +64,33 @@ def read_squad_json(path: Path) -> list[GenerationExample]:
                 if not answers:
                     raise PaczeroError(f"{path}: {where} has no answers (SQuAD v1.1 questions all have one; "
                                        "unanswerable v2.0 questions are not supported)")
-                records.append(GenerationExample(render_prompt(title=title, context=context, question=question),
-                                                 answers))
+                records.append(GenerationExample(render_prompt(title=title, context=context, question=question,
+                                                               template=template), answers))
     if not records:
         raise PaczeroError(f"{path} holds no questions")
     return records
 
 
-def _from_rows(rows: Iterable[dict]) -> list[GenerationExample]:
-    return [GenerationExample(render_prompt(title=r["title"], context=r["context"], question=r["question"]),
-                              tuple(r["answers"]["text"])) for r in rows]
+def _from_rows(rows: Iterable[dict], template: str) -> list[GenerationExample]:
+    return [GenerationExample(render_prompt(title=r["title"], context=r["context"], question=r["question"],
+                                            template=template), tuple(r["answers"]["text"])) for r in rows]
 
 
-def load_squad(data_dir: str | None = None) -> tuple[list[GenerationExample], list[GenerationExample]]:
-    """SQuAD v1.1 ``(train, dev)`` questions; local files first, then the hub."""
+def load_squad(data_dir: str | None = None, *, template: str | None = None,
+               ) -> tuple[list[GenerationExample], list[GenerationExample]]:
+    """SQuAD v1.1 ``(train, dev)`` questions, each prompt filled from ``template`` (default :data:`PROMPT`);
+    local files first, then the hub."""
+    template = PROMPT if template is None else template
     root = resolve_data_dir(data_dir)
     if root is None:
         ds = load_hub_dataset(HUB_NAME)
-        return _from_rows(ds["train"]), _from_rows(ds["validation"])
+        return _from_rows(ds["train"], template), _from_rows(ds["validation"], template)
     folder = root / "squad" if (root / "squad").is_dir() else root
-    train = read_squad_json(folder / "train.json")
-    dev = read_squad_json(folder / DEV_FILES[0])
+    train = read_squad_json(folder / "train.json", template=template)
+    dev = read_squad_json(folder / DEV_FILES[0], template=template)
     rest = folder / DEV_FILES[1]
     if rest.exists():
-        dev += read_squad_json(rest)
+        dev += read_squad_json(rest, template=template)
     else:
         log.warning("%s not found: the dev set is %s alone (%d questions), so the seeded test draw differs from "
                     "the full dev set's", rest, DEV_FILES[0], len(dev))

@@ -153,7 +153,9 @@ def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
     elif data.task == "squad":
         from paczero.data.squad import load_squad
 
-        train, validation = load_squad(data.data_dir)
+        from paczero.config import squad_template
+
+        train, validation = load_squad(data.data_dir, template=squad_template(data))
     elif data.task == "jsonl":
         from paczero.data.jsonl import load_jsonl
 
