@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: venv
-	$(VENV)/bin/paczero train --config configs/sst2-smollm2-zpl.yaml $(ARGS)
+	$(VENV)/bin/paczero train --config configs/sst2-smollm2-review-zpl.yaml $(ARGS)
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)

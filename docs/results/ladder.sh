@@ -11,6 +11,8 @@ PAPER=configs/sst2-smollm2-zpl.yaml                  # "{sentence} It was" (the 
 COMMON=(data.n_test=null data.n_dev=128 run.progress=false)
 declare -A RUNGS=(
   [rv-zpl-n256-m16-t300]="$REVIEW data.n_pool=256 privacy.n_subsets=16 train.steps=300 train.eval_every=50 train.lr=2e-3"
+  [rv-zpl-n256-m16-t300-s1]="$REVIEW run.seed=1 data.n_pool=256 privacy.n_subsets=16 train.steps=300 train.eval_every=50 train.lr=2e-3"
+  [rv-zpl-n256-m16-t300-s2]="$REVIEW run.seed=2 data.n_pool=256 privacy.n_subsets=16 train.steps=300 train.eval_every=50 train.lr=2e-3"
   [rv-mezo-n256-t300]="$REVIEW data.n_pool=256 privacy.mechanism=mezo train.batch_size=256 train.steps=300 train.eval_every=50 train.lr=2e-3"
   [rv-zpl-n1000-m16-t100]="$REVIEW data.n_pool=1000 privacy.n_subsets=16 train.steps=100 train.eval_every=25 train.lr=2e-3"
   [rv-zpl-n1000-m128-t100]="$REVIEW data.n_pool=1000 privacy.n_subsets=128 train.steps=100 train.eval_every=25 train.lr=2e-3"
@@ -18,7 +20,7 @@ declare -A RUNGS=(
   [rv-mi011-n256-m16-t300]="$REVIEW data.n_pool=256 privacy.mechanism=mi privacy.budget=0.111 privacy.n_subsets=16 train.steps=300 train.eval_every=50 train.lr=2e-3"
   [pp-zpl-n256-m16-t300]="$PAPER data.n_pool=256 privacy.n_subsets=16 train.steps=300 train.eval_every=50 train.lr=5e-3"
 )
-ORDER=(rv-zpl-n256-m16-t300 rv-mezo-n256-t300 rv-zpl-n1000-m16-t100 rv-zpl-n1000-m128-t100 rv-zpl-n256-m16-t1000
+ORDER=(rv-zpl-n256-m16-t300 rv-zpl-n256-m16-t300-s1 rv-zpl-n256-m16-t300-s2 rv-mezo-n256-t300 rv-zpl-n1000-m16-t100 rv-zpl-n1000-m128-t100 rv-zpl-n256-m16-t1000
        rv-mi011-n256-m16-t300 pp-zpl-n256-m16-t300)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
