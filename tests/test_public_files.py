@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
 
+from conftest import TINY_CONFIG
 from paczero.cli import main
 from paczero.config import load_config
 from paczero.ledger import parse_releases, parse_transcript

@@ -295,9 +295,11 @@ def task_kind(data: DataConfig) -> str:
     return _KINDS[data.task] if data.task in _KINDS else str(data.kind)
 
 
-def squad_template(data: DataConfig) -> str | None:
-    """``data.task=squad``: the template of its prompts, ``None`` (MeZO's) while ``data.prompt`` is at its default."""
-    return None if data.prompt == DataConfig().prompt else data.prompt
+def squad_template(data: DataConfig) -> str:
+    """``data.task=squad``: the template of its prompts, ``data.prompt`` when set, MeZO's while at its default."""
+    from paczero.data.squad import PROMPT
+
+    return PROMPT if data.prompt == DataConfig().prompt else data.prompt
 
 
 def selection_metric(cfg: Config) -> str:
@@ -390,10 +392,10 @@ def _validate_task(cfg: Config) -> None:
     kind = task_kind(data)
     if data.task == "hf":
         _validate_hf(data, kind)
-    if data.task == "squad" and squad_template(data) is not None:
+    if data.task == "squad":
         from paczero.data.squad import FIELDS
 
-        fields = template_fields(data.prompt)
+        fields = template_fields(squad_template(data))
         _require(bool(fields) and set(fields) <= set(FIELDS) and "context" in fields and "question" in fields,
                  "data.prompt", data.prompt,
                  "a SQuAD template names {context} and {question} (and may name {title}), nothing else")

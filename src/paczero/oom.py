@@ -19,6 +19,7 @@ from typing import Callable, TypeVar
 import torch
 
 from paczero.errors import PaczeroError
+from paczero.rundir import PRIVATE_TAG
 
 log = logging.getLogger("paczero")
 
@@ -34,8 +35,6 @@ def log_out_of_memory(size: int, *, what: str, private: bool) -> None:
     runs out of memory depends on the records' lengths, and logs may be shared.
     """
     if private:
-        from paczero.rundir import PRIVATE_TAG
-
         log.warning("%s out of memory: micro-batches now %d records", PRIVATE_TAG, size)
     else:
         log.warning("out of memory %s micro-batches: now %d records", what, size)

@@ -36,7 +36,6 @@ from paczero.tensorboard_log import TensorBoardLog
 log = logging.getLogger("paczero")
 
 
-
 @dataclass
 class Progress:
     """The public state carried from step to step (saved with ``checkpoints/last``): functions of the public

@@ -76,11 +76,10 @@ def _from_rows(rows: Iterable[dict], template: str) -> list[GenerationExample]:
                                             template=template), tuple(r["answers"]["text"])) for r in rows]
 
 
-def load_squad(data_dir: str | None = None, *, template: str | None = None,
+def load_squad(data_dir: str | None = None, *, template: str = PROMPT,
                ) -> tuple[list[GenerationExample], list[GenerationExample]]:
-    """SQuAD v1.1 ``(train, dev)`` questions, each prompt filled from ``template`` (default :data:`PROMPT`);
-    local files first, then the hub."""
-    template = PROMPT if template is None else template
+    """SQuAD v1.1 ``(train, dev)`` questions, each prompt filled from ``template``; local files first, then the
+    hub."""
     root = resolve_data_dir(data_dir)
     if root is None:
         ds = load_hub_dataset(HUB_NAME)

@@ -151,9 +151,8 @@ def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
 
         train, validation = load_sst2(data.data_dir)
     elif data.task == "squad":
-        from paczero.data.squad import load_squad
-
         from paczero.config import squad_template
+        from paczero.data.squad import load_squad
 
         train, validation = load_squad(data.data_dir, template=squad_template(data))
     elif data.task == "jsonl":
