@@ -116,3 +116,28 @@ def test_readme_links_resolve():
     local = [link for link in links if "://" not in link]
     assert local, "the README links to the docs"
     assert [link for link in local if not (ROOT / link).exists()] == []
+
+
+_RUNG = re.compile(r'^\s*\[([\w.-]+)\]="([^"]*)"', re.M)
+_VAR = re.compile(r"^([A-Z]+)=(\S+)", re.M)
+
+
+@pytest.mark.parametrize("script", sorted((DOCS / "results").glob("*.sh")), ids=lambda p: p.name)
+def test_every_rung_of_the_results_scripts_is_a_valid_config(script):
+    """The resumable scripts behind docs/results.md: every rung is a config paczero accepts, and the run order
+    names only defined rungs, so the page's commands keep working as the config grows."""
+    from paczero.config import load_config
+
+    text = script.read_text()
+    variables = {name: value for name, value in _VAR.findall(text)}
+    common = re.search(r"^COMMON=\(([^)]*)\)", text, re.M)
+    common = common.group(1).split() if common else []
+    rungs = dict(_RUNG.findall(text))
+    assert rungs, f"{script.name} defines no rungs"
+    for name, spec in rungs.items():
+        words = [re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], w) for w in spec.split()]
+        config = words.pop(0) if words and words[0].endswith(".yaml") else variables["CONFIG"]
+        cfg = load_config(ROOT / config, [*common, *words, f"run.name={name}"])
+        assert cfg.run.name == name
+    order = re.search(r"^ORDER=\(([^)]*)\)", text, re.M).group(1).split()
+    assert set(order) - set(rungs) <= {"zero-shot-1000"}, f"{script.name} runs rungs it does not define"
