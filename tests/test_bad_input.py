@@ -61,6 +61,7 @@ def _make_dir(name: str) -> Callable[[Path], None]:
     return edit
 
 
+SET = ["model.tuning=set"]
 CASES = {
     # missing or unreadable data files
     "sst2 file missing": (TINY_CONFIG, lambda t: _sst2(t, lambda f: (f / "validation.tsv").unlink()),
@@ -133,6 +134,30 @@ CASES = {
     "model folder empty": (TINY_CONFIG, lambda t: [f"model.name={t}"], "cannot be loaded: the folder has no config"),
     "lora target matches nothing": (TINY_CONFIG, lambda t: ["model.tuning=lora", "model.lora.target_modules=[nope]"],
                                     r"model.lora.target_modules=\['nope'\] match no module"),
+    # trainable sets (model.tuning=set)
+    "set pattern matches nothing": (TINY_CONFIG, lambda t: [*SET, "model.trainable.pattern=nope"],
+                                    r"model.trainable.pattern='nope' selects no tensor .*named like model\."),
+    "set pattern invalid": (TINY_CONFIG, lambda t: [*SET, "model.trainable.pattern=(x"],
+                            r"model.trainable.pattern='\(x' is not a regular expression"),
+    "set unknown part": (TINY_CONFIG, lambda t: [*SET, "model.trainable.heads=true"], "model.trainable.heads"),
+    "set biases on a model without": (TINY_CONFIG, lambda t: [*SET, "model.trainable.biases=1"],
+                                      "model.trainable.biases=1 selects no tensor"),
+    "set tied embedding": (TINY_CONFIG, lambda t: [*SET, "model.trainable.pattern=embed"],
+                           "selects model.embed_tokens.weight, the input embedding tied to the LM head; .*head_rows"),
+    "set head rows for generation": (TINY_SQUAD_CONFIG, lambda t: [*SET, "model.trainable.head_rows=true"],
+                                     "model.trainable.head_rows=True is invalid; .*classification tasks only"),
+    "set head rows of a multi-token word": (TINY_CONFIG, lambda t: [*SET, "model.trainable.head_rows=true",
+                                                                    "data.label_words=[' very bad',' great']"],
+                                            "needs single-token label words; a label word encodes to 2 tokens"),
+    "set more layers than the model": (TINY_CONFIG, lambda t: [*SET, "model.trainable.norms=3"],
+                                       "model.trainable.norms=3 exceeds the model's 2 decoder layers"),
+    "set empty": (TINY_CONFIG, lambda t: SET, "model.tuning=set tunes the parts of model.trainable"),
+    "set parts without set": (TINY_CONFIG, lambda t: ["model.trainable.final_norm=true"],
+                              "model.trainable.*final_norm=True.* applies with model.tuning=set"),
+    "set nothing to cache": (TINY_CONFIG, lambda t: [*SET, "model.trainable.layers=2", "zo.cache_prefix=true"],
+                             "zo.cache_prefix: nothing to cache"),
+    "first order without a gradient": (TINY_SQUAD_CONFIG, lambda t: ["privacy.mechanism=firstorder"],
+                                       "data.objective='f1' is invalid; .*expected lm"),
 }
 
 

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from paczero.config import Config
+from paczero.config import Config, task_kind
 from paczero.data.tasks import Split, Task, load_task
 from paczero.distributed import Dist
+from paczero.firstorder import FirstOrder
 from paczero.mechanisms.base import Mechanism
 from paczero.mechanisms.registry import build_mechanism, spec
 from paczero.models import LoadedModel, context_length, load_model
@@ -46,6 +47,8 @@ class Components:
     """The public membership matrix (mechanisms that use subsets), else None."""
     mechanism: Mechanism | None
     """The release mechanism (rank 0 of a training run), else None."""
+    optimizer: FirstOrder | None = None
+    """A first-order method's optimiser over the trainable tensors (``privacy.mechanism=firstorder``), else None."""
     dist: Dist = field(default_factory=Dist)
     local: tuple[np.ndarray, Any] | None = None
     """Under torchrun: this rank's share of the whole pool (indices, encoded), encoded and cached once."""
@@ -71,8 +74,10 @@ def tiny_texts(cfg: Config) -> list[str]:
 
 def build_model(cfg: Config, *, texts: list[str] | None = None) -> LoadedModel:
     """The model of ``cfg`` alone (what a replay needs), with the tiny model's vocabulary from ``texts``."""
+    words = cfg.data.label_words if task_kind(cfg.data) == "classification" else None
     with phase(f"loading model {cfg.model.name}", enabled=cfg.run.progress):
-        return load_model(cfg.model, seed=cfg.run.seed, tiny_texts=tiny_texts(cfg) if texts is None else texts)
+        return load_model(cfg.model, seed=cfg.run.seed, tiny_texts=tiny_texts(cfg) if texts is None else texts,
+                          label_words=words)
 
 
 def build_key(cfg: Config) -> str:
@@ -141,4 +146,5 @@ def _with_mechanism(c: Components, secret: SecretState | None) -> Components:
     if secret is not None and c.dist.main:
         with phase("calibrating the mechanism", enabled=cfg.run.progress and c.dist.main):
             mechanism = build_mechanism(cfg, membership=membership, secret=secret)
-    return dataclasses.replace(c, membership=membership, mechanism=mechanism)
+    optimizer = FirstOrder(c.loaded.trainable) if spec(cfg.privacy.mechanism).first_order else None
+    return dataclasses.replace(c, membership=membership, mechanism=mechanism, optimizer=optimizer)

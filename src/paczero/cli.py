@@ -301,15 +301,18 @@ def run_statement(run: Path) -> dict[str, Any]:
     """The privacy statement of a run, recomputed from its public files (settings and transcript) alone."""
     from paczero.config import load_run_config
     from paczero.ledger import parse_transcript
-    from paczero.mechanisms.registry import run_statement as statement
+    from paczero.mechanisms.registry import run_statement as statement, spec
     from paczero.rundir import RunDir
 
     run_dir = RunDir.open(run)
+    cfg = load_run_config(run)
+    if spec(cfg.privacy.mechanism).first_order:  # released nothing per step: no transcript, the steps it has run
+        progress = run_dir.read_progress()
+        return statement(cfg, steps=progress["step"] if progress else 0, releases=0).to_dict()
     try:
         steps = parse_transcript(run_dir.read_transcript())
     except ValueError as exc:
         raise PaczeroError(f"{run_dir.transcript_path} is not a paczero transcript: {exc}") from None
-    cfg = load_run_config(run)
     return statement(cfg, steps=len(steps), releases=sum(len(s.directions) for s in steps)).to_dict()
 
 
@@ -394,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="compare YAML (base run config, ε list, per-mechanism overrides)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to every run")
     p.add_argument("--epsilons", help="comma-separated DP ε list, e.g. 0.5,1,2,6")
-    p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo")
+    p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo,firstorder")
     p.add_argument("--out", help="folder for the runs and compare.{csv,md}")
     p.add_argument("--seeds", help="comma-separated public seeds, e.g. 0,1,2 (runs end in -s<seed>; adds a summary)")
     p.add_argument("--finished-only", action="store_true",

@@ -1,8 +1,8 @@
 """The matched comparison (paczero-notes §6.3, §9): every mechanism on one axis, the MIA posterior bound.
 
 For each DP ε: DPZero and DP-AggZO at (ε, δ), and PACZero-MI at the matched MI
-I(ε) = ln 2 − H_b(e^ε/(1 + e^ε)) (the same MIA bound at prior 1/2); plus PACZero-ZPL (bound 1/2) and
-non-private MeZO (no bound). Each run is an ordinary run directory under ``out``; a finished run is
+I(ε) = ln 2 − H_b(e^ε/(1 + e^ε)) (the same MIA bound at prior 1/2); plus PACZero-ZPL (bound 1/2), and
+non-private MeZO and the first-order reference (:mod:`paczero.firstorder`; no bound). Each run is an ordinary run directory under ``out``; a finished run is
 reused and an interrupted one resumed, so a crashed comparison continues where it stopped. The table
 (``compare.csv`` and ``compare.md``) lists test accuracy against the bound each run's settings and transcript
 imply (its public statement).
@@ -28,7 +28,7 @@ from paczero.privacy.bounds import mi_for_dp_epsilon
 
 log = logging.getLogger("paczero")
 
-MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo")
+MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo", "firstorder")
 COLUMNS = ("mechanism", "dp_epsilon", "seed", "mi_bound_nats", "mia_posterior_bound", "test_accuracy",
            "zero_shot_accuracy", "steps_run", "run")
 SUMMARY_COLUMNS = ("cell", "mechanism", "seeds", "mia_posterior_bound_max", "test_accuracy_mean",
@@ -44,6 +44,7 @@ class MechanismOverrides:
     mi: List[str] = field(default_factory=list)
     dpzero: List[str] = field(default_factory=list)
     dpaggzo: List[str] = field(default_factory=list)
+    firstorder: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,7 +54,9 @@ class CompareConfig:
     """Run config every mechanism starts from (path relative to the working directory)."""
     epsilons: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 6.0])
     """DP ε of the DPZero/DP-AggZO runs; PACZero-MI runs at the matched MI of each."""
-    mechanisms: List[str] = field(default_factory=lambda: list(MECHANISMS))
+    mechanisms: List[str] = field(default_factory=lambda: [m for m in MECHANISMS if m != "firstorder"])
+    """Any of mezo, zpl, mi, dpzero, dpaggzo and firstorder (the non-private first-order reference, not run unless
+    named)."""
     seeds: List[int] = field(default_factory=lambda: [0])
     """Public seeds (``run.seed``: data split, membership matrix, directions; J* is secret and fresh per run).
     With more than one, every run name ends in ``-s<seed>`` and ``compare-summary.{csv,md}`` gives the mean
@@ -108,7 +111,7 @@ def _plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, str, Con
     """(cell, run name, run config) of every run, in the order of :func:`plan`."""
     o = cfg.overrides
     cells: list[tuple[str, str, list[str]]] = []
-    for mechanism in ("mezo", "zpl"):
+    for mechanism in ("firstorder", "mezo", "zpl"):
         if mechanism in cfg.mechanisms:
             cells.append((mechanism, mechanism, []))
     for eps in cfg.epsilons:

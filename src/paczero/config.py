@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, get_type_hints
@@ -125,6 +126,37 @@ class TinyModelOptions:
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 64
+    bias: bool = False
+    """Biases in the attention and MLP projections (Llama has none; tests of ``model.trainable.biases`` need them)."""
+
+
+@dataclass
+class TrainableSet:
+    """``model.trainable.*`` (with ``model.tuning: set``): the tensors tuned, as the union of the parts set here, the
+    way peft users name target modules. Everything else is frozen; everything below the lowest tuned tensor can be
+    cached once per run (``zo.cache_prefix``)."""
+
+    head_rows: bool = False
+    """The label words' rows of the LM head (classification with single-token label words): a C×H tensor of its own,
+    so a tied input embedding stays as it is (the export unties the head)."""
+    final_norm: bool = False
+    """The final norm's weights (those read after the last decoder layer)."""
+    norms: int = 0
+    """The norm weights of the top k decoder layers."""
+    biases: int = 0
+    """The biases of the top k decoder layers (BitFit with k = all layers; models such as Llama have none)."""
+    lora_layers: int = 0
+    """LoRA adapters (``model.lora.*``) on the top k decoder layers."""
+    layers: int = 0
+    """Every tensor of the top k decoder layers (full tuning of those layers)."""
+    pattern: Optional[str] = None
+    """A regular expression (``re.search``) over parameter names, as ``model.named_parameters()`` gives them after
+    LoRA is attached (e.g. ``mlp\\.down_proj``)."""
+
+    def parts(self) -> list[str]:
+        """The parts that are set, as ``key=value`` (for messages)."""
+        default = TrainableSet()
+        return [f"{k}={v}" for k, v in asdict(self).items() if v != getattr(default, k)]
 
 
 @dataclass
@@ -145,8 +177,9 @@ class ModelConfig:
     ``sequential``, or one device such as ``cuda:0``) passed to ``from_pretrained``; ``model.device`` is then
     ignored. Not for ``tiny``."""
     tuning: str = "full"
-    """``full`` (every parameter) or ``lora`` (peft adapters only)."""
+    """``full`` (every parameter), ``lora`` (peft adapters only) or ``set`` (the parts of ``model.trainable``)."""
     lora: LoraOptions = field(default_factory=LoraOptions)
+    trainable: TrainableSet = field(default_factory=TrainableSet)
     tiny: TinyModelOptions = field(default_factory=TinyModelOptions)
     threads: Optional[int] = None
     """CPU threads for torch; default: all cores."""
@@ -173,8 +206,10 @@ class ZOConfig:
     micro_batch: int = 64
     """Records per forward pass (memory only; results do not depend on it)."""
     cache_prefix: bool = False
-    """With ``model.train_top_layers``: compute the frozen bottom's hidden states of the pool, dev and test
-    records once per run and evaluate only the trainable top layers (bit-identical results)."""
+    """With ``model.train_top_layers`` or ``model.tuning: set``: compute everything below the lowest trainable tensor
+    once per run for the pool, dev and test records and evaluate only what is above it (bit-identical results; a set
+    of the final norm and the head rows of single-token label words keeps each record's final hidden state and
+    computes the label words' logits alone, equal to the full head's losses to float rounding)."""
 
 
 @dataclass
@@ -182,8 +217,9 @@ class PrivacyConfig:
     """``privacy.*``: the mechanism, its subsets and budget, and the DP baselines' parameters."""
     mechanism: str = "zpl"
     """``zpl`` (I = 0), ``mi`` (budget of ``budget`` nats), the baselines ``mezo`` (non-private), ``dpzero``
-    and ``dpaggzo`` ((ε, δ)-DP), or an ablation: ``raw_full``, ``quant_full``, ``raw_half``, ``quant_half``,
-    ``random_sign``."""
+    and ``dpaggzo`` ((ε, δ)-DP), the non-private first-order reference ``firstorder`` (autograd and Adam over the
+    trainable set, full batch: :mod:`paczero.firstorder`), or an ablation: ``raw_full``, ``quant_full``,
+    ``raw_half``, ``quant_half``, ``random_sign``."""
     n_subsets: int = 128
     """M candidate subsets; each record is in exactly M/2 of them."""
     budget: float = 0.33
@@ -278,7 +314,7 @@ def config_differences(a: Config, b: Config) -> list[str]:
 
 _CHOICES = {
     "model.dtype": ("float32", "float64", "bfloat16", "float16"),
-    "model.tuning": ("full", "lora"),
+    "model.tuning": ("full", "lora", "set"),
     "privacy.mi_channel": ("bsc", "awgn"),
     "privacy.budget_schedule": ("adaptive", "uniform"),
     "train.lr_schedule": ("linear", "constant"),
@@ -434,6 +470,10 @@ def validate(cfg: Config) -> Config:
                  "expected a positive MI budget in nats (use privacy.mechanism=zpl for I = 0)")
     if spec(cfg.privacy.mechanism).family == "dp":
         _validate_dp(cfg)
+    if spec(cfg.privacy.mechanism).first_order and task_kind(cfg.data) == "generation":
+        _require(cfg.data.objective == "lm", "data.objective", cfg.data.objective,
+                 f"privacy.mechanism={cfg.privacy.mechanism} follows the loss's gradient: expected lm (the -F1 of a "
+                 "greedy answer has none)")
     _require(1e-15 <= cfg.privacy.free_threshold < 1e-3, "privacy.free_threshold", cfg.privacy.free_threshold,
              "expected 1e-15 <= threshold < 1e-3 (below 1e-15 the posterior mass on +1 can round to 1 and a "
              "release to a coin)")
@@ -452,10 +492,37 @@ def validate(cfg: Config) -> Config:
     top = cfg.model.train_top_layers
     _require(top is None or top > 0, "model.train_top_layers", top, "expected a positive number of layers or null")
     _require(top is None or cfg.model.tuning == "full", "model.train_top_layers", top,
-             "expected null with model.tuning=lora (it selects layers for full tuning)")
-    _require(not cfg.zo.cache_prefix or top is not None, "zo.cache_prefix", cfg.zo.cache_prefix,
-             "a cached prefix needs a frozen bottom: set model.train_top_layers too")
+             f"expected null with model.tuning={cfg.model.tuning} (it selects layers for full tuning)")
+    _validate_trainable(cfg)
+    _require(not cfg.zo.cache_prefix or top is not None or cfg.model.tuning == "set", "zo.cache_prefix",
+             cfg.zo.cache_prefix, "a cached prefix needs a frozen bottom: set model.train_top_layers or "
+             "model.tuning=set with model.trainable too")
     return cfg
+
+
+def _validate_trainable(cfg: Config) -> None:
+    """``model.trainable``: some part with ``model.tuning=set``, none otherwise; counts >= 0; a valid pattern; head
+    rows for classification only."""
+    t = cfg.model.trainable
+    if cfg.model.tuning != "set":
+        _require(not t.parts(), "model.trainable", ", ".join(t.parts()),
+                 f"model.trainable applies with model.tuning=set (it is {cfg.model.tuning})")
+        return
+    _require(bool(t.parts()), "model.trainable", "{}", "model.tuning=set tunes the parts of model.trainable: set at "
+             "least one of head_rows, final_norm, norms, biases, lora_layers, layers, pattern")
+    for key in ("norms", "biases", "lora_layers", "layers"):
+        value = getattr(t, key)
+        _require(value >= 0, f"model.trainable.{key}", value, "expected a number of top decoder layers >= 0")
+    if t.pattern is not None:
+        try:
+            re.compile(t.pattern)
+        except re.error as exc:
+            raise PaczeroError(f"config: model.trainable.pattern={t.pattern!r} is not a regular expression "
+                               f"({exc})") from None
+    kind = task_kind(cfg.data)
+    _require(not t.head_rows or kind == "classification", "model.trainable.head_rows", t.head_rows,
+             f"the label words' head rows exist for classification tasks only; data.task={cfg.data.task} is a {kind} "
+             "task (tune final_norm, norms, lora_layers, layers or a pattern)")
 
 
 def _is_text_key(key: str) -> bool:

@@ -59,6 +59,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     """Write the export of ``run_dir``'s ``checkpoint`` into the new folder ``out``; returns what was written."""
     from paczero.build import build_model
     from paczero.checkpoint import load_weights
+    from paczero.models import publishable
 
     if checkpoint not in CHECKPOINTS:
         raise PaczeroError(f"--checkpoint {checkpoint!r} is invalid; expected one of {', '.join(CHECKPOINTS)}")
@@ -90,7 +91,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
         if fmt == "adapter":  # where peft looks for the base: its hub name, else the base written beside it
             name = cfg.model.name if _on_the_hub(cfg.model.name) else "base"
             loaded.model.peft_config["default"].base_model_name_or_path = name
-        model = loaded.model.merge_and_unload() if fmt == "merged" else loaded.model
+        model = loaded.model.merge_and_unload() if fmt == "merged" else publishable(loaded)
         model.save_pretrained(tmp, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         if fmt == "adapter" and not _on_the_hub(cfg.model.name):

@@ -8,13 +8,16 @@ once and then loaded from the cache (:mod:`paczero.gguf_cache`).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
+from torch import nn
 
 from paczero.config import ModelConfig
 from paczero.errors import PaczeroError
@@ -34,10 +37,39 @@ class LoadedModel:
     trainable: list[tuple[str, torch.nn.Parameter]]
     """Trainable tensors in a fixed order: the order directions are generated in."""
     device: torch.device
+    tuning: str = "full"
+    """``model.tuning``: ``full``, ``lora`` or ``set``."""
 
     @property
     def n_trainable(self) -> int:
         return sum(p.numel() for _, p in self.trainable)
+
+
+class LabelRowsHead(nn.Module):
+    """An LM head whose label words' rows are a trainable tensor of their own (``rows``, C×H).
+
+    ``weight`` is the original head, frozen (with tied embeddings: the input embedding itself, which therefore never
+    changes, so no cached input does); the logits at the label words' ids come from ``rows``. At θ_0 the rows are a
+    copy of the head's: the logits equal the original head's, at the label words to float rounding (a product with
+    C rows is blocked differently from one with the whole vocabulary) and bit for bit elsewhere.
+    """
+
+    def __init__(self, head: nn.Linear, ids: Sequence[int]):
+        super().__init__()
+        self.weight = head.weight
+        self.bias = head.bias
+        self.rows = nn.Parameter(head.weight.detach()[list(ids)].clone())
+        self.register_buffer("ids", torch.tensor(list(ids), device=head.weight.device), persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = nn.functional.linear(hidden, self.weight, self.bias)
+        rows = nn.functional.linear(hidden, self.rows, None if self.bias is None else self.bias[self.ids])
+        return logits.index_copy(-1, self.ids, rows)
+
+
+def label_token_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
+    """The token ids of each label word, as the classification objective scores it (no special tokens)."""
+    return [tokenizer(w, add_special_tokens=False).input_ids for w in words]
 
 
 def context_length(model: torch.nn.Module) -> int | None:
@@ -102,6 +134,7 @@ def build_tiny_model(cfg: ModelConfig, tokenizer, *, seed: int) -> torch.nn.Modu
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
                          num_attention_heads=t.num_heads, num_key_value_heads=t.num_heads,
                          intermediate_size=t.intermediate_size, max_position_embeddings=1024,
+                         attention_bias=t.bias, mlp_bias=t.bias,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, initializer_range=0.2)
     with torch.random.fork_rng(devices=[]):
@@ -136,11 +169,14 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
     return model, tokenizer
 
 
-def _attach_lora(model: torch.nn.Module, cfg: ModelConfig, *, seed: int) -> torch.nn.Module:
+def _attach_lora(model: torch.nn.Module, cfg: ModelConfig, *, seed: int,
+                 layers: Sequence[int] | None = None) -> torch.nn.Module:
+    """peft's LoRA on ``model.lora.target_modules`` (of the decoder layers ``layers`` only, if given)."""
     from peft import LoraConfig, get_peft_model
 
+    only = {"layers_to_transform": list(layers)} if layers is not None else {}
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=list(cfg.lora.target_modules),
-                      lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+                      lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", **only)
     try:
         # The adapters' random init is part of θ_0: seed it publicly so runs and replays agree.
         with torch.random.fork_rng(devices=[]):
@@ -163,22 +199,143 @@ def contiguous_head_input(model: torch.nn.Module) -> None:
         head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
 
 
-def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
-    """Freeze all but the top ``n`` decoder layers and the tensors after them that the input side does not read
-    (a tied input/output embedding stays frozen, so the layers below never change)."""
+def _stages(model: torch.nn.Module):
+    """The model's stages over all its parameters, with which tensors the prefix and the suffix read discovered."""
     from paczero.staged import StagedModel
 
     staged = StagedModel(model, list(model.named_parameters()))
-    if n > staged.n_layers:
-        raise PaczeroError(f"config: model.train_top_layers={n} exceeds the model's {staged.n_layers} decoder layers")
     probe = torch.tensor([[0, 1]], device=next(model.parameters()).device)
     with torch.inference_mode():
         staged.ensure_discovered({"input_ids": probe, "attention_mask": torch.ones_like(probe)})
     assert staged.prefix_params is not None and staged.suffix_params is not None
+    return staged
+
+
+def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
+    """Freeze all but the top ``n`` decoder layers and the tensors after them that the input side does not read
+    (a tied input/output embedding stays frozen, so the layers below never change)."""
+    staged = _stages(model)
+    if n > staged.n_layers:
+        raise PaczeroError(f"config: model.train_top_layers={n} exceeds the model's {staged.n_layers} decoder layers")
     keep = {i for layer in staged.layer_params[staged.n_layers - n:] for i, _ in layer}
     keep |= set(staged.suffix_params) - set(staged.prefix_params)
     for i, (_, p) in enumerate(staged.trainable):
         p.requires_grad_(i in keep)
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
+
+
+def _head_rows(model: torch.nn.Module, label_ids: Sequence[Sequence[int]] | None) -> None:
+    """Put a :class:`LabelRowsHead` over the label words' rows in place of the LM head."""
+    if label_ids is None:
+        raise PaczeroError("config: model.trainable.head_rows=True is invalid; the label words' head rows exist for "
+                           "classification tasks only")
+    long = [ids for ids in label_ids if len(ids) != 1]
+    if long:
+        raise PaczeroError(f"config: model.trainable.head_rows=True needs single-token label words; a label word "
+                           f"encodes to {len(long[0])} tokens {list(long[0])} (choose label words of one token each, "
+                           "or tune final_norm, norms, lora_layers, layers or a pattern)")
+    head = model.get_output_embeddings()
+    if not isinstance(head, nn.Linear):
+        raise PaczeroError(f"config: model.trainable.head_rows=True needs a linear LM head; this model's is "
+                           f"{type(head).__name__}")
+    model.set_output_embeddings(LabelRowsHead(head, [ids[0] for ids in label_ids]))
+    contiguous_head_input(model)
+
+
+def _select(staged, t) -> dict[str, set[int]]:
+    """Per part of ``model.trainable`` that is set, the indices (into ``staged.trainable``) of the tensors it selects."""
+    params = staged.trainable
+    top = lambda k: [i for layer in staged.layer_params[staged.n_layers - k:] for i, _ in layer]  # noqa: E731
+    owner = {id(p): m for m in staged.model.modules() for p in m.parameters(recurse=False)}
+    norm = {i for i, (_, p) in enumerate(params) if _is_norm(owner[id(p)])}
+    parts: dict[str, set[int]] = {}
+    if t.head_rows:
+        parts["head_rows"] = {i for i, (_, p) in enumerate(params) if isinstance(owner[id(p)], LabelRowsHead)
+                              and p is owner[id(p)].rows}
+    if t.final_norm:
+        parts["final_norm"] = (set(staged.suffix_params) - set(staged.prefix_params)) & norm
+    if t.norms:
+        parts["norms"] = set(top(t.norms)) & norm
+    if t.biases:
+        parts["biases"] = {i for i in top(t.biases) if params[i][0].endswith(".bias") and "lora_" not in params[i][0]}
+    if t.lora_layers:
+        parts["lora_layers"] = {i for i, (n, _) in enumerate(params) if "lora_" in n}
+    if t.layers:
+        parts["layers"] = set(top(t.layers))
+    if t.pattern is not None:
+        parts["pattern"] = {i for i, (n, _) in enumerate(params) if re.search(t.pattern, n)}
+    return parts
+
+
+def _train_set(model: torch.nn.Module, cfg: ModelConfig, *, seed: int,
+               label_ids: Sequence[Sequence[int]] | None) -> torch.nn.Module:
+    """Freeze everything but the union of ``model.trainable``'s parts (refusing a part that selects nothing, a count
+    beyond the model's layers, and the tied input embedding); returns the model (wrapped by peft for LoRA parts)."""
+    from paczero.staged import _find_layers
+
+    t = cfg.trainable
+    n_layers = len(_find_layers(model)[2])
+    for key in ("norms", "biases", "lora_layers", "layers"):
+        if getattr(t, key) > n_layers:
+            raise PaczeroError(f"config: model.trainable.{key}={getattr(t, key)} exceeds the model's {n_layers} "
+                               "decoder layers")
+    if t.head_rows:
+        _head_rows(model, label_ids)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if t.lora_layers:
+        model = _attach_lora(model, cfg, seed=seed, layers=range(n_layers - t.lora_layers, n_layers))
+    staged = _stages(model)
+    names = [n for n, _ in staged.trainable]
+    tied = set(staged.prefix_params) & set(staged.suffix_params)
+    chosen: set[int] = set()
+    for part, indices in _select(staged, t).items():
+        value = getattr(t, part)
+        if not indices:
+            example = ", ".join(names[i] for i in (0, len(names) // 2, len(names) - 1))
+            raise PaczeroError(f"config: model.trainable.{part}={value!r} selects no tensor of this model (its "
+                               f"parameters are named like {example})")
+        shared = sorted(indices & tied)
+        if shared:
+            raise PaczeroError(f"config: model.trainable.{part}={value!r} selects {names[shared[0]]}, the input "
+                               "embedding tied to the LM head; tune the label words' rows with "
+                               "model.trainable.head_rows=true instead")
+        chosen |= indices
+    for i, (_, p) in enumerate(staged.trainable):
+        p.requires_grad_(i in chosen)
+    return model
+
+
+def publishable(loaded: LoadedModel) -> torch.nn.Module:
+    """The plain Hugging Face model that a run of ``loaded`` publishes (what ``save_pretrained`` writes).
+
+    Full tuning: the model itself; LoRA: the peft model (an export writes its adapter or merges it). A trainable set:
+    a frozen copy with its LoRA adapters merged into the weights and, for the label words' rows, an untied LM head
+    (``lm_head.weight`` = the original head with the trained rows written in, ``config.tie_word_embeddings =
+    False``), so that the folder loads in plain ``transformers`` and gives paczero's logits.
+    """
+    if loaded.tuning != "set":
+        return loaded.model
+    model = copy.deepcopy(loaded.model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    head = model.get_output_embeddings()
+    if isinstance(head, LabelRowsHead):
+        out, inp = head.weight.shape
+        plain = nn.Linear(inp, out, bias=head.bias is not None, device=head.weight.device, dtype=head.weight.dtype)
+        with torch.no_grad():
+            plain.weight.copy_(head.weight)
+            plain.weight[head.ids] = head.rows
+            if head.bias is not None:
+                plain.bias.copy_(head.bias)
+        model.set_output_embeddings(plain)
+        model.config.tie_word_embeddings = False
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def compile_layers(model: torch.nn.Module) -> None:
@@ -202,8 +359,10 @@ def compile_layers(model: torch.nn.Module) -> None:
         layer.compile(dynamic=True)
 
 
-def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -> LoadedModel:
-    """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``."""
+def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = (),
+               label_words: Sequence[str] | None = None) -> LoadedModel:
+    """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``, ``label_words``
+    the classification task's label words (``None`` for generation) that ``model.trainable.head_rows`` tunes."""
     device = resolve_device(cfg.device)
     dtype = _DTYPES[cfg.dtype]
     if cfg.threads is not None:
@@ -225,10 +384,13 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -
         p.requires_grad_(cfg.tuning == "full")
     if cfg.tuning == "lora":
         model = _attach_lora(model, cfg, seed=seed)
+    if cfg.tuning == "set":
+        label_ids = None if label_words is None else label_token_ids(tokenizer, label_words)
+        model = _train_set(model, cfg, seed=seed, label_ids=label_ids)
     model.eval()
     if cfg.train_top_layers is not None:
         _train_top_layers_only(model, cfg.train_top_layers)
     if cfg.compile:
         compile_layers(model)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device)
+    return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, device=device, tuning=cfg.tuning)

@@ -22,7 +22,7 @@ restarts (:mod:`paczero.oom`), so one pass never mixes two batchings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence, Union
 
 import numpy as np
@@ -32,6 +32,7 @@ from paczero.data.tasks import ClassificationTask, Example, GenerationExample, G
 from paczero.errors import PaczeroError
 from paczero.generation import Forward, as_forward, greedy_generate, left_pad
 from paczero.metrics import exact_match, f1_score
+from paczero.models import label_token_ids
 from paczero.oom import MicroBatching
 
 
@@ -48,6 +49,8 @@ class Encoded:
     labels: np.ndarray
     order: np.ndarray
     truncated: int
+    origin: tuple["Encoded", np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """For a subset: the set it was taken from and the indices into it (a cache of per-record features serves it)."""
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -56,7 +59,8 @@ class Encoded:
         """The records at ``indices`` (in that order), e.g. a sampled minibatch of the pool."""
         prompts = [self.prompts[i] for i in indices]
         order = np.argsort([len(p) for p in prompts], kind="stable")
-        return Encoded(prompts=prompts, labels=self.labels[indices], order=order, truncated=0)
+        return Encoded(prompts=prompts, labels=self.labels[indices], order=order, truncated=0,
+                       origin=(self, np.asarray(indices)))
 
 
 @dataclass
@@ -92,8 +96,9 @@ class Objective(Protocol):
     def encode(self, examples: Sequence, *, where: str = "records") -> Union[Encoded, EncodedGeneration]:
         """Tokenise ``examples`` once (``where`` names them in error messages)."""
 
-    def losses(self, forward: Forward, enc) -> torch.Tensor:
-        """Per-record losses of the encoded records under ``forward`` (the model, possibly perturbed)."""
+    def losses(self, forward: Forward, enc, *, grad: bool = False) -> torch.Tensor:
+        """Per-record losses of the encoded records under ``forward`` (the model, possibly perturbed); differentiable
+        with ``grad`` (where the loss is), else computed in inference mode."""
 
     def evaluate(self, forward: Forward, enc) -> dict[str, float]:
         """Mean loss and the task's metrics over the encoded records."""
@@ -151,7 +156,7 @@ class ClassificationObjective(_Batched):
     def __init__(self, tokenizer, task: ClassificationTask, *, max_length: int, micro_batch: int,
                  device: torch.device, context_length: int | None = None, overlong: str = "truncate"):
         self.task = task
-        self.candidates = [tokenizer(w, add_special_tokens=False).input_ids for w in task.label_words]
+        self.candidates = label_token_ids(tokenizer, task.label_words)
         for word, ids in zip(task.label_words, self.candidates):
             if not ids:
                 raise PaczeroError(f"config: label word {word!r} encodes to no tokens")
@@ -192,27 +197,32 @@ class ClassificationObjective(_Batched):
             out[torch.from_numpy(idx)] = self._score_batch(forward, [enc.prompts[i] for i in idx]).cpu()
         return out
 
-    @torch.inference_mode()
-    def scores(self, forward: Forward, enc: Encoded) -> torch.Tensor:
-        """(n, C) candidate scores in the records' original order."""
-        return self.batching.run(lambda size: self._scores_at(forward, enc, size), what="scoring")
+    def scores(self, forward: Forward, enc: Encoded, *, grad: bool = False) -> torch.Tensor:
+        """(n, C) candidate scores in the records' original order (differentiable with ``grad``, else in inference
+        mode)."""
+        with torch.inference_mode(not grad):
+            return self.batching.run(lambda size: self._scores_at(forward, enc, size), what="scoring")
 
     @staticmethod
     def losses_from_scores(scores: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
         """Per-record cross-entropy of the gold label over the candidates' scores."""
-        gold = scores.gather(1, torch.from_numpy(labels).unsqueeze(1)).squeeze(1)
+        gold = scores.gather(1, torch.from_numpy(labels).to(scores.device).unsqueeze(1)).squeeze(1)
         return torch.logsumexp(scores, dim=1) - gold
 
-    def losses(self, forward: Forward, enc: Encoded) -> torch.Tensor:
+    @classmethod
+    def metrics_from_scores(cls, scores: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+        """Mean loss and accuracy (prediction = argmax of the candidates' scores)."""
+        losses = cls.losses_from_scores(scores, labels)
+        accuracy = (scores.argmax(dim=1).cpu().numpy() == labels).mean()
+        return {"loss": float(losses.double().mean()), "accuracy": float(accuracy)}
+
+    def losses(self, forward: Forward, enc: Encoded, *, grad: bool = False) -> torch.Tensor:
         """Per-record cross-entropy of the gold label word over the label words' scores."""
-        return self.losses_from_scores(self.scores(forward, enc), enc.labels)
+        return self.losses_from_scores(self.scores(forward, enc, grad=grad), enc.labels)
 
     def evaluate(self, forward: Forward, enc: Encoded) -> dict[str, float]:
         """Mean loss and accuracy (prediction = argmax of the candidates' scores)."""
-        scores = self.scores(forward, enc)
-        losses = self.losses_from_scores(scores, enc.labels)
-        accuracy = (scores.argmax(dim=1).numpy() == enc.labels).mean()
-        return {"loss": float(losses.double().mean()), "accuracy": float(accuracy)}
+        return self.metrics_from_scores(self.scores(forward, enc), enc.labels)
 
 
 class GenerationObjective(_Batched):
@@ -285,10 +295,11 @@ class GenerationObjective(_Batched):
                                                         [enc.targets[i] for i in idx]).cpu()
         return out
 
-    @torch.inference_mode()
-    def lm_losses(self, forward: Forward, enc: EncodedGeneration) -> torch.Tensor:
-        """Per-record mean negative log-likelihood of ``" {first answer}\\n"`` after the prompt."""
-        return self.batching.run(lambda size: self._lm_at(forward, enc, size), what="scoring")
+    def lm_losses(self, forward: Forward, enc: EncodedGeneration, *, grad: bool = False) -> torch.Tensor:
+        """Per-record mean negative log-likelihood of ``" {first answer}\\n"`` after the prompt (differentiable with
+        ``grad``, else in inference mode)."""
+        with torch.inference_mode(not grad):
+            return self.batching.run(lambda size: self._lm_at(forward, enc, size), what="scoring")
 
     @staticmethod
     def scores(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -297,10 +308,11 @@ class GenerationObjective(_Batched):
         em = np.array([exact_match(p, a) for p, a in zip(predictions, answers)], dtype=np.float64)
         return f1, em
 
-    def losses(self, forward: Forward, enc: EncodedGeneration) -> torch.Tensor:
-        """Per-record −F1 of the greedy answer (``data.objective=f1``) or teacher-forced LM loss (``lm``)."""
+    def losses(self, forward: Forward, enc: EncodedGeneration, *, grad: bool = False) -> torch.Tensor:
+        """Per-record −F1 of the greedy answer (``data.objective=f1``) or teacher-forced LM loss (``lm``; differentiable
+        with ``grad``; −F1 is not)."""
         if self.objective == "lm":
-            return self.lm_losses(forward, enc)
+            return self.lm_losses(forward, enc, grad=grad)
         f1, _ = self.scores(self.generate(forward, enc), enc.answers)
         return torch.from_numpy(-f1)
 

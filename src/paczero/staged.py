@@ -264,6 +264,25 @@ class StagedModel:
         finally:
             self._run.hidden = None
 
+    def modules_after_layers(self, batch: Batch, hidden: torch.Tensor) -> tuple[list[nn.Module], torch.Tensor]:
+        """The modules with weights of their own that run after the last layer (in order), and the logits, from one
+        unsubstituted suffix call on the last layer's output ``hidden``."""
+        inside = {id(m) for m in self.layers.modules()}
+        owners = [m for m in self.model.modules() if id(m) not in inside and next(m.parameters(recurse=False), None)
+                  is not None]
+        ran: list[nn.Module] = []
+
+        def hook(module: nn.Module, args: Any) -> None:
+            if self._run.after_layers and module not in ran:
+                ran.append(module)
+
+        handles = [m.register_forward_pre_hook(hook) for m in owners]
+        try:
+            logits = self.suffix(batch, hidden, {})
+        finally:
+            for h in handles:
+                h.remove()
+        return ran, logits
 
     # ------------------------------------------------------------------ greedy generation, stage by stage
     def prompt_state(self, request: GenerationRequest, layers: int) -> "PromptState":

@@ -30,7 +30,7 @@ from paczero.fileio import jsonl_line
 from paczero.mechanisms.registry import run_statement, spec
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
-from paczero.step import StepResult, apply_update, learning_rate, release
+from paczero.step import StepResult, apply_update, first_order_step, learning_rate, release
 from paczero.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("paczero")
@@ -82,6 +82,9 @@ class Trainer:
         """Build the components; create the run folder (or reopen ``resume`` at its last checkpoint, rank 0)."""
         cfg, dist = self.cfg, self.dist
         t0 = time.perf_counter()
+        if dist.active and spec(cfg.privacy.mechanism).first_order:
+            raise PaczeroError(f"privacy.mechanism={cfg.privacy.mechanism} runs in one process; start it without "
+                               "torchrun")
         run = RunDir.open(resume) if resume is not None else None
         secret = None
         if dist.main:
@@ -132,8 +135,14 @@ class Trainer:
         if self.dist.main:
             if saved is not None:
                 self.private = PrivateProgress(**run.load_state(self.progress.step))
-                self.c.mechanism.load_state_dict(self.private.mechanism)
-            run.truncate_private_logs(releases=self.progress.step, diagnostics=self.progress.step)
+                self._stateful.load_state_dict(self.private.mechanism)
+            run.truncate_private_logs(releases=0 if self.c.optimizer is not None else self.progress.step,
+                                      diagnostics=self.progress.step)
+
+    @property
+    def _stateful(self) -> Any:
+        """What carries private state from step to step: the mechanism, or a first-order method's optimiser."""
+        return self.c.optimizer if self.c.optimizer is not None else self.c.mechanism
 
     def _run_name(self) -> str:
         cfg = self.cfg
@@ -198,6 +207,12 @@ class Trainer:
         cfg, p = self.cfg, self.progress
         t = cfg.train
         lr = learning_rate(step=p.step, steps=t.steps, lr=t.lr, lr_end=t.lr_end, schedule=t.lr_schedule)
+        if self.c.optimizer is not None:  # a first-order method: nothing is released, so no transcript line
+            self._diagnose(first_order_step(self.c, step=p.step, lr=lr))
+            p.step += 1
+            postfix = {"lr": f"{lr:.2e}"}
+            self._after_step(postfix)
+            return postfix
         try:
             result = release(self.c, step=p.step, lr=lr)
         except DistError as exc:
@@ -234,11 +249,17 @@ class Trainer:
                                "Refusing, with the transcript as published: resume on the same hardware, or use "
                                "train.checkpoint_every=1") from None
         run.append_private(run.releases_path, ledger.release_record(step=step, releases=result.releases))
+        self._diagnose(result)
+
+    def _diagnose(self, result: StepResult) -> None:
+        """Rank 0: the step's private diagnostics (pool loss, unanimity, non-finite estimates, MI spent)."""
         self.private.nonfinite += result.nonfinite
-        diagnostics = {"step": step, "pool_loss": float(result.losses.mean()) if result.losses.size else math.nan,
-                       "unanimous": sum(r.agreed for r in result.releases) / len(result.releases),
-                       "nonfinite": result.nonfinite, "mi_spent": self.c.mechanism.spent}
-        run.append_private(run.diagnostics_path, diagnostics)
+        releases = result.releases or ()
+        diagnostics = {"step": result.step,
+                       "pool_loss": float(result.losses.mean()) if result.losses.size else math.nan,
+                       "unanimous": sum(r.agreed for r in releases) / len(releases) if releases else math.nan,
+                       "nonfinite": result.nonfinite, "mi_spent": self._stateful.spent}
+        self.run_dir.append_private(self.run_dir.diagnostics_path, diagnostics)
         if self._tensorboard is not None:
             self._tensorboard.log(diagnostics)
 
@@ -267,7 +288,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Rank 0: the private state of this step, then the weights and public progress as ``checkpoints/last``."""
         run = self.run_dir
-        self.private.mechanism = self.c.mechanism.state_dict()
+        self.private.mechanism = self._stateful.state_dict()
         run.save_state(self.progress.step, asdict(self.private))
         save_weights(self.c.loaded, run.checkpoint("last"), lora=self.cfg.model.tuning == "lora",
                      progress=asdict(self.progress))
@@ -278,8 +299,12 @@ class Trainer:
         load_weights(c.loaded, run.checkpoint("best"), lora=cfg.model.tuning == "lora")
         test = c.evaluate("test")
         log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
-        transcript = run.read_transcript()
-        statement = run_statement(cfg, steps=len(transcript), releases=sum(len(r["directions"]) for r in transcript))
+        if c.optimizer is not None:  # a first-order method released nothing per step: there is no transcript
+            statement = run_statement(cfg, steps=p.step, releases=0)
+        else:
+            transcript = run.read_transcript()
+            statement = run_statement(cfg, steps=len(transcript),
+                                      releases=sum(len(r["directions"]) for r in transcript))
         metrics = {
             "config": cfg.to_dict(),
             "model": {"name": cfg.model.name, "tuning": cfg.model.tuning, "trainable_parameters": c.loaded.n_trainable},

@@ -28,7 +28,7 @@ from paczero.config import Config, config_from_dict, load_run_config
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
 from paczero.ledger import TranscriptStep, parse_transcript
-from paczero.models import LoadedModel
+from paczero.models import LoadedModel, publishable
 from paczero.rng import direction_seed, public_coin
 from paczero.step import learning_rate
 
@@ -114,7 +114,7 @@ def _state(loaded: LoadedModel, fmt: str, *, lora: bool) -> dict[str, torch.Tens
         return {n: p.detach() for n, p in loaded.trainable}
     if fmt == "merged":
         return copy.deepcopy(loaded.model).merge_and_unload().state_dict()
-    return loaded.model.state_dict()
+    return publishable(loaded).state_dict()
 
 
 def _published(folder: Path) -> dict[str, torch.Tensor]:

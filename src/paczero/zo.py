@@ -51,6 +51,7 @@ import torch
 from torch.func import functional_call
 
 from paczero.errors import PaczeroError
+from paczero.features import HeadSuffix, head_suffix
 from paczero.generation import GenerationRequest, GreedyDecoder, as_forward
 from paczero.objectives import Objective, model_forward
 from paczero.rng import tensor_seed
@@ -62,7 +63,8 @@ PIECE = 1 << 18
 _NO_DECAY = ("bias", "norm")
 
 
-def _decays(name: str) -> bool:
+def decays(name: str) -> bool:
+    """Whether weight decay applies to the tensor ``name`` (not to biases and norms)."""
     lowered = name.lower()
     return not any(tag in lowered for tag in _NO_DECAY)
 
@@ -111,6 +113,10 @@ class ZOEngine:
             self.staged = None
         self._use_cache = cache
         self._cached: dict[int, _Cached] = {}
+        self._features: dict[int, tuple[Any, torch.Tensor]] = {}
+        """Per encoded set: the records' final hidden states at the scoring position (:mod:`paczero.features`)."""
+        self._head: HeadSuffix | None = None
+        self._head_checked = False
         self.cache_hits = 0
         """Evaluations that started from a cached prefix."""
         self._workers = max(1, torch.get_num_threads())
@@ -232,18 +238,26 @@ class ZOEngine:
         """Compute and keep the frozen bottom's output for ``enc`` (needs ``cache=True``; no-op otherwise).
 
         It covers every call of ``objective.evaluate`` (which makes those of ``objective.losses`` too): for
-        generation, the prompts' hidden states and the frozen layers' keys and values.
+        generation, the prompts' hidden states and the frozen layers' keys and values. Where every trainable tensor
+        follows the last layer and the label words are single tokens, only each record's final hidden state at its
+        scoring position is kept (:mod:`paczero.features`). Computed without autograd but outside inference mode, so
+        that a first-order method can differentiate through what follows (:meth:`differentiable_losses`).
         """
         if not self._use_cache or not self._staged(objective, enc):
             return
         self._cached.pop(id(enc), None)
+        self._features.pop(id(enc), None)
         calls = self._record(objective, enc, evaluate=True)
         if self.staged.prefix_params or not self.first_trainable_layer:
-            raise PaczeroError("zo.cache_prefix: nothing to cache, the first decoder layer or the embeddings are "
-                               "trainable (set model.train_top_layers below the number of layers)")
+            raise PaczeroError("zo.cache_prefix: nothing to cache, the embeddings or the first decoder layer are "
+                               "trainable (set model.train_top_layers below the number of layers, or a "
+                               "model.trainable set above the first layer)")
+        if self._head_suffix(objective, calls) is not None:
+            self._features[id(enc)] = (enc, self._final_states(objective, enc, calls))
+            return
         first = self.first_trainable_layer
         states: dict[Hashable, Any] = {}
-        with torch.inference_mode():
+        with torch.no_grad():
             batches = [c for c in calls if not isinstance(c, GenerationRequest)]
             if batches:
                 hidden, kwargs = self._bottom(batches, first, 0, [0.0])
@@ -252,6 +266,50 @@ class ZOEngine:
                 if isinstance(c, GenerationRequest):
                     states[_call_key(c)] = self.staged.prompt_state(c, first)
         self._cached[id(enc)] = _Cached(enc=enc, micro_batch=objective.micro_batch, states=states)
+
+    def _head_suffix(self, objective: Objective, calls: list[Call]) -> HeadSuffix | None:
+        """The suffix reduced to the label words (:func:`paczero.features.head_suffix`) where every trainable tensor
+        is the final norm's or the head rows' and every label word is one token; else None. Checked once."""
+        if not self._head_checked and calls and getattr(objective, "single_token", False) and (
+                self.first_trainable_layer == self.staged.n_layers):
+            self._head_checked = True
+            head = head_suffix(self.staged, self.trainable, [c[0] for c in objective.candidates], calls[0])
+            covered = set() if head is None else {*head.norm_params.values(), head.rows_index}
+            self._head = head if covered >= set(range(len(self.trainable))) else None
+        return self._head
+
+    @torch.no_grad()
+    def _final_states(self, objective: Objective, enc, calls: list[Call]) -> torch.Tensor:
+        """(n, H): each record's last-layer output at its scoring position (the last one), in the records' order."""
+        hidden, _ = self._bottom(calls, self.staged.n_layers, 0, [0.0])
+        size = objective.micro_batch
+        states = torch.empty((len(enc), hidden[0][0].shape[-1]), dtype=hidden[0][0].dtype, device=hidden[0][0].device)
+        for b, h in enumerate(hidden[0]):
+            states[torch.from_numpy(enc.order[b * size:(b + 1) * size]).to(states.device)] = h[:, -1, :]
+        return states
+
+    def _features_of(self, enc) -> torch.Tensor | None:
+        """The cached final states of ``enc``, or of the set it is a subset of (its rows), else None."""
+        entry = self._features.get(id(enc))
+        if entry is not None and entry[0] is enc:
+            return entry[1]
+        origin = getattr(enc, "origin", None)
+        parent = None if origin is None else self._features_of(origin[0])
+        return None if parent is None else parent[torch.from_numpy(origin[1]).to(parent.device)]
+
+    def _head_scores(self, objective: Objective, enc, features: torch.Tensor, direction: int,
+                     scales: Sequence[float], evaluate: bool) -> list[Any]:
+        """Per scale s, the losses (or metrics) at θ + s·z from the cached final states: z generated once per tensor."""
+        self.cache_hits += 1
+        indices = range(len(self.trainable))
+        z = {i: self.direction_block(direction, i) for i in indices} if any(scales) else {}
+        results = []
+        for scale in scales:
+            values = {i: _perturbed(self.trainable[i][1], z[i], scale) for i in indices} if scale else {}
+            logits = self._head.logits(features, values).float()
+            results.append(objective.metrics_from_scores(logits, enc.labels) if evaluate
+                           else objective.losses_from_scores(logits, enc.labels).cpu())
+        return results
 
     def _from_cache(self, objective: Objective, enc, calls: list[Call]) -> list[Any] | None:
         """The cached state of every call, or ``None`` when ``enc`` (at this micro-batch size) is not cached."""
@@ -265,7 +323,7 @@ class ZOEngine:
         return states
 
     def _staged_pass(self, objective: Objective, enc, direction: int,
-                     scales: Sequence[float], evaluate: bool) -> list[Any]:
+                     scales: Sequence[float], evaluate: bool, grad: bool = False) -> list[Any]:
         staged = self.staged
         calls = self._record(objective, enc, evaluate)
         states = self._from_cache(objective, enc, calls)
@@ -294,7 +352,7 @@ class ZOEngine:
                 return staged.suffix(call, stream[position[i]], params)
 
             forward = replayer(answer, calls)
-            results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc))
+            results.append(objective.evaluate(forward, enc) if evaluate else objective.losses(forward, enc, grad=grad))
             del params, answer, forward
         return results
 
@@ -306,6 +364,10 @@ class ZOEngine:
         Out of memory, the micro-batches are halved (for good) and every evaluation restarts, so the
         evaluations of one estimate never mix two batchings (:mod:`paczero.oom`).
         """
+        features = self._features_of(enc)
+        if features is not None:
+            return self._head_scores(objective, enc, features, direction, scales, evaluate)
+
         def run(size: int) -> list[Any]:
             with self._autocast():
                 return self._staged_pass(objective, enc, direction, scales, evaluate)
@@ -338,6 +400,23 @@ class ZOEngine:
             return objective.batching.run(run, what="evaluating", private=private)
         return self._staged_scores(objective, enc, direction=0, scales=[0.0], evaluate=True, private=private)[0]
 
+    def differentiable_losses(self, objective: Objective, enc) -> torch.Tensor:
+        """Per-record losses at the stored weights, differentiable in the trainable tensors (first-order methods).
+
+        From the cached final states or the cached bottom where ``enc`` (or the set it is a subset of) has them, so
+        that only what lies above the lowest trainable tensor runs, with autograd; otherwise the whole model.
+        """
+        features = self._features_of(enc)
+        if features is not None:
+            return objective.losses_from_scores(self._head.logits(features, {}).float(), enc.labels)
+        if not self._staged(objective, enc):
+            with self._autocast():
+                return objective.losses(model_forward(self.model), enc, grad=True)
+        with self._autocast():
+            return objective.batching.run(
+                lambda size: self._staged_pass(objective, enc, 0, [0.0], evaluate=False, grad=True)[0],
+                what="evaluating", private=True)
+
     def estimates(self, objective: Objective, enc, *, direction: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-record two-point estimates (float64, unclipped) and per-record losses averaged over both evaluations.
 
@@ -361,7 +440,7 @@ class ZOEngine:
         One direction block of one tensor exists at a time.
         """
         for i, (name, p) in enumerate(self.trainable):
-            if weight_decay and _decays(name):
+            if weight_decay and decays(name):
                 p.mul_(1.0 - lr * weight_decay)
             for direction, c in coefficients:
                 if c != 0.0:

@@ -42,9 +42,13 @@ class MechanismSpec:
     """Whether it needs the public membership matrix (written with the run)."""
     releases: tuple[type[Release], ...]
     """The release types it can produce."""
-    build: Callable[["Config", np.ndarray | None, SecretState], Mechanism]
+    build: Callable[["Config", np.ndarray | None, SecretState], Mechanism] | None
+    """``None`` for a first-order method: it releases nothing per step (:mod:`paczero.firstorder`)."""
     statement: Callable[["Config", int, int], PrivacyStatement]
     """(config, steps in the transcript, releases in the transcript) → the run's statement."""
+    first_order: bool = False
+    """Trains by autograd on the trainable set (:mod:`paczero.firstorder`) instead of zeroth-order releases: no
+    transcript."""
 
 
 def dp_noise_multiplier(cfg: "Config") -> float:
@@ -120,6 +124,11 @@ REGISTRY: dict[str, MechanismSpec] = {spec.name: spec for spec in [
         description="DP-AggZO: K-vector L2 clip, discrete Gaussian per direction ((eps, delta)-DP)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(DPNoisy,), build=_dp_build(DPAggZO),
         statement=_dp),
+    MechanismSpec(
+        name="firstorder", family="none",
+        description="first-order reference: autograd and Adam over the trainable set, full batch (no privacy)",
+        trains_on_secret_subset=False, uses_subsets=False, releases=(), build=None, statement=_none,
+        first_order=True),
     *[_ablation(v) for v in ABLATIONS],
 ]}
 NAMES = tuple(REGISTRY)
@@ -137,9 +146,10 @@ def names(*, family: str | None = None) -> tuple[str, ...]:
     return tuple(n for n, s in REGISTRY.items() if family is None or s.family == family)
 
 
-def build_mechanism(cfg: "Config", *, membership: np.ndarray | None, secret: SecretState) -> Mechanism:
-    """The mechanism selected by ``privacy.mechanism``."""
-    return spec(cfg.privacy.mechanism).build(cfg, membership, secret)
+def build_mechanism(cfg: "Config", *, membership: np.ndarray | None, secret: SecretState) -> Mechanism | None:
+    """The mechanism selected by ``privacy.mechanism`` (``None`` for a first-order method: it releases nothing)."""
+    build = spec(cfg.privacy.mechanism).build
+    return None if build is None else build(cfg, membership, secret)
 
 
 def run_statement(cfg: "Config", *, steps: int, releases: int) -> PrivacyStatement:
