@@ -401,6 +401,77 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 
 
+# ---------------------------------------------------------------------- the head set
+HEAD_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "results" / "sst2-smollm2-head-zpl.yaml"
+
+
+def _per_call(fn: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of one call of ``fn`` over ``repeat`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def run_head_set(args: argparse.Namespace) -> dict[str, Any]:
+    """The head set (the label words' rows of the packaged SmolLM2's LM head, final states cached): a whole trainer
+    step and each of its parts, as medians over ``--steps`` calls.
+
+    ``trainer_step_s`` is :meth:`paczero.trainer.Trainer._one_step` on a real run folder (estimates, release,
+    transcript line and private logs, each appended and fsynced, update, progress bar; dev evaluations and
+    checkpoints pushed beyond the measured steps); the parts are timed alone on the same components.
+    """
+    import tempfile
+
+    from paczero.build import build
+    from paczero.config import load_config
+    from paczero.fileio import append_bytes
+    from paczero.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n, steps = args.n or 1000, args.steps
+    overrides = [f"data.n_pool={n}", f"privacy.n_subsets={args.subsets}", "data.n_dev=8", "data.n_test=8",
+                 f"train.steps={10 * steps}", f"train.eval_every={10 * steps}", f"train.checkpoint_every={10 * steps}",
+                 "run.progress=false"]
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    load_start = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    c = build(load_config(HEAD_CONFIG, overrides))
+    setup_s = time.perf_counter() - t0
+    engine, objective, pool = c.engine, c.objective, c.encoded["pool"]
+    seed = iter(range(10**6))
+    g, _ = engine.estimates(objective, pool, direction=1)
+    result: dict[str, Any] = {"mode": "head-set", "n_records": n, "n_subsets": args.subsets,
+                              "trainable_parameters": c.loaded.n_trainable, "threads": torch.get_num_threads(),
+                              "torch": torch.__version__, "steps_timed": steps, "setup_s": setup_s}
+    parts = {
+        "direction_s": lambda: [engine.direction_block(next(seed), i) for i in range(len(engine.trainable))],
+        "estimates_s": lambda: engine.estimates(objective, pool, direction=next(seed)),
+        "release_s": lambda: c.mechanism.release_step(g[:, None], step=next(seed)),
+        "update_s": lambda: engine.update([(next(seed), 1.0)], lr=0.0),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        line = b'{"directions":[{"seed":1234567890123,"value":-1.0}],"lr":0.001,"step":1234}\n'
+        parts["log_line_fsync_s"] = lambda: append_bytes(Path(tmp) / "log.jsonl", line)
+        bar = __import__("tqdm").tqdm(total=10**9, file=open(os.devnull, "w"), mininterval=0.1)
+        parts["progress_s"] = lambda: (bar.update(1), bar.set_postfix({"lr": "1.00e-03"}))
+        for name, fn in parts.items():
+            result[name] = _per_call(fn, steps)
+        cfg = load_config(HEAD_CONFIG, [*overrides, f"run.output_dir={tmp}", "run.name=bench"])
+        trainer = Trainer(cfg, base=c)
+        trainer.setup()
+        result["trainer_step_s"] = _per_call(trainer._one_step, steps)
+    result["steps_per_s"] = 1.0 / (result["trainer_step_s"] + result["progress_s"])  # the bar is the loop's
+    result["fsynced_lines_per_step"] = 3
+    result["load_average"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in result.items()}
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -437,10 +508,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="squad: −F1 of greedy answers (N: quick 32, full 256)")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="squad: greedy tokens per record at most")
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder layers (model.compile)")
+    parser.add_argument("--head-set", action="store_true",
+                        help="the head set over cached final states: a trainer step and its parts (N: 1000)")
+    parser.add_argument("--subsets", type=int, default=M, help="--head-set: M")
+    parser.add_argument("--steps", type=int, default=300, help="--head-set: calls timed per part (the median kept)")
     parser.add_argument("--data-dir", default=os.environ.get("PACZERO_DATA_DIR"))
     parser.add_argument("--meta-cache", default=str(Path(__file__).resolve().parents[1] / ".cache" / "smollm2-meta"),
                         help="where the packaged SmolLM2's config and tokenizer are kept (an ignored repo folder)")
     args = parser.parse_args(argv)
+    if args.head_set:
+        result = run_head_set(args)
+        print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k:>24}: {v}" for k, v in result.items()))
+        return 0
     result = run(args)
     if args.plot and "step_vs_n" in result:
         plot(result, args.plot)

@@ -143,3 +143,36 @@ def test_publishable_model_writes_the_trained_rows_into_an_untied_head(tiny_conf
     others[rows.ids] = False
     assert torch.equal(head.weight[others], loaded.model.get_input_embeddings().weight[others])
     assert head.weight.data_ptr() != plain.get_input_embeddings().weight.data_ptr()
+
+
+@pytest.mark.parametrize("name", _sets())
+def test_every_set_keeps_the_privacy_invariants(tiny_config, data_dir, tmp_path, monkeypatch, name):
+    """ZPL on the set: two runs that differ only in the secret (J* and the key) publish byte-identical files; a run
+    killed mid-checkpoint and resumed ends as the uninterrupted one; the transcript alone replays to the weights;
+    ``paczero verify`` passes, from the public files and with the pool."""
+    from test_resume import _crash_at_third_checkpoint, _hashes
+
+    from paczero.rundir import RunDir
+    from paczero.secret import SecretState
+
+    cfg = tiny_config(*SET, *SETS[name], "zo.cache_prefix=true", "train.steps=8", "train.eval_every=4",
+                      "train.checkpoint_every=2", "privacy.n_subsets=4", "train.lr=0.05", "run.name=r",
+                      "run.output_dir=runs")
+    secrets = [SecretState(key=bytes(32), j_star=0), SecretState(key=bytes(range(32)), j_star=3)]
+    public = []
+    for where, secret in zip("ab", secrets):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)
+        run = RunDir(_train(cfg, secret))
+        public.append({str(p): (run.path / p).read_bytes() for p in run.public_files()})
+    assert public[0] == public[1] and "transcript.jsonl" in public[0]
+    (tmp_path / "c").mkdir()
+    monkeypatch.chdir(tmp_path / "c")
+    crashed = _crash_at_third_checkpoint(cfg, monkeypatch)
+    assert main(["train", "--resume", str(crashed.run_dir.path)]) == 0
+    assert _hashes(tmp_path / "c" / "runs" / "r") == _hashes(tmp_path / "a" / "runs" / "r")
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["replay", "runs/r", "--out", "rebuilt"]) == 0
+    assert (Path("rebuilt") / "model.safetensors").read_bytes() == public[0]["checkpoints/last/model.safetensors"]
+    assert main(["verify", "runs/r"]) == 0
+    assert main(["verify", "runs/r", "--data-dir", str(data_dir)]) == 0

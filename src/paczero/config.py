@@ -222,6 +222,9 @@ class PrivacyConfig:
     ``raw_half``, ``quant_half``, ``random_sign``."""
     n_subsets: int = 128
     """M candidate subsets; each record is in exactly M/2 of them."""
+    zpl_disagreement: str = "coin"
+    """``zpl``: what is released when the M subsets disagree: ``coin`` (a public fair coin, the paper's) or ``skip``
+    (0: no update). Either is a function of the pool and the public seed, so I = 0 both ways."""
     budget: float = 0.33
     """MI budget B in nats (``mi`` only)."""
     budget_schedule: str = "adaptive"
@@ -316,6 +319,7 @@ _CHOICES = {
     "model.dtype": ("float32", "float64", "bfloat16", "float16"),
     "model.tuning": ("full", "lora", "set"),
     "privacy.mi_channel": ("bsc", "awgn"),
+    "privacy.zpl_disagreement": ("coin", "skip"),
     "privacy.budget_schedule": ("adaptive", "uniform"),
     "train.lr_schedule": ("linear", "constant"),
     "data.task": ("sst2", "squad", "jsonl", "hf"),

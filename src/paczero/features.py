@@ -25,8 +25,9 @@ engine keeps the generic cache (the hidden states through every layer, the model
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -36,6 +37,20 @@ from paczero.models import LabelRowsHead
 from paczero.staged import Batch, StagedModel
 
 _CHECK_RTOL = 1e-4
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the enclosed torch operations on one thread: an evaluation of the head set is a few operations on an
+    (n, H) matrix, microseconds each, which several threads only slow down (on a busy machine, by waiting for each
+    other at every operation: measured 0.1 s per step instead of a few milliseconds), and whose rounding then no
+    longer depends on the number of cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass

@@ -248,7 +248,10 @@ def _head_rows(model: torch.nn.Module, label_ids: Sequence[Sequence[int]] | None
 def _select(staged, t) -> dict[str, set[int]]:
     """Per part of ``model.trainable`` that is set, the indices (into ``staged.trainable``) of the tensors it selects."""
     params = staged.trainable
-    top = lambda k: [i for layer in staged.layer_params[staged.n_layers - k:] for i, _ in layer]  # noqa: E731
+
+    def top(k: int) -> list[int]:
+        return [i for layer in staged.layer_params[staged.n_layers - k:] for i, _ in layer]
+
     owner = {id(p): m for m in staged.model.modules() for p in m.parameters(recurse=False)}
     norm = {i for i, (_, p) in enumerate(params) if _is_norm(owner[id(p)])}
     parts: dict[str, set[int]] = {}
@@ -274,10 +277,10 @@ def _train_set(model: torch.nn.Module, cfg: ModelConfig, *, seed: int,
                label_ids: Sequence[Sequence[int]] | None) -> torch.nn.Module:
     """Freeze everything but the union of ``model.trainable``'s parts (refusing a part that selects nothing, a count
     beyond the model's layers, and the tied input embedding); returns the model (wrapped by peft for LoRA parts)."""
-    from paczero.staged import _find_layers
+    from paczero.staged import StagedModel
 
     t = cfg.trainable
-    n_layers = len(_find_layers(model)[2])
+    n_layers = StagedModel(model, []).n_layers
     for key in ("norms", "biases", "lora_layers", "layers"):
         if getattr(t, key) > n_layers:
             raise PaczeroError(f"config: model.trainable.{key}={getattr(t, key)} exceeds the model's {n_layers} "

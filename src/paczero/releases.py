@@ -45,6 +45,14 @@ class Coin(Release):
 
 
 @dataclass(frozen=True)
+class Abstain(Release):
+    """PACZero-ZPL with ``privacy.zpl_disagreement=skip``: the subsets disagreed, so nothing moves (value 0)."""
+
+    signs: str
+    kind: ClassVar[str] = "abstain"
+
+
+@dataclass(frozen=True)
 class Free(Release):
     """PACZero-MI: every subset with posterior mass above the threshold had this sign (0 nats)."""
 
@@ -95,8 +103,8 @@ class AblationValue(Release):
     kind: ClassVar[str] = "ablation"
 
 
-KINDS: dict[str, type[Release]] = {cls.kind: cls for cls in (Unanimous, Coin, Free, NoisyBit, DPNoisy, Projected,
-                                                              AblationValue)}
+KINDS: dict[str, type[Release]] = {cls.kind: cls for cls in (Unanimous, Coin, Abstain, Free, NoisyBit, DPNoisy,
+                                                              Projected, AblationValue)}
 
 
 def from_record(record: Mapping[str, Any]) -> Release:

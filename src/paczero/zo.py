@@ -29,12 +29,16 @@ perturbed copy bit for bit. Models without a list of decoder layers take the per
 **Update.** θ ← θ − η(Σ_k c_k z_k + λθ) regenerates each tensor's block of every direction in turn,
 so no parameter-sized buffer is allocated for K > 1.
 
-**Cached prefix.** When every trainable tensor lies in the top layers (``model.train_top_layers``),
-the frozen bottom — the prefix and the layers below — gives the same hidden states at every
-evaluation; with ``cache=True`` they are computed once per encoded set (:meth:`ZOEngine.cache`)
-and the evaluations run the trainable layers only, with bit-identical results. For generation the
-cache holds each prompt's hidden states entering the first trainable layer and the frozen layers'
-keys and values: the prefill runs the top layers only, the frozen layers run for the new tokens.
+**Cached prefix.** When every trainable tensor lies above the embeddings (``model.train_top_layers``, or a
+``model.trainable`` set), the frozen bottom — the prefix and the layers below the lowest trainable tensor —
+gives the same hidden states at every evaluation; with ``cache=True`` they are computed once per encoded set
+(:meth:`ZOEngine.cache`) and the evaluations run what lies above only, with bit-identical results. For
+generation the cache holds each prompt's hidden states entering the first trainable layer and the frozen
+layers' keys and values: the prefill runs the top layers only, the frozen layers run for the new tokens.
+Where every trainable tensor follows the last layer (the final norm, the label words' head rows) and the label
+words are single tokens, the cache keeps each record's final hidden state alone and an evaluation is the label
+words' logits of those states (:mod:`paczero.features`; equal to the full head's losses to float rounding), and
+a subset of a cached set (a minibatch, a Poisson batch) takes its rows.
 
 **Out of memory** (:mod:`paczero.oom`): a pass halves the objective's micro-batches for good and
 restarts, both evaluations of an estimate together.
@@ -51,7 +55,7 @@ import torch
 from torch.func import functional_call
 
 from paczero.errors import PaczeroError
-from paczero.features import HeadSuffix, head_suffix
+from paczero.features import HeadSuffix, head_suffix, one_thread
 from paczero.generation import GenerationRequest, GreedyDecoder, as_forward
 from paczero.objectives import Objective, model_forward
 from paczero.rng import tensor_seed
@@ -304,11 +308,12 @@ class ZOEngine:
         indices = range(len(self.trainable))
         z = {i: self.direction_block(direction, i) for i in indices} if any(scales) else {}
         results = []
-        for scale in scales:
-            values = {i: _perturbed(self.trainable[i][1], z[i], scale) for i in indices} if scale else {}
-            logits = self._head.logits(features, values).float()
-            results.append(objective.metrics_from_scores(logits, enc.labels) if evaluate
-                           else objective.losses_from_scores(logits, enc.labels).cpu())
+        with one_thread():
+            for scale in scales:
+                values = {i: _perturbed(self.trainable[i][1], z[i], scale) for i in indices} if scale else {}
+                logits = self._head.logits(features, values).float()
+                results.append(objective.metrics_from_scores(logits, enc.labels) if evaluate
+                               else objective.losses_from_scores(logits, enc.labels).cpu())
         return results
 
     def _from_cache(self, objective: Objective, enc, calls: list[Call]) -> list[Any] | None:

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from paczero.privacy.posterior import uniform_log_posterior
-from paczero.releases import Coin, Free, NoisyBit, Release, Unanimous
+from paczero.releases import Abstain, Coin, Free, NoisyBit, Release, Unanimous
 from paczero.subsets import parse_signs
 
 TIE_TOLERANCE = 1e-9
@@ -69,6 +69,10 @@ def release_log_likelihood(release: Release, *, most_probable_sign: int) -> tupl
     if isinstance(release, Coin):
         if value not in (1.0, -1.0):
             raise ValueError(f"coin release {value} is not a sign")
+        return 0.0, 0.0
+    if isinstance(release, Abstain):
+        if value != 0.0 or np.all(parse_signs(release.signs) == parse_signs(release.signs)[0]):
+            raise ValueError(f"abstention {value} while the subset signs are {release.signs}")
         return 0.0, 0.0
     raise NotApplicable(f"release kind {release.kind!r} has no likelihood model in the transcript attack")
 

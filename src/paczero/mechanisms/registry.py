@@ -19,7 +19,7 @@ from paczero.mechanisms.mi import PacMI
 from paczero.mechanisms.zpl import ZPL
 from paczero.privacy.accounting import RELATION, noise_multiplier
 from paczero.privacy.statement import PrivacyStatement, dp_statement, no_statement, pac_statement
-from paczero.releases import AblationValue, Coin, DPNoisy, Free, NoisyBit, Projected, Release, Unanimous
+from paczero.releases import Abstain, AblationValue, Coin, DPNoisy, Free, NoisyBit, Projected, Release, Unanimous
 from paczero.secret import SecretState
 
 if TYPE_CHECKING:
@@ -99,8 +99,9 @@ def _ablation(variant: str) -> MechanismSpec:
 REGISTRY: dict[str, MechanismSpec] = {spec.name: spec for spec in [
     MechanismSpec(
         name="zpl", family="pac", description="PACZero-ZPL: the unanimous sign or a public coin (I = 0)",
-        trains_on_secret_subset=True, uses_subsets=True, releases=(Unanimous, Coin),
-        build=lambda cfg, membership, secret: ZPL(membership, seed=cfg.run.seed, clip=cfg.zo.clip),
+        trains_on_secret_subset=True, uses_subsets=True, releases=(Unanimous, Coin, Abstain),
+        build=lambda cfg, membership, secret: ZPL(membership, seed=cfg.run.seed, clip=cfg.zo.clip,
+                                                  disagreement=cfg.privacy.zpl_disagreement),
         statement=_pac(lambda cfg: 0.0)),
     MechanismSpec(
         name="mi", family="pac", description="PACZero-MI: free signs, else one calibrated bit (I <= B)",

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from paczero.mechanisms.base import Mechanism
-from paczero.releases import Coin, Release, Unanimous
+from paczero.releases import Abstain, Coin, Release, Unanimous
 from paczero.rng import public_coin
 from paczero.subsets import format_signs, subset_means, subset_signs
 
@@ -24,10 +24,11 @@ class ZPL(Mechanism):
     """PACZero-ZPL (paczero-notes §3.7): the common sign if all M subsets agree, else a public coin; I = 0."""
     name = "zpl"
 
-    def __init__(self, membership: np.ndarray, *, seed: int, clip: float = math.inf):
+    def __init__(self, membership: np.ndarray, *, seed: int, clip: float = math.inf, disagreement: str = "coin"):
         self.membership = membership
         self.seed = seed
         self.clip = clip
+        self.disagreement = disagreement
 
     def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
         out: list[Release] = []
@@ -36,6 +37,8 @@ class ZPL(Mechanism):
             shown = format_signs(signs)
             if np.all(signs == signs[0]):
                 out.append(Unanimous(value=float(signs[0]), signs=shown))
+            elif self.disagreement == "skip":
+                out.append(Abstain(value=0.0, signs=shown))
             else:
                 out.append(Coin(value=float(public_coin(self.seed, step, k)), signs=shown))
         return out
