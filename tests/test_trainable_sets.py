@@ -90,9 +90,10 @@ SETS = {
     "lora+head-rows": ["model.trainable.lora_layers=1", "model.trainable.head_rows=true"],
     "layers": ["model.trainable.layers=1"],
     "pattern": ["model.trainable.pattern=layers\\.2\\.mlp"],
+    "head-rows, no update on disagreement": ["model.trainable.head_rows=true", "privacy.zpl_disagreement=skip"],
 }
 """A set of each kind (all above the first layer, so that the bottom is cached)."""
-QUICK = ("head-rows+final-norm", "lora+head-rows")
+QUICK = ("head-rows+final-norm", "head-rows, no update on disagreement")
 """The sets every quick test run covers; the others are marked slow."""
 
 
@@ -176,3 +177,6 @@ def test_every_set_keeps_the_privacy_invariants(tiny_config, data_dir, tmp_path,
     assert (Path("rebuilt") / "model.safetensors").read_bytes() == public[0]["checkpoints/last/model.safetensors"]
     assert main(["verify", "runs/r"]) == 0
     assert main(["verify", "runs/r", "--data-dir", str(data_dir)]) == 0
+    values = {d["value"] for line in public[0]["transcript.jsonl"].splitlines()
+              for d in json.loads(line)["directions"]}
+    assert values <= {-1.0, 0.0, 1.0} and (0.0 in values) == ("skip" in SETS[name][-1])

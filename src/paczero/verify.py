@@ -201,10 +201,12 @@ def verify_rules(published: Published, *, data_dir: str | None, show: bool = Tru
                 signs = subset_signs(subset_means(c.membership, clip_estimates(g, cfg.zo.clip)[0]))
                 where = f"step {s.step}, direction {k}"
                 if mechanism == "zpl":
-                    agreed = bool(np.all(signs == signs[0]))
-                    expected = float(signs[0]) if agreed else float(public_coin(cfg.run.seed, s.step, k))
+                    agreed, skips = bool(np.all(signs == signs[0])), cfg.privacy.zpl_disagreement == "skip"
+                    expected = (float(signs[0]) if agreed else 0.0 if skips
+                                else float(public_coin(cfg.run.seed, s.step, k)))
                     if d.value != expected:
-                        what = "the sign all subsets agree on" if agreed else "the public coin (the subsets disagree)"
+                        what = ("the sign all subsets agree on" if agreed else "0, no update (the subsets disagree)"
+                                if skips else "the public coin (the subsets disagree)")
                         raise VerificationFailed(f"NOT verified: {where} released {d.value:+g}; ZPL releases {what}, "
                                                  f"{expected:+g}")
                     continue

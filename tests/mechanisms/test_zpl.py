@@ -31,6 +31,15 @@ def test_disagreement_releases_the_public_coin():
     assert abs(np.mean(coins)) < 0.15  # fair: mean of 400 ±1 coins has sd 0.05
 
 
+def test_skip_releases_nothing_on_disagreement_and_the_sign_on_agreement():
+    a = membership_matrix(n=40, m=8, seed=0)
+    mech = ZPL(a, seed=5, disagreement="skip")
+    split = mech.release_step(np.where(a[:, 0], 1.0, -1.0)[:, None], step=3)[0]
+    assert (split.value, split.kind) == (0.0, "abstain")
+    agreed = mech.release_step(np.full((40, 1), -0.2), step=3)[0]
+    assert (agreed.value, agreed.kind) == (-1.0, "unanimous")
+
+
 def test_zpl_never_receives_the_secret():
     assert "secret" not in inspect.signature(ZPL).parameters
 

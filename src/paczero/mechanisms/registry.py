@@ -61,8 +61,9 @@ def dp_noise_multiplier(cfg: "Config") -> float:
 def _pac(mi_bound: Callable[["Config"], float]) -> Callable[["Config", int, int], PrivacyStatement]:
     def statement(cfg: "Config", steps: int, releases: int) -> PrivacyStatement:
         channel = cfg.privacy.mi_channel if cfg.privacy.mechanism == "mi" else None
+        skips = cfg.privacy.mechanism == "zpl" and cfg.privacy.zpl_disagreement == "skip"
         return pac_statement(mechanism=cfg.privacy.mechanism, mi_bound=mi_bound(cfg), steps=steps, releases=releases,
-                             n_subsets=cfg.privacy.n_subsets, channel=channel)
+                             n_subsets=cfg.privacy.n_subsets, channel=channel, skips=skips)
     return statement
 
 

@@ -90,12 +90,18 @@ class PrivacyStatement:
 
 
 def pac_statement(*, mechanism: str, mi_bound: float, steps: int, releases: int, n_subsets: int,
-                  channel: str | None = None) -> PrivacyStatement:
-    """The statement of a PAC run whose transcript carries at most ``mi_bound`` nats about S*."""
+                  channel: str | None = None, skips: bool = False) -> PrivacyStatement:
+    """The statement of a PAC run whose transcript carries at most ``mi_bound`` nats about S*; ``skips``: a ZPL run
+    that releases 0 (no update) instead of a coin where the subsets disagree."""
     if not 0.0 <= mi_bound:
         raise ValueError(f"mi_bound={mi_bound!r} is invalid; expected >= 0 nats")
     bound = mia_posterior_bound(mi_bound)
-    if mi_bound == 0.0:
+    if skips:
+        how = ("Every released value is either the sign all M subsets agree on or 0 (no update) when they disagree: "
+               "whether they agree is a function of the pool and the public membership matrix, not of which subset "
+               "is secret, so I(S*; transcript) = 0 and the attacker's posterior equals the prior 1/2.")
+        summary = "I = 0 nats, MIA posterior <= 0.5, dev set public"
+    elif mi_bound == 0.0:
         how = ("Every released value is either the sign all M subsets agree on or a fair coin drawn from the public "
                "seed: neither depends on which subset is secret, so I(S*; transcript) = 0 and the attacker's "
                "posterior equals the prior 1/2.")
