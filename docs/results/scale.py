@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -71,24 +72,28 @@ def _cell(name: str, kind: str, extra: list[str], seed: int) -> tuple[str, list[
     return f"{name}-s{seed}", [*KINDS[kind], *extra, f"train.lr={lr}", f"run.seed={seed}"]
 
 
+def head_cells() -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """Every mechanism at matched bounds on the head set (N = 1000, M = 128), three seeds: (cell, its runs)."""
+    cells = [("head-zpl", "zpl", []), ("head-zplskip", "zplskip", []), ("head-fo", "fo", []),
+             ("head-mezo", "mezo", []),
+             ("head-mi011", "zpl", ["privacy.mechanism=mi", "privacy.budget=0.111"]),
+             ("head-mi033", "zpl", ["privacy.mechanism=mi", "privacy.budget=0.328"]),
+             ("head-dpzero-eps1", "dpzero", ["privacy.epsilon=1.0"]),
+             ("head-dpzero-eps2", "dpzero", ["privacy.epsilon=2.0"]),
+             ("head-dpaggzo-eps1", "dpaggzo", ["privacy.epsilon=1.0"]),
+             ("head-dpaggzo-eps2", "dpaggzo", ["privacy.epsilon=2.0"])]
+    by_seed = [[(cell, _cell(cell, kind, extra, seed)) for cell, kind, extra in cells] for seed in SEEDS]
+    return [(cell, [runs[i][1] for runs in by_seed]) for i, (cell, _, _) in enumerate(cells)]
+
+
 def group(name: str) -> list[tuple[str, list[str]]]:
     """(run name, overrides of the head config) of the runs of group ``name``, in order."""
     if name == "lr":
         return [(_sweep_name(k, lr), [*KINDS[k], *SWEEP_EXTRA.get(k, []), f"train.lr={lr}"])
                 for k, lrs in SWEEPS.items() for lr in lrs]
     if name == "head":  # every mechanism at matched bounds, three seeds (N = 1000, M = 128)
-        cells = [("head-zpl", "zpl", []), ("head-zplskip", "zplskip", []), ("head-fo", "fo", []),
-                 ("head-mezo", "mezo", []),
-                 ("head-mi011", "zpl", ["privacy.mechanism=mi", "privacy.budget=0.111"]),
-                 ("head-mi033", "zpl", ["privacy.mechanism=mi", "privacy.budget=0.328"]),
-                 ("head-dpzero-eps1", "dpzero", ["privacy.epsilon=1.0"]),
-                 ("head-dpzero-eps2", "dpzero", ["privacy.epsilon=2.0"]),
-                 ("head-dpaggzo-eps1", "dpaggzo", ["privacy.epsilon=1.0"]),
-                 ("head-dpaggzo-eps2", "dpaggzo", ["privacy.epsilon=2.0"])]
-        out = []
-        for seed in SEEDS:
-            out += [_cell(cell, kind, extra, seed) for cell, kind, extra in cells]
-        return out
+        cells = head_cells()
+        return [runs[s] for s in range(len(SEEDS)) for _, runs in cells]  # seed by seed: one set-up per seed
     if name == "ladder":  # ZPL (coin, skip) over N, M and T at seed 0; the first-order reference at N = 256
         out = []
         for n in (256, 1000):
@@ -160,14 +165,33 @@ def table(selected: list[tuple[str, list[str]]]) -> None:
               f"{timing['steps_timed'] / timing['train_s']:.0f} |")
 
 
+def summary() -> None:
+    """Mean ± sample standard deviation over the seeds of every cell of group ``head``."""
+    print("| cell | MIA posterior bound | test accuracy, mean ± sd | seeds | min – max |")
+    print("|---|---|---|---|---|")
+    for cell, runs in head_cells():
+        metrics = [json.loads((OUT / run / "metrics.json").read_text()) for run, _ in runs
+                   if (OUT / run / "metrics.json").is_file()]
+        if not metrics:
+            continue
+        acc = [m["test"]["accuracy"] for m in metrics]
+        sd = statistics.stdev(acc) if len(acc) > 1 else math.nan
+        print(f"| {cell} | {max(m['privacy']['mia_posterior_bound'] for m in metrics):.4f} | "
+              f"**{statistics.fmean(acc):.4f}** ± {sd:.4f} | {len(acc)} | {min(acc):.4f} – {max(acc):.4f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", help=f"some of {', '.join(GROUPS)} (default: all, in that order)")
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
+    parser.add_argument("--summary", action="store_true", help="print group head's mean ± sd per cell, train nothing")
     args = parser.parse_args()
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown groups {sorted(unknown)}; expected some of {', '.join(GROUPS)}")
+    if args.summary:
+        summary()
+        return 0
     for name in args.groups or GROUPS:  # groups resolve their learning rates from the sweep when they start
         (table if args.table else train)(group(name))
     return 0
