@@ -206,8 +206,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from paczero.export import export_run
 
-    written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora,
-                         verify=not args.no_verify)
+    written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora)
     how = {"full": "AutoModelForCausalLM.from_pretrained", "merged": "AutoModelForCausalLM.from_pretrained",
            "adapter": "PeftModel.from_pretrained"}[written["format"]]
     print(f"exported the {written['checkpoint']} checkpoint (step {written['step']}) of {args.run} to "
@@ -217,15 +216,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from paczero.verify import read_published, verify_rules, verify_weights
+    from paczero.verify import verify
 
-    published = read_published(Path(args.target))
-    lines = verify_weights(published)
-    if args.data_dir is not None:
-        result = verify_rules(published, data_dir=args.data_dir)
-        lines.append(f"every release follows the {published.cfg.privacy.mechanism} rules on the pool; verified "
-                     f"statement: {result['statement']['summary']}")
-    print(f"verified {args.target}: " + "; ".join(lines))
+    lines = verify(Path(args.target), data_dir=args.data_dir)
+    print(f"verified {args.target}: {lines[0]}")
+    for line in lines[1:]:
+        print(f"  {line}")
     return 0
 
 
@@ -363,8 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new folder for the model, the card and the public transcript")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights (default: best)")
     p.add_argument("--merge-lora", action="store_true", help="LoRA runs: merge the adapters into full weights")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip rebuilding the weights from the transcript before exporting (faster; not recommended)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("verify", help="rebuild published weights from the public transcript (and check the rules)")

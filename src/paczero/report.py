@@ -275,13 +275,13 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
 
 def private_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
     """The owner's Markdown table: figures computed on the pool (never publish)."""
-    header = ["run", "unanimity rate", "MI charged (nats)", "noisy bits carrying the true sign", "release kinds"]
+    header = ["run", "unanimity rate", "MI charged (nats)", "noisy releases", "release kinds"]
     lines = ["# PRIVATE: computed on the pool, do not publish", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for run in runs:
         f = run.private or {}
         lines.append("| " + " | ".join([run.name, _fmt(f.get("unanimity_rate"), ".3f"),
-                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("true_sign_rate"), ".3f"),
+                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("noisy_releases"), "d"),
                                         str(f.get("release_kinds", "—"))]) + " |")
     lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"

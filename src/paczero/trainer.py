@@ -27,26 +27,14 @@ from paczero.config import Config, config_differences, load_run_config, selectio
 from paczero.distributed import Dist, DistError
 from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
-from paczero.mechanisms.registry import run_statement, spec
+from paczero.mechanisms.registry import spec
+from paczero.publication import Progress, is_better, metrics_document
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
 from paczero.step import StepResult, apply_update, learning_rate, release
 from paczero.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("paczero")
-
-
-@dataclass
-class Progress:
-    """The public state carried from step to step (saved with ``checkpoints/last``): functions of the public
-    seed and the transcript only."""
-
-    step: int = 0
-    zero_shot: dict[str, float] | None = None
-    best: dict[str, Any] | None = None
-    final_dev: dict[str, float] | None = None
-    evaluations: int = 0
-    fingerprint: str = ""
 
 
 @dataclass
@@ -257,7 +245,7 @@ class Trainer:
             p.evaluations += 1
             if self._tensorboard is not None:
                 self._tensorboard.log({"step": p.step - 1, **{f"dev_{k}": v for k, v in p.final_dev.items()}})
-            if _is_better(p.final_dev, p.best, selection_metric(cfg)):
+            if is_better(p.final_dev, p.best, selection_metric(cfg)):
                 p.best = {"step": p.step, "selected_on": selection_metric(cfg), **p.final_dev}
                 save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
             postfix[f"dev_{self.c.objective.metric}"] = f"{p.final_dev[self.c.objective.metric]:.3f}"
@@ -279,15 +267,12 @@ class Trainer:
         test = c.evaluate("test")
         log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
         transcript = run.read_transcript()
-        statement = run_statement(cfg, steps=len(transcript), releases=sum(len(r["directions"]) for r in transcript))
-        metrics = {
-            "config": cfg.to_dict(),
-            "model": {"name": cfg.model.name, "tuning": cfg.model.tuning, "trainable_parameters": c.loaded.n_trainable},
-            "data": {"n_pool": len(c.split.pool), "n_dev": len(c.split.dev), "n_test": len(c.split.test),
-                     "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}, "dev_is_public": True},
-            "zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
-            "steps_run": p.step, "privacy": statement.to_dict(), "versions": versions(),
-        }
+        figures = {"zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
+                   "data": {"n_dev": len(c.split.dev), "n_test": len(c.split.test),
+                            "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}},
+                   "versions": versions()}
+        metrics = metrics_document(cfg, trainable_parameters=c.loaded.n_trainable, steps=len(transcript),
+                                   releases=sum(len(r["directions"]) for r in transcript), figures=figures)
         run.write_metrics(metrics)
         releases = ledger.parse_releases(run.read_private(run.releases_path))
         self.private_figures = {**ledger.private_summary(releases), "nonfinite_estimates": self.private.nonfinite,
@@ -312,14 +297,6 @@ class Trainer:
 
 def _format(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-
-
-def _is_better(dev: dict[str, float], best: dict[str, Any] | None, key: str) -> bool:
-    if not math.isfinite(dev[key]):
-        return best is None
-    if best is None or not math.isfinite(best[key]):
-        return True
-    return dev[key] < best[key] if key == "loss" else dev[key] > best[key]
 
 
 def train(config: Config, *, config_name: str | None = None) -> dict[str, Any]:
