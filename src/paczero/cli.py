@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from paczero.errors import PaczeroError
+from paczero.errors import PRIVATE_TAG, PaczeroError
 
 EXIT_USAGE = 2
 
@@ -37,7 +37,6 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
     from paczero.config import load_config, load_run_config
-    from paczero.rundir import PRIVATE_TAG
     from paczero.trainer import Trainer
 
     if args.forget_secret is not None:
@@ -165,7 +164,6 @@ def _interval(values: list[float]) -> str:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from paczero.audit import audit_run
-    from paczero.rundir import PRIVATE_TAG
 
     summary = audit_run(Path(args.run), checkpoint=args.checkpoint, overrides=args.overrides)
     if args.json:
@@ -191,7 +189,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from paczero.report import FIGURES, write_report
-    from paczero.rundir import PRIVATE_TAG
 
     written = write_report(args.runs, Path(args.out), private=args.private)
     public = [p.name for name, p in written.items() if name in FIGURES or name == "report"]
@@ -270,7 +267,7 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
 
 
 def _print_private(run: Path) -> None:
-    from paczero.rundir import PRIVATE_TAG, RunDir
+    from paczero.rundir import RunDir
 
     run_dir = RunDir.open(run)
     if not run_dir.privacy_path.is_file():
@@ -418,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except PaczeroError as exc:
         print(f"paczero: error: {exc}", file=sys.stderr)
+        if exc.private:
+            print(f"{PRIVATE_TAG} {exc.private}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("paczero: interrupted", file=sys.stderr)

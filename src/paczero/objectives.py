@@ -129,9 +129,10 @@ class _Batched:
         if len(ids) <= self.limit:
             return ids, False
         if self.overlong == "refuse":
-            raise PaczeroError(f"{where}: record {index} has {len(ids)} prompt tokens, more than the {self.limit} that "
-                               f"fit (data.max_length={self.max_length}, model context {self.context_length}, less "
-                               f"{self.reserve} for the answer); set data.overlong=truncate to cut prompts on the left")
+            raise PaczeroError(f"{where}: record {index}'s prompt is longer than the {self.limit} tokens that fit "
+                               f"(data.max_length={self.max_length}, model context {self.context_length}, less "
+                               f"{self.reserve} for the answer); set data.overlong=truncate to cut prompts on the left",
+                               private=f"it has {len(ids)} prompt tokens")
         bos = self.tokenizer.bos_token_id
         head = [ids[0]] if bos is not None and ids[0] == bos else []
         return head + ids[len(ids) - (self.limit - len(head)):], True

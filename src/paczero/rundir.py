@@ -40,12 +40,10 @@ from typing import Any
 import numpy as np
 
 from paczero.checkpoint import PROGRESS_FILE, recover
-from paczero.errors import PaczeroError
+from paczero.errors import PRIVATE_TAG, PaczeroError
 from paczero.fileio import append_bytes, append_jsonl, atomic_write, read_json, write_json, write_text
 from paczero.secret import SecretState
 
-PRIVATE_TAG = "[private]"
-"""Printed lines that show figures computed on the pool or with the secret start with this tag."""
 PRIVATE_DIR = "private"
 PRIVATE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700

@@ -89,7 +89,8 @@ def _rows(dataset: Iterable[dict], source: str) -> Iterator[dict]:
         except StopIteration:
             return
         except Exception as exc:  # any parser's failure on the user's bytes (pyarrow, pandas, json)
-            raise PaczeroError(f"{source} cannot be read: {reason(exc)}") from None
+            raise PaczeroError(f"{source} cannot be read ({type(exc).__name__}; the parser's words, which may "
+                               "quote the file, follow tagged)", private=reason(exc)) from None
         yield row
 
 
@@ -114,7 +115,8 @@ def _file_rows(name: str, cache: str) -> tuple[Iterator[dict], str]:
         stream = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", streaming=True,
                                        cache_dir=cache, **_OPTIONS.get(builder, {}))
     except Exception as exc:  # the builder refusing the file
-        raise PaczeroError(f"{path} cannot be read as {builder}: {reason(exc)}") from None
+        raise PaczeroError(f"{path} cannot be read as {builder} ({type(exc).__name__}; the reader's words, which may "
+                           "quote the file, follow tagged)", private=reason(exc)) from None
     return _rows(stream, str(path)), str(path)
 
 
@@ -126,7 +128,8 @@ def _dataset_splits(data: "DataConfig") -> list[tuple[Iterator[dict], str] | Non
     try:
         loaded = datasets.load_dataset(data.dataset, data.subset)
     except Exception as exc:  # network, auth, layout, a missing subset: all the user's to fix
-        raise PaczeroError(f"cannot load data.dataset={name}: {reason(exc)}") from None
+        raise PaczeroError(f"cannot load data.dataset={name} ({type(exc).__name__}; the reader's words follow "
+                           "tagged)", private=reason(exc)) from None
     out: list[tuple[Iterator[dict], str] | None] = []
     for key in ("train_split", "dev_split", "test_split"):
         split = getattr(data, key)
@@ -145,15 +148,17 @@ def _column(row: dict, column: str, *, source: str, key: str) -> Any:
     if column not in row:
         names = [str(name) if len(str(name)) <= 40 else f"{str(name)[:39]}…" for name in row]
         shown = ", ".join(names[:12]) + (f", … ({len(names)} in all)" if len(names) > 12 else "")
-        raise PaczeroError(f"{source}: {key} names the column {column!r}, which is not there (columns: {shown})")
+        # A file without a header line makes its first record the column names: they are shown tagged.
+        raise PaczeroError(f"{source}: {key} names the column {column!r}, which is not there ({len(names)} "
+                           "columns, named on the next line)", private=f"columns: {shown}")
     return row[column]
 
 
 def _text(row: dict, column: str, *, source: str, n: int, key: str) -> str:
     value = _column(row, column, source=source, key=key)
     if not isinstance(value, str):
-        raise PaczeroError(f"{source}: row {n}: column {column!r} is {preview(value)}, a "
-                           f"{type(value).__name__}; expected text")
+        raise PaczeroError(f"{source}: row {n}: column {column!r} is a {type(value).__name__}; expected text",
+                           private=f"its value: {preview(value)}")
     return value
 
 
@@ -187,8 +192,9 @@ def _classification(rows: Iterator[dict], data: "DataConfig", source: str) -> li
         label = _label_index(value, names, len(words))
         if label is None:
             named = "data.label_names" if data.label_names else "the label words"
-            raise PaczeroError(f"{source}: row {n} has label {preview(value)}, which maps to no label word (expected "
-                               f"an index 0..{len(words) - 1} or one of {named} {list(names)})")
+            raise PaczeroError(f"{source}: row {n}: column {data.label_field!r} maps to no label word (expected "
+                               f"an index 0..{len(words) - 1} or one of {named} {list(names)})",
+                               private=f"its value: {preview(value)}")
         records.append(Example(text=prompt, label=label))
     return records
 
@@ -214,8 +220,8 @@ def _generation(rows: Iterator[dict], data: "DataConfig", source: str) -> list[G
         value = _column(row, data.answers_field, source=source, key="data.answers_field")
         answers = _answers(value)
         if answers is None:
-            raise PaczeroError(f"{source}: row {n}: answers {preview(value)} are not a string, a non-empty list of "
-                               "strings or SQuAD's {'text': [...]}")
+            raise PaczeroError(f"{source}: row {n}: column {data.answers_field!r} is not a string, a non-empty list "
+                               "of strings or SQuAD's {'text': [...]}", private=f"its value: {preview(value)}")
         records.append(GenerationExample(prompt=prompt, answers=answers))
     return records
 

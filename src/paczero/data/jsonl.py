@@ -34,8 +34,8 @@ def _classification(obj: dict[str, Any], where: str, label_words: Sequence[str])
     if isinstance(label, str) and label.strip() in words:
         label = words.index(label.strip())
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(words):
-        raise PaczeroError(f"{where}: label {preview(obj['label'])} is outside the label words {list(label_words)} "
-                           f"(give an index 0..{len(words) - 1} or one of the words)")
+        raise PaczeroError(f"{where}: field 'label' is outside the label words {list(label_words)} (give an index "
+                           f"0..{len(words) - 1} or one of the words)", private=f"its value: {preview(obj['label'])}")
     return Example(text=text, label=label)
 
 
@@ -44,7 +44,8 @@ def _generation(obj: dict[str, Any], where: str) -> GenerationExample:
     if not isinstance(prompt, str) or not prompt:
         raise PaczeroError(f"{where}: 'prompt' must be a non-empty string")
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-        raise PaczeroError(f"{where}: 'answers' must be a non-empty list of strings, got {preview(answers)}")
+        raise PaczeroError(f"{where}: field 'answers' must be a non-empty list of strings, not a "
+                           f"{type(answers).__name__}", private=f"its value: {preview(answers)}")
     return GenerationExample(prompt=prompt, answers=tuple(answers))
 
 

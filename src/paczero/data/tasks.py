@@ -75,8 +75,9 @@ class ClassificationTask(_Prompted):
         n = len(self.label_words)
         for i, ex in enumerate(examples):
             if not 0 <= ex.label < n:
-                raise PaczeroError(f"{where}: record {i} has label {ex.label}, outside the {n} label words "
-                                   f"{list(self.label_words)} (labels must be 0..{n - 1})")
+                raise PaczeroError(f"{where}: record {i} has a label outside the {n} label words "
+                                   f"{list(self.label_words)} (labels must be 0..{n - 1})",
+                                   private=f"its label: {ex.label}")
 
 
 @dataclass(frozen=True)
