@@ -147,6 +147,9 @@ def test_a_data_set_folder_and_its_named_splits(tmp_path, monkeypatch):
         _load(*base, "data.test_split=tset")
     with pytest.raises(PaczeroError, match="cannot load data.dataset="):
         _load(*CLASSIFY, f"data.dataset={tmp_path / 'nowhere'}")
+    # The owner's local records leave no copy in the global datasets cache (--forget-secret could not find it).
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] if (tmp_path / "cache").exists() else []
+    assert not any(b"Kids play" in p.read_bytes() or p.suffix == ".arrow" for p in cached), cached
 
 
 def _nli_file(tmp_path, rows, header=("premise", "hypothesis", "label")) -> str:

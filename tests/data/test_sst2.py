@@ -98,3 +98,22 @@ def test_rows_match_the_csv_module(tmp_path):
         csv.field_size_limit(limit)
     expected = [Example(r[1].strip(), int(r[0])) for r in rows[1:] if r and any(c.strip() for c in r)]
     assert read_sst2_tsv(tmp_path / "a.tsv") == expected and len(expected) == 4
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: p.symlink_to("/dev/zero"), "it is a device, pipe or socket, not a regular file"),
+    (lambda p: p.mkdir(), "it is a folder, not a regular file"),
+], ids=["link to /dev/zero", "folder"])
+def test_a_file_that_is_not_a_regular_file_is_refused_before_reading(tmp_path, make, match):
+    make(tmp_path / "train.tsv")
+    with pytest.raises(PaczeroError, match=match):
+        read_sst2_tsv(tmp_path / "train.tsv")
+
+
+def test_an_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
+    from paczero.data import files
+
+    (tmp_path / "train.tsv").write_bytes(b"label\tsentence\n" + b"1\tgood\n" * 100)
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 500)
+    with pytest.raises(PaczeroError, match=r"holds 715 bytes, more than the 500 a data file may hold"):
+        read_sst2_tsv(tmp_path / "train.tsv")

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from paczero.data.files import preview, reason
+from paczero.data.files import check_regular, preview, reason
 from paczero.data.prompts import fill_template, template_fields
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
@@ -102,14 +102,7 @@ def _file_rows(name: str, cache: str) -> tuple[Iterator[dict], str]:
     builder = BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise PaczeroError(f"{path}: data.task=hf reads files ending in {', '.join(BUILDERS)}, not {path.suffix!r}")
-    try:
-        with path.open("rb") as fh:
-            empty = not fh.read(1)
-    except FileNotFoundError:
-        raise PaczeroError(f"data file not found: {path}") from None
-    except OSError as exc:
-        raise PaczeroError(f"cannot read {path}: {exc.strerror}") from None
-    if empty:
+    if not check_regular(path, what="data file"):
         raise PaczeroError(f"{path} is empty")
     try:
         stream = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", streaming=True,
@@ -120,13 +113,15 @@ def _file_rows(name: str, cache: str) -> tuple[Iterator[dict], str]:
     return _rows(stream, str(path)), str(path)
 
 
-def _dataset_splits(data: "DataConfig") -> list[tuple[Iterator[dict], str] | None]:
-    """The rows of ``data.dataset``'s train, dev (``None`` without ``data.dev_split``) and test splits."""
+def _dataset_splits(data: "DataConfig", cache: str | None) -> list[tuple[Iterator[dict], str] | None]:
+    """The rows of ``data.dataset``'s train, dev (``None`` without ``data.dev_split``) and test splits (``cache``: a
+    scratch folder for a local data set, read into memory, so that no copy of it outlives the run's reading)."""
     import datasets
 
     name = data.dataset if data.subset is None else f"{data.dataset} ({data.subset})"
+    local = {"cache_dir": cache, "keep_in_memory": True} if cache is not None else {}
     try:
-        loaded = datasets.load_dataset(data.dataset, data.subset)
+        loaded = datasets.load_dataset(data.dataset, data.subset, **local)
     except Exception as exc:  # network, auth, layout, a missing subset: all the user's to fix
         raise PaczeroError(f"cannot load data.dataset={name} ({type(exc).__name__}; the reader's words follow "
                            "tagged)", private=reason(exc)) from None
@@ -246,10 +241,12 @@ def _read(splits: list[tuple[Iterator[dict], str] | None], data: "DataConfig") -
 
 def load_hf(data: "DataConfig") -> tuple[list[Record], list[Record] | None, list[Record]]:
     """``(train, dev or None, test)`` records of ``data.task=hf``, prompts filled in."""
-    with _quiet(), _uncounted():
+    with _quiet(), _uncounted(), tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
         if data.dataset is not None:
-            return _read(_dataset_splits(data), data)
-        # Streamed files leave only the builders' lock files behind: in a folder of their own, removed afterwards.
-        with tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
-            return _read([_file_rows(name, cache) if name else None
-                          for name in (data.train_file, data.dev_file, data.test_file)], data)
+            # A hub data set is public and cached where datasets caches; a local folder (the owner's records) is
+            # prepared in the scratch folder and read into memory, so no copy is left in a global cache.
+            local = Path(data.dataset).expanduser().exists()
+            return _read(_dataset_splits(data, cache if local else None), data)
+        # Streamed files leave only the builders' lock files behind: in the scratch folder, removed afterwards.
+        return _read([_file_rows(name, cache) if name else None
+                      for name in (data.train_file, data.dev_file, data.test_file)], data)
