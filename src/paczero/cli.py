@@ -114,6 +114,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
     if checkpoint is not None and not checkpoint.is_dir():
         raise PaczeroError(f"checkpoint folder not found: {checkpoint}")
+    if "pool" in args.splits and not args.private:
+        raise PaczeroError("--splits pool: the pool's loss and accuracy are private figures; add --private to print "
+                           "them (never publish them)")
     c = build(cfg)
     if checkpoint is not None:
         load_weights(c.loaded, checkpoint, lora=cfg.model.tuning == "lora")
@@ -166,8 +169,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from paczero.audit import audit_run
 
     summary = audit_run(Path(args.run), checkpoint=args.checkpoint, overrides=args.overrides)
-    if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
+    if args.json:  # machine-readable private figures carry no tag: they need the explicit opt-in
+        print(json.dumps(summary if args.private else {"private_summary": str(Path(summary["folder"]) /
+                                                                               "summary.json")},
+                         indent=2, sort_keys=True))
         return 0
     lines = [f"audit of {args.run} ({args.checkpoint} checkpoint): members = {summary['members']}",
              f"{summary['n_members']} members, {summary['n_nonmembers']} non-members; {summary['note']}"]
@@ -327,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file (instead of a run directory)")
     p.add_argument("--checkpoint", help="checkpoint folder to load into the model")
     p.add_argument("--splits", nargs="+", default=["test"], choices=["pool", "dev", "test"])
+    p.add_argument("--private", action="store_true", help="allow --splits pool (private figures; never publish them)")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides")
     p.set_defaults(func=_cmd_eval)
@@ -341,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="model to attack (default: "
                    "best, the released one)")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: the run's, $PACZERO_DATA_DIR)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: where the private summary is, or with --private the summary itself")
+    p.add_argument("--private", action="store_true",
+                   help="with --json: print the summary (it depends on the secret subset; never publish it)")
     p.set_defaults(func=_cmd_audit, overrides=[])
 
     p = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")

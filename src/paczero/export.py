@@ -23,6 +23,7 @@ from typing import Any
 from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.publication import CHECKPOINTS, export_step, write_export
+from paczero.rundir import check_outside_public_side
 from paczero.verify import (
     build_base,
     check_files,
@@ -44,6 +45,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():
         raise PaczeroError(f"--out {out} already exists; give a new folder")
+    check_outside_public_side(out.parent, what="an export")
     published = read_published(run_dir)
     if published.is_export:
         raise PaczeroError(f"{run_dir} is an export already; export a run directory")

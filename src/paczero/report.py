@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.fileio import atomic_write, write_text
-from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir
+from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir, check_outside_public_side
 
 FIGSIZE = (6.4, 4.2)
 MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
@@ -292,6 +292,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, private: bo
     """Write one PNG per public figure and ``report.md`` into ``out`` (and, ``private``, the owner's figures and
     ``private.md`` into ``out/private/``, mode 0700/0600); returns ``{name: path}``."""
     out = Path(out)
+    check_outside_public_side(out, what="a report")
     runs = [load_run(p, private=private) for p in run_dirs]
     written: dict[str, Path] = {}
     todo = [(name, build, out, 0o644) for name, build in FIGURES.items()]

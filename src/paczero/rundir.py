@@ -128,14 +128,23 @@ class RunDir:
 
     # ------------------------------------------------------------------ creation
     @classmethod
-    def create(cls, path: str | os.PathLike) -> "RunDir":
-        """Make a new, empty run folder (refusing an existing one) and its private folder."""
+    def create(cls, path: str | os.PathLike, *, closed: bool = False) -> "RunDir":
+        """Make a new, empty run folder (refusing an existing one) and its private folder.
+
+        ``closed``: the folder is 0700 until :meth:`open_to_all` (a DP run's public files grow once per step, and
+        their times would time its secret Poisson batches for any local user watching them).
+        """
         run = cls(path)
         if run.path.exists():
             raise PaczeroError(f"run directory {run.path} already exists; choose another run.name")
-        run.path.mkdir(parents=True)
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        run.path.mkdir(mode=PRIVATE_DIR_MODE if closed else 0o777)
         run.ensure_private()
         return run
+
+    def open_to_all(self) -> None:
+        """A finished run's folder, readable by all (0755): its public side may be shared; ``private/`` stays 0700."""
+        self.path.chmod(0o755)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "RunDir":
@@ -340,6 +349,23 @@ class RunDir:
             if p.is_dir():
                 shutil.rmtree(p)
         return removed
+
+
+def enclosing_run(path: str | os.PathLike) -> RunDir | None:
+    """The run folder that ``path`` lies in (or is), or None."""
+    for folder in (Path(path).resolve(), *Path(path).resolve().parents):
+        if (folder / CONFIG_FILE).is_file() and (folder / TRANSCRIPT_FILE).exists():
+            return RunDir(folder)
+    return None
+
+
+def check_outside_public_side(path: str | os.PathLike, *, what: str) -> None:
+    """Refuse to write ``what`` at ``path`` inside a run folder's public side: anything there outside ``private/`` is
+    a public file of the run (and ``paczero verify`` refuses a run folder holding files it did not write)."""
+    run = enclosing_run(path)
+    if run is not None and run.private.resolve() not in (Path(path).resolve(), *Path(path).resolve().parents):
+        raise PaczeroError(f"{path} lies inside the run folder {run.path}, among its public files: write {what} "
+                           f"outside any run folder (or under {run.private} for the owner's eyes only)")
 
 
 def _complete_records(path: Path) -> list[dict[str, Any]]:

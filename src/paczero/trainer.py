@@ -96,7 +96,8 @@ class Trainer:
         cfg, run, error = self.cfg, None, None
         if self.dist.main:
             try:
-                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name())
+                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name(),
+                                    closed=spec(cfg.privacy.mechanism).family == "dp")
             except PaczeroError as exc:
                 error = str(exc)
         run, error = self.dist.broadcast((run, error))
@@ -158,16 +159,19 @@ class Trainer:
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         if cfg.logging.tensorboard and dist.main:
             self._tensorboard = TensorBoardLog(run.tensorboard_dir, purge_step=p.step + 1)
+        # A DP step's time follows its secret Poisson batch: that bar shows no clock and moves at evaluations only.
+        secret_timing = spec(cfg.privacy.mechanism).family == "dp"
         bar = progress.bar(total=cfg.train.steps, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step",
-                           enabled=cfg.run.progress and dist.main, timed=spec(cfg.privacy.mechanism).family != "dp")
+                           enabled=cfg.run.progress and dist.main, timed=not secret_timing)
         step_seconds: list[float] = []
         try:
             while p.step < cfg.train.steps:
                 t0 = time.perf_counter()
                 postfix = self._one_step()
                 step_seconds.append(time.perf_counter() - t0)
-                bar.update(1)
-                bar.set_postfix(postfix)
+                if not secret_timing or len(postfix) > 1 or p.step == cfg.train.steps:  # a dev evaluation was due
+                    bar.update(p.step - bar.n)
+                    bar.set_postfix(postfix)
                 if self._stop is not None:
                     raise Interrupted(run.path, p.step, self._stop)
             if not dist.main:
@@ -279,6 +283,7 @@ class Trainer:
                                 "pool_truncated": c.encoded["pool"].truncated}
         run.write_private_json(run.privacy_path, self.private_figures)
         run.write_private_json(run.timings_path, self.timings)
+        run.open_to_all()
         if self._tensorboard is not None:
             self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in test.items()}})
         return metrics
