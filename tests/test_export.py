@@ -77,7 +77,8 @@ def _fresh_interpreter_logits(folder: Path, fmt: str) -> np.ndarray:
 def test_an_export_loads_with_plain_transformers_and_gives_paczeros_logits(tiny_config, tmp_path, extra, fmt):
     cfg = tiny_config("run.name=r", *COMMON, *extra)
     run = _train(cfg)
-    args = ["export", str(run.path), "--out", str(tmp_path / "export")] + (["--merge-lora"] if fmt == "merged" else [])
+    args = ["export", str(run.path), "--out", str(tmp_path / "export"), "--data-dir", str(cfg.data.data_dir)] + (
+        ["--merge-lora"] if fmt == "merged" else [])
     assert main(args) == 0
     export = tmp_path / "export"
     assert json.loads((export / "paczero" / "export.json").read_text())["format"] == fmt
@@ -88,9 +89,9 @@ def test_an_export_loads_with_plain_transformers_and_gives_paczeros_logits(tiny_
     assert not any("private" in str(p) for p in export.rglob("*"))
 
 
-def test_the_card_parses_and_holds_the_public_numbers_only(tiny_config, tmp_path):
+def test_the_card_parses_and_holds_the_public_numbers_only(tiny_config, data_dir, tmp_path):
     run = _train(tiny_config("run.name=mi", *COMMON, "privacy.mechanism=mi", "privacy.budget=0.2"))
-    assert main(["export", str(run.path), "--out", str(tmp_path / "export")]) == 0
+    assert main(["export", str(run.path), "--out", str(tmp_path / "export"), "--data-dir", str(data_dir)]) == 0
     text = (tmp_path / "export" / "README.md").read_text()
     head, body = text.split("---\n")[1], text.split("---\n", 2)[2]
     meta = yaml.safe_load(head)
@@ -106,20 +107,21 @@ def test_the_card_parses_and_holds_the_public_numbers_only(tiny_config, tmp_path
         assert private not in text
 
 
-def test_two_zpl_runs_differing_only_in_the_secret_export_identical_folders(tiny_config, tmp_path, monkeypatch):
+def test_two_zpl_runs_differing_only_in_the_secret_export_identical_folders(tiny_config, data_dir, tmp_path,
+                                                                           monkeypatch):
     folders = []
     for where, j in (("a", 0), ("b", 1)):
         (tmp_path / where).mkdir()
         monkeypatch.chdir(tmp_path / where)
         run = _train(tiny_config("run.name=r", "run.output_dir=runs", *COMMON),
                      secret=SecretState(key=bytes([j]) * 32, j_star=j))
-        assert main(["export", str(run.path), "--out", "export"]) == 0
+        assert main(["export", str(run.path), "--out", "export", "--data-dir", str(data_dir)]) == 0
         folders.append({str(p.relative_to(tmp_path / where / "export")): p.read_bytes()
                         for p in (tmp_path / where / "export").rglob("*") if p.is_file()})
     assert folders[0] == folders[1]
 
 
-def test_export_refuses_an_unfinished_or_inconsistent_run(tiny_config, tmp_path, capsys):
+def test_export_refuses_an_unfinished_or_inconsistent_run(tiny_config, data_dir, tmp_path, capsys):
     unfinished = Trainer(tiny_config("run.name=u", *COMMON))
     unfinished.setup()
     assert main(["export", str(unfinished.run_dir.path), "--out", str(tmp_path / "x")]) == 2
@@ -128,7 +130,7 @@ def test_export_refuses_an_unfinished_or_inconsistent_run(tiny_config, tmp_path,
     metrics = run.read_metrics()
     metrics["privacy"]["mia_posterior_bound"] = 0.4
     run.write_metrics(metrics)
-    assert main(["export", str(run.path), "--out", str(tmp_path / "y")]) == 1
+    assert main(["export", str(run.path), "--out", str(tmp_path / "y"), "--data-dir", str(data_dir)]) == 1
     err = capsys.readouterr().err
     assert f"{run.metrics_path}" in err and "NOT verified" in err
     assert not (tmp_path / "y").exists()

@@ -45,6 +45,7 @@ def test_export_and_verify_show_their_phases(tiny_config, monkeypatch, tmp_path,
     trainer.run()
     terminal.seek(0)
     terminal.truncate()
+    monkeypatch.setenv("PACZERO_DATA_DIR", str(trainer.cfg.data.data_dir))  # the tiny model's vocabulary
     assert main(["export", str(trainer.run_dir.path), "--out", str(tmp_path / "out")]) == 0
     assert main(["verify", str(tmp_path / "out")]) == 0
     shown = terminal.getvalue()

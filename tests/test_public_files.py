@@ -140,3 +140,51 @@ def test_mi_runs_with_another_secret_release_other_bits_and_replay_from_the_tran
     assert main(["replay", "runs/a", "--out", "rebuilt"]) == 0
     assert (Path("rebuilt") / "model.safetensors").read_bytes() == (
         Path("runs/a/checkpoints/last/model.safetensors").read_bytes())
+
+
+def test_no_public_file_names_where_the_owner_keeps_the_data(data_dir, tmp_path, monkeypatch, capsys):
+    """A path can itself be sensitive: the published settings hold a data file relative to the data folder when it
+    lies inside it and ``<withheld>`` otherwise, never the data folder itself; the owner's private folder keeps
+    the paths (so eval and resume still find the data), and verify finds the files from the published names."""
+    import json
+    import shutil
+
+    from paczero.config import load_run_config
+
+    folder = tmp_path / "alice-hiv-clinic"
+    (folder / "tickets").mkdir(parents=True)
+    outside = tmp_path / "patients-of-dr-bob.jsonl"
+    rows = [json.dumps({"text": f"{w} film {i}", "label": int(w == "good")}) for i in range(40)
+            for w in ("good", "bad")]
+    (folder / "tickets" / "train.jsonl").write_text("\n".join(rows) + "\n")
+    shutil.copyfile(folder / "tickets" / "train.jsonl", outside)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(TINY_CONFIG, [f"data.data_dir={folder}", "data.task=jsonl", "data.kind=classification",
+                                    f"data.train_file={folder / 'tickets' / 'train.jsonl'}",
+                                    f"data.test_file={outside}", "data.n_pool=32", "data.n_dev=16", *ARGS])
+    Trainer(cfg).run()
+    run = RunDir("runs/r")
+    assert main(["export", str(run.path), "--out", "export", "--data-dir", str(folder),
+                 "--set", f"data.test_file={outside}"]) == 0
+    published = {**{f"run/{p}": (run.path / p).read_bytes() for p in run.public_files()},
+                 **{f"export/{p.relative_to('export')}": p.read_bytes() for p in Path("export").rglob("*")
+                    if p.is_file()}}
+    for name, data in published.items():
+        for secret in (b"alice-hiv-clinic", b"patients-of-dr-bob", str(tmp_path).encode()):
+            assert secret not in data, (name, secret)
+    settings = json.loads((run.path / "metrics.json").read_text())["config"]["data"]
+    assert (settings["data_dir"], settings["train_file"], settings["test_file"]) == (
+        None, "tickets/train.jsonl", "<withheld>.jsonl")
+    assert stat_mode(run.withheld_paths_path) == 0o600
+    assert load_run_config(run.path).data.test_file == str(outside)  # the owner's own tools find it
+    capsys.readouterr()
+    assert main(["verify", "export", "--data-dir", str(folder), "--set", f"data.test_file={outside}"]) == 0
+    assert "dev and test figures recomputed" in capsys.readouterr().out
+    assert main(["verify", "export", "--data-dir", str(folder)]) == 2
+    assert "data.test_file was withheld" in capsys.readouterr().err
+
+
+def stat_mode(path: Path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)

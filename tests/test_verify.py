@@ -39,9 +39,15 @@ def honest(data_dir, tmp_path_factory):
                         "dpzero": ["privacy.mechanism=dpzero", "privacy.epsilon=2", "privacy.sample_rate=0.5"],
                         "lora": ["model.tuning=lora", "train.lr=0.05"]}.items():
         run = _run(out, data_dir, name, *extra)
-        assert main(["export", str(run), "--out", str(out / f"{name}-export")]) == 0
+        assert main(["export", str(run), "--out", str(out / f"{name}-export"), "--data-dir", str(data_dir)]) == 0
         runs[name] = (run, out / f"{name}-export")
     return runs
+
+
+@pytest.fixture(autouse=True)
+def tiny_vocabulary(monkeypatch, data_dir):
+    """The tiny test model builds its vocabulary from the public dev and test texts: where to find them."""
+    monkeypatch.setenv("PACZERO_DATA_DIR", str(data_dir))
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:
@@ -268,6 +274,7 @@ def test_export_refuses_a_run_folder_with_a_shadow_weights_file(honest, tmp_path
     assert not (tmp_path / "out").exists()
     (best / "genuine.safetensors").unlink()
     _refused(capsys, ["export", str(run), "--out", str(tmp_path / "out")], "checkpoints/best/model.safetensors")
+    assert not (tmp_path / "out").exists()
 
 
 def test_dp_values_off_the_grid_are_refused_from_the_public_files(honest, tmp_path, capsys):

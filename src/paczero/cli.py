@@ -208,7 +208,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from paczero.export import export_run
 
-    written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora)
+    written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora,
+                         data_dir=args.data_dir, paths=args.paths)
     how = {"full": "AutoModelForCausalLM.from_pretrained", "merged": "AutoModelForCausalLM.from_pretrained",
            "adapter": "PeftModel.from_pretrained"}[written["format"]]
     print(f"exported the {written['checkpoint']} checkpoint (step {written['step']}) of {args.run} to "
@@ -220,7 +221,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from paczero.verify import verify
 
-    lines = verify(Path(args.target), data_dir=args.data_dir)
+    lines = verify(Path(args.target), data_dir=args.data_dir, paths=args.paths)
     print(f"verified {args.target}: {lines[0]}")
     for line in lines[1:]:
         print(f"  {line}")
@@ -365,11 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new folder for the model, the card and the public transcript")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights (default: best)")
     p.add_argument("--merge-lora", action="store_true", help="LoRA runs: merge the adapters into full weights")
-    p.set_defaults(func=_cmd_export)
+    p.add_argument("--data-dir", help="model.name=tiny only: the data its vocabulary is built from")
+    p.add_argument("--set", dest="paths", nargs="*", default=[], metavar="data.KEY=PATH",
+                   help="model.name=tiny only: a data file the published settings withhold")
+    p.set_defaults(func=_cmd_export, overrides=[])
 
     p = sub.add_parser("verify", help="rebuild published weights from the public transcript (and check the rules)")
     p.add_argument("target", metavar="DIR_OR_RUN", help="an exported folder or a finished run directory")
     p.add_argument("--data-dir", help="the pool's data: also check every release against the mechanism's rules")
+    p.add_argument("--set", dest="paths", nargs="*", default=[], metavar="data.KEY=PATH",
+                   help="a data file the published settings withhold (e.g. data.train_file=PATH)")
     p.set_defaults(func=_cmd_verify, overrides=[])
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")

@@ -32,12 +32,15 @@ from paczero.verify import (
     check_values,
     read_published,
     replay_steps,
+    with_paths,
 )
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best", merge_lora: bool = False,
-               show: bool = True) -> dict[str, Any]:
-    """Write the export of ``run_dir``'s ``checkpoint`` into the new folder ``out``; returns what was written."""
+               data_dir: str | None = None, paths: list[str] = (), show: bool = True) -> dict[str, Any]:
+    """Write the export of ``run_dir``'s ``checkpoint`` into the new folder ``out``; returns what was written
+    (``data_dir`` and ``paths``, ``data.KEY=PATH``: where the tiny test model finds the public texts of its
+    vocabulary; no other model reads data)."""
     from paczero.build import build_model
 
     if checkpoint not in CHECKPOINTS:
@@ -57,16 +60,18 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     check_schedule(cfg, record.steps)
     check_values(cfg, record.steps)
     check_selection(record, run_dir / "metrics.json")
-    check_files(published, show=show)
+    model_cfg = with_paths(cfg, list(paths))
+    model_cfg.data.data_dir = data_dir
+    check_files(published, model_cfg=model_cfg, show=show)
     fmt = "adapter" if lora and not merge_lora else "merged" if lora else "full"
-    loaded = build_model(cfg)
+    loaded = build_model(model_cfg)
     replay_steps(loaded, record.steps[:export_step(record, checkpoint)], cfg, show)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with progress.phase(f"writing {out}", enabled=show):
         try:
             write_export(tmp, record, loaded, checkpoint=checkpoint, fmt=fmt,
-                         base=build_base(cfg) if fmt == "adapter" else None)
+                         base=build_base(model_cfg) if fmt == "adapter" else None)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -15,6 +15,7 @@ the base model and the released values only)::
 read by anything that writes a public file)::
 
     secret.json          J* and the key of the private randomness
+    paths.json           where the owner keeps the data (the paths config.yaml withholds)
     releases.jsonl       each release's private record (kind, subset signs, q₊, β, flip, MI, batch)
     diagnostics.jsonl    per step: pool loss, unanimity, non-finite count, MI spent
     state/<step>.json    the mechanism's state and counters at a checkpoint (posterior, MI spent)
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from paczero.checkpoint import PROGRESS_FILE, recover
+from paczero.config import WITHHELD_PATHS_FILE
 from paczero.errors import PRIVATE_TAG, PaczeroError
 from paczero.fileio import append_bytes, append_jsonl, atomic_write, read_json, write_json, write_text
 from paczero.secret import SecretState
@@ -263,6 +265,11 @@ class RunDir:
         return self.private / "privacy.json"
 
     @property
+    def withheld_paths_path(self) -> Path:
+        """The data paths the published settings withhold (read back by :func:`paczero.config.load_run_config`)."""
+        return self.path / WITHHELD_PATHS_FILE
+
+    @property
     def audit_dir(self) -> Path:
         return self.private / "audit"
 
@@ -336,13 +343,14 @@ class RunDir:
 
         ``diagnostics.jsonl`` (pool loss, unanimity, MI spent) is kept where it depends on the pool and the
         released values only (``keep_diagnostics``: PAC runs and MeZO; a DP run's is computed on its secret
-        Poisson batches).
+        Poisson batches); ``paths.json`` (where the data is) is kept.
         """
         removed = []
         if not self.private.is_dir():
             return removed
+        kept = {self.withheld_paths_path} | ({self.diagnostics_path} if keep_diagnostics else set())
         for p in sorted(self.private.rglob("*"), reverse=True):
-            if p.is_file() and not (keep_diagnostics and p == self.diagnostics_path):
+            if p.is_file() and p not in kept:
                 _shred(p)
                 removed.append(p)
         for p in sorted(self.private.rglob("*"), reverse=True):

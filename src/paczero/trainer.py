@@ -23,7 +23,7 @@ import numpy as np
 from paczero import ledger, progress, versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
-from paczero.config import Config, config_differences, load_run_config, selection_metric
+from paczero.config import Config, config_differences, load_run_config, public_config, selection_metric
 from paczero.distributed import Dist, DistError
 from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
@@ -104,7 +104,10 @@ class Trainer:
         if error is not None:
             raise PaczeroError(error)
         if self.dist.main:
-            run.write_config(cfg.to_yaml())
+            public, withheld = public_config(cfg)
+            if withheld:  # where the owner keeps the data: in the private folder, never in a public file
+                run.write_private_json(run.withheld_paths_path, withheld)
+            run.write_config(public.to_yaml())
             if self.c.membership is not None:
                 run.write_membership(self.c.membership)
             run.save_secret(secret)
@@ -275,7 +278,7 @@ class Trainer:
                    "data": {"n_dev": len(c.split.dev), "n_test": len(c.split.test),
                             "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}},
                    "versions": versions()}
-        metrics = metrics_document(cfg, trainable_parameters=c.loaded.n_trainable, steps=len(transcript),
+        metrics = metrics_document(public_config(cfg)[0], trainable_parameters=c.loaded.n_trainable, steps=len(transcript),
                                    releases=sum(len(r["directions"]) for r in transcript), figures=figures)
         run.write_metrics(metrics)
         releases = ledger.parse_releases(run.read_private(run.releases_path))

@@ -34,7 +34,7 @@ import yaml
 
 from paczero import progress
 from paczero.checkpoint import save_weights
-from paczero.config import Config, config_from_dict, selection_metric
+from paczero.config import PATH_KEYS, Config, config_from_dict, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
 from paczero.ledger import TranscriptStep, parse_transcript
@@ -357,14 +357,14 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     save_weights(loaded, folder / "checkpoints" / "last", lora=lora, progress=last_progress(record))
 
 
-def check_files(published: Published, *, data_dir: str | None = None, show: bool = True) -> int:
+def check_files(published: Published, *, model_cfg: Config | None = None, show: bool = True) -> int:
     """Regenerate every published file from the public record and the base model, and compare; returns the number
-    of files checked (``data_dir``: where the tiny test model finds the public texts of its vocabulary)."""
+    of files checked (``model_cfg``: the settings to build the base model with, where they say more than the
+    published ones: where the tiny test model finds the public texts of its vocabulary)."""
     from paczero.build import build_model
 
     record = published.record
-    model_cfg = copy.deepcopy(record.cfg)
-    model_cfg.data.data_dir = data_dir or model_cfg.data.data_dir
+    model_cfg = model_cfg or record.cfg
     with progress.phase("rebuilding the model from the base model and the transcript", enabled=show):
         loaded = build_model(model_cfg)
     with tempfile.TemporaryDirectory(prefix="paczero-verify-") as scratch:
@@ -394,12 +394,25 @@ def _same(what: str, recomputed: Any, published: Any) -> None:
         raise VerificationFailed(f"NOT verified: {what} published as {published}; the data gives {recomputed}")
 
 
-def check_with_data(published: Published, *, data_dir: str, show: bool = True) -> list[str]:
+def with_paths(cfg: Config, paths: list[str]) -> Config:
+    """``cfg`` with data paths the published settings withhold (``data.KEY=PATH``, keys of :data:`PATH_KEYS`)."""
+    cfg = copy.deepcopy(cfg)
+    for item in paths:
+        key, sep, value = item.partition("=")
+        name = key.removeprefix("data.")
+        if not sep or not key.startswith("data.") or name not in PATH_KEYS or name == "data_dir":
+            raise PaczeroError(f"--set {item!r}: expected data.KEY=PATH with KEY one of "
+                               f"{', '.join(k for k in PATH_KEYS if k != 'data_dir')} (--data-dir gives the folder)")
+        setattr(cfg.data, name, value)
+    return cfg
+
+
+def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (), show: bool = True) -> list[str]:
     """Recompute every release the pool determines (ZPL, MI) and every dev and test figure; returns what was done."""
     from paczero.build import build
 
     record = published.record
-    cfg = copy.deepcopy(record.cfg)
+    cfg = with_paths(record.cfg, list(paths))
     cfg.data.data_dir = data_dir
     c = build(cfg)
     mechanism = cfg.privacy.mechanism
@@ -474,15 +487,20 @@ def _not_checked(published: Published) -> str:
             f"figures ({', '.join(shown)}) and the software versions recorded")
 
 
-def verify(target: str | Path, *, data_dir: str | None = None, show: bool = True) -> list[str]:
-    """Every check that ``target`` (an export or a finished run folder) admits; returns the lines to print."""
+def verify(target: str | Path, *, data_dir: str | None = None, paths: list[str] = (),
+           show: bool = True) -> list[str]:
+    """Every check that ``target`` (an export or a finished run folder) admits; returns the lines to print
+    (``paths``: ``data.KEY=PATH`` for data files the published settings withhold)."""
+
     published = read_published(target)
     record, where = published.record, published.path
     metrics_path = where / EXPORT_DIR / "metrics.json" if published.is_export else where / "metrics.json"
     check_schedule(record.cfg, record.steps)
     check_values(record.cfg, record.steps)
     check_selection(record, metrics_path)
-    files = check_files(published, data_dir=data_dir, show=show)
+    model_cfg = with_paths(record.cfg, list(paths))
+    model_cfg.data.data_dir = data_dir
+    files = check_files(published, model_cfg=model_cfg, show=show)
     what = (f"the {published.export['format']} weights of the {published.export['checkpoint']} checkpoint"
             if published.is_export else "both checkpoints")
     lines = [f"{files} published files are exactly what the settings, the base model and the public transcript "
@@ -490,5 +508,5 @@ def verify(target: str | Path, *, data_dir: str | None = None, show: bool = True
     if data_dir is None:
         lines.append(_not_checked(published))
     else:
-        lines += check_with_data(published, data_dir=data_dir, show=show)
+        lines += check_with_data(published, data_dir=data_dir, paths=list(paths), show=show)
     return lines

@@ -36,6 +36,12 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+def data_folder(data_dir: str | None) -> Path | None:
+    """The data folder: ``data_dir`` (``data.data_dir``), else ``$PACZERO_DATA_DIR``, else None."""
+    chosen = data_dir or os.environ.get("PACZERO_DATA_DIR") or None
+    return Path(chosen).expanduser() if chosen else None
+
+
 def resolve_data_dir(data_dir: str | None) -> Path | None:
     """``data_dir`` if given, else ``$PACZERO_DATA_DIR``, else ``None`` (use the hub)."""
     chosen = data_dir or os.environ.get("PACZERO_DATA_DIR") or None
@@ -44,6 +50,18 @@ def resolve_data_dir(data_dir: str | None) -> Path | None:
     path = Path(chosen).expanduser()
     if not path.is_dir():
         raise PaczeroError(f"data directory not found: {path} (set data.data_dir or PACZERO_DATA_DIR)")
+    return path
+
+
+def locate(name: str, *, folder: Path | None, key: str) -> Path:
+    """The file (or folder) ``name`` of the setting ``key``: as given when it exists, else relative to the data
+    ``folder`` (published settings name data relative to it); a name the published settings withheld is an error."""
+    if name.startswith("<withheld>"):
+        raise PaczeroError(f"{key} was withheld from the published settings (the file lay outside the data folder): "
+                           f"give its path, e.g. paczero verify ... --set {key}=PATH")
+    path = Path(name).expanduser()
+    if not path.exists() and not path.is_absolute() and folder is not None and (folder / path).exists():
+        return folder / path
     return path
 
 

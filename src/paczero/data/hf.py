@@ -21,6 +21,7 @@ Errors name the file (or ``dataset[split]``) and the row (1 = the first record).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tempfile
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from paczero.data.files import check_regular, preview, reason
+from paczero.data.files import check_regular, data_folder, locate, preview, reason
 from paczero.data.prompts import fill_template, template_fields
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
@@ -94,11 +95,10 @@ def _rows(dataset: Iterable[dict], source: str) -> Iterator[dict]:
         yield row
 
 
-def _file_rows(name: str, cache: str) -> tuple[Iterator[dict], str]:
+def _file_rows(path: Path, cache: str) -> tuple[Iterator[dict], str]:
     """The rows of one local data file, and its path for error messages (``cache``: the builder's lock files)."""
     import datasets
 
-    path = Path(name).expanduser()
     builder = BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise PaczeroError(f"{path}: data.task=hf reads files ending in {', '.join(BUILDERS)}, not {path.suffix!r}")
@@ -241,12 +241,15 @@ def _read(splits: list[tuple[Iterator[dict], str] | None], data: "DataConfig") -
 
 def load_hf(data: "DataConfig") -> tuple[list[Record], list[Record] | None, list[Record]]:
     """``(train, dev or None, test)`` records of ``data.task=hf``, prompts filled in."""
+    folder = data_folder(data.data_dir)
     with _quiet(), _uncounted(), tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
         if data.dataset is not None:
             # A hub data set is public and cached where datasets caches; a local folder (the owner's records) is
             # prepared in the scratch folder and read into memory, so no copy is left in a global cache.
-            local = Path(data.dataset).expanduser().exists()
-            return _read(_dataset_splits(data, cache if local else None), data)
+            local = locate(data.dataset, folder=folder, key="data.dataset")
+            if local.exists():
+                data = dataclasses.replace(data, dataset=str(local))
+            return _read(_dataset_splits(data, cache if local.exists() else None), data)
         # Streamed files leave only the builders' lock files behind: in the scratch folder, removed afterwards.
-        return _read([_file_rows(name, cache) if name else None
-                      for name in (data.train_file, data.dev_file, data.test_file)], data)
+        return _read([_file_rows(locate(getattr(data, key), folder=folder, key=f"data.{key}"), cache)
+                      if getattr(data, key) else None for key in ("train_file", "dev_file", "test_file")], data)

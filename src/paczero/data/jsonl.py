@@ -15,10 +15,9 @@ by the public seed); ``data.test_file`` gives the test set. Other keys of a reco
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from paczero.data.files import parse_json, preview, read_text, split_lines
+from paczero.data.files import data_folder, locate, parse_json, preview, read_text, split_lines
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
 
@@ -73,7 +72,8 @@ def read_jsonl(path: Path, *, kind: str, label_words: Sequence[str] = ()) -> lis
 
 def load_jsonl(data: "DataConfig") -> tuple[list[Record], list[Record] | None, list[Record]]:
     """``(train, dev or None, test)`` records of a custom task (``data.task=jsonl``)."""
-    read = lambda name: read_jsonl(Path(name).expanduser(), kind=data.kind, label_words=data.label_words)  # noqa: E731
-    train = read(data.train_file)
-    dev = read(data.dev_file) if data.dev_file else None
-    return train, dev, read(data.test_file)
+    def read(key: str) -> list[Record]:
+        path = locate(getattr(data, key), folder=data_folder(data.data_dir), key=f"data.{key}")
+        return read_jsonl(path, kind=data.kind, label_words=data.label_words)
+
+    return read("train_file"), read("dev_file") if data.dev_file else None, read("test_file")
