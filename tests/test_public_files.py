@@ -188,3 +188,42 @@ def stat_mode(path: Path) -> int:
     import stat
 
     return stat.S_IMODE(path.stat().st_mode)
+
+
+COMMANDS = [
+    ["train", "--config", "{config}", "data.data_dir={data}", *ARGS],
+    ["privacy", "runs/r"], ["privacy", "runs/r", "--json"], ["privacy", "runs/r", "--private"],
+    ["eval", "runs/r", "--splits", "test", "dev"],
+    ["audit", "runs/r"], ["audit", "runs/r", "--json"],
+    ["report", "runs/r", "--out", "report"], ["report", "runs/r", "--out", "owner", "--private"],
+    ["replay", "runs/r", "--out", "rebuilt"],
+    ["export", "runs/r", "--out", "export", "--data-dir", "{data}"],
+    ["verify", "export"], ["verify", "runs/r"], ["verify", "export", "--data-dir", "{data}"],
+    ["train", "--forget-secret", "runs/r"],
+]
+"""Every command and output format a user runs on a finished run (the private opt-ins aside: ``--private --json``
+and ``eval --splits pool --private`` print what they were asked to)."""
+
+
+@pytest.mark.slow
+def test_no_untagged_line_of_any_command_depends_on_the_secret(data_dir, tmp_path, monkeypatch, capsys):
+    """Two ZPL runs that differ only in J* and the key: every command, in every format, prints the same lines apart
+    from those tagged [private] (their untagged output may be shared)."""
+    from paczero.trainer import Trainer as RealTrainer
+
+    outputs = []
+    for where, secret in (("a", SecretState(key=bytes(32), j_star=1)), ("b", SecretState(key=bytes(range(32)),
+                                                                                        j_star=6))):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)
+        monkeypatch.setattr("paczero.trainer.Trainer", lambda cfg, *, secret_=secret, **kw: RealTrainer(
+            cfg, secret=secret_, **kw))
+        printed = []
+        for argv in COMMANDS:
+            argv = [a.format(config=TINY_CONFIG, data=data_dir) for a in argv]
+            assert main(argv) == 0, argv
+            out = capsys.readouterr()
+            printed.append((argv[:2], _public_lines(out.out), _public_lines(out.err)))
+        outputs.append(printed)
+    assert outputs[0] == outputs[1]
+    assert any(lines for _, lines, _ in outputs[0])  # the commands did print (the comparison is not empty)

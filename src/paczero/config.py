@@ -233,7 +233,8 @@ class TrainConfig:
 class LoggingConfig:
     """``logging.*``: optional extra outputs."""
     tensorboard: bool = False
-    """Also write the public per-step figures to ``runs/<id>/tensorboard/`` (needs ``paczero[tensorboard]``)."""
+    """Also write the owner's dashboard (per-step figures computed on the pool, dev and test metrics, wall times)
+    to ``runs/<id>/private/tensorboard/``: private, never publish it (needs ``paczero[tensorboard]``)."""
 
 
 COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")

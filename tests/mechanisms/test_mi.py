@@ -156,8 +156,8 @@ class RealValued(PacMI):
         return r, y
 
     def release_step(self, estimates, *, step):
-        return [self.release(self.clipped(estimates, 0), step=step, k=0, budget=step_budget(
-            budget=self.budget, spent=self.spent, step=step, steps=self.steps, schedule=self.schedule))]
+        return [self.release(self.clipped(estimates, 0), step=step, k=0,
+                             budget=self.rule.step_budget(step=step, directions=1))]
 
 
 def _support_pins(y: float, sigma: float) -> set[int]:
