@@ -211,6 +211,7 @@ def test_no_untagged_line_of_any_command_depends_on_the_secret(data_dir, tmp_pat
     from those tagged [private] (their untagged output may be shared)."""
     from paczero.trainer import Trainer as RealTrainer
 
+    monkeypatch.setenv("PACZERO_DATA_DIR", str(data_dir))  # where the tiny model's public vocabulary texts are
     outputs = []
     for where, secret in (("a", SecretState(key=bytes(32), j_star=1)), ("b", SecretState(key=bytes(range(32)),
                                                                                         j_star=6))):
@@ -224,6 +225,9 @@ def test_no_untagged_line_of_any_command_depends_on_the_secret(data_dir, tmp_pat
             assert main(argv) == 0, argv
             out = capsys.readouterr()
             printed.append((argv[:2], _public_lines(out.out), _public_lines(out.err)))
-        outputs.append(printed)
-    assert outputs[0] == outputs[1]
+        left = {str(p): p.read_bytes() for p in Path("runs/r").rglob("*") if p.is_file()}  # after --forget-secret
+        outputs.append((printed, left))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1] and "runs/r/private/diagnostics.jsonl" in outputs[0][1]
+    outputs = [printed for printed, _ in outputs]
     assert any(lines for _, lines, _ in outputs[0])  # the commands did print (the comparison is not empty)
