@@ -266,21 +266,23 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
             result = run_statement(Path(args.run))
     except ValueError as exc:
         raise PaczeroError(str(exc)) from None
+    if args.run is not None and args.private and args.json:  # the opt-in: the owner's figures in the JSON itself
+        result = {**result, "private_figures": _private_figures(Path(args.run))}
     _print_result(result, args.json)
-    if args.run is not None and args.private:
-        _print_private(Path(args.run))
+    if args.run is not None and args.private and not args.json:
+        for key, value in _private_figures(Path(args.run)).items():
+            print(f"{PRIVATE_TAG} {key}: {value}")
     return 0
 
 
-def _print_private(run: Path) -> None:
+def _private_figures(run: Path) -> dict[str, Any]:
     from paczero.rundir import RunDir
 
     run_dir = RunDir.open(run)
     if not run_dir.privacy_path.is_file():
         raise PaczeroError(f"{run_dir.privacy_path} not found (the run has not finished, or its private folder was "
                            "removed)")
-    for key, value in json.loads(run_dir.privacy_path.read_text()).items():
-        print(f"{PRIVATE_TAG} {key}: {value}")
+    return json.loads(run_dir.privacy_path.read_text())
 
 
 def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
@@ -392,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="number of steps (with --dp-noise)")
     p.add_argument("--sample-rate", type=float, help="Poisson sampling rate q (with --dp-noise)")
     p.add_argument("--private", action="store_true",
-                   help="with RUN_DIR: also print the owner's private figures (computed on the pool; do not publish)")
+                   help="with RUN_DIR: also print the owner's figures computed on the pool (tagged [private]; with "
+                        "--json under private_figures); never publish them")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_privacy)
 

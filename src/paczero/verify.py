@@ -311,6 +311,7 @@ def compare_trees(expected: Path, published: Path, *, skip: Callable[[str], bool
 
 
 def replay_steps(loaded: LoadedModel, steps: list[TranscriptStep], cfg: Config, show: bool) -> None:
+    """Apply ``steps``' updates to ``loaded`` in place (the replay of :mod:`paczero.replay`)."""
     from paczero.replay import replay_transcript
 
     replay_transcript(loaded, steps, eps=cfg.zo.eps, weight_decay=cfg.train.weight_decay, show=show)

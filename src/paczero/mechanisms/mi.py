@@ -127,9 +127,11 @@ class MIRule:
         self.spent += plan.charged
 
     def state_dict(self) -> dict[str, Any]:
+        """The posterior and the MI spent (private: computed on the pool)."""
         return {"log_posterior": self.log_posterior.tolist(), "spent": self.spent}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         self.log_posterior = np.asarray(state["log_posterior"], dtype=np.float64)
         self.spent = float(state["spent"])
 
