@@ -75,6 +75,11 @@ def test_eval_of_a_run_reproduces_its_test_metrics(tiny_config, capsys, tmp_path
     out = json.loads(capsys.readouterr().out)
     assert out["test"] == pytest.approx(metrics["test"], rel=1e-6)
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    assert main(["eval", str(trainer.run_dir.path), "--splits", "pool"]) == 2  # the pool's figures are private
+    assert "--private" in capsys.readouterr().err
+    assert main(["eval", str(trainer.run_dir.path), "--splits", "pool", "--private"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["pool"]) == {"loss", "accuracy"}
 
 
 def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsys):

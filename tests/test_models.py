@@ -70,3 +70,20 @@ def test_compiled_layers_give_the_eager_results_to_rounding(tiny_config, tiny_sq
     assert metrics.keys() == metrics_eager.keys()
     for key, value in metrics_eager.items():
         assert metrics[key] == pytest.approx(value, rel=0, abs=1e-5), key
+
+
+def test_the_tiny_vocabulary_comes_from_public_text_only(tmp_path):
+    """The tiny model's tokenizer is published with an export: a word that only the pool holds is not in it."""
+    from conftest import TINY_CONFIG, write_sst2
+    from paczero.build import build
+    from paczero.config import load_config
+
+    data = write_sst2(tmp_path / "data")
+    train = data / "sst2" / "train.tsv"
+    head, *rows = train.read_text().splitlines()
+    train.write_text("\n".join([head] + [f"{row} word{i}" for i, row in enumerate(rows)]) + "\n")  # one each
+    c = build(load_config(TINY_CONFIG, [f"data.data_dir={data}"]))
+    vocab = set(c.loaded.tokenizer.get_vocab())
+    public = {w for t in c.task.texts(c.split.dev + c.split.test) for w in t.split()}
+    pool = {w for t in c.task.texts(c.split.pool) for w in t.split()}
+    assert public <= vocab and len(pool - public) == len(c.split.pool) and not (pool - public) & vocab

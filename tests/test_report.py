@@ -159,3 +159,20 @@ def test_report_reads_a_real_tiny_run(tiny_config, tmp_path):
     md = markdown_summary([run], ["accuracy"])
     zero, test = metrics["zero_shot_test"]["accuracy"], metrics["test"]["accuracy"]
     assert f"| real | zpl | 10 | {zero:.4f} | {test:.4f} |" in md
+
+
+def test_a_report_inside_a_run_folder_goes_to_its_private_folder_or_nowhere(tiny_config, capsys):
+    """Anything under a run folder outside ``private/`` is one of its public files: a report there (``--private``
+    or not) is refused, naming the run's private folder; under ``private/`` it is the owner's."""
+    from paczero.trainer import Trainer
+
+    trainer = Trainer(tiny_config("run.name=inside", "train.steps=2", "train.eval_every=1"))
+    trainer.run()
+    run = trainer.run_dir
+    for extra in ([], ["--private"]):
+        assert main(["report", str(run.path), "--out", str(run.path / "x"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"inside the run folder {run.path}" in err and str(run.private) in err
+        assert not (run.path / "x").exists()
+    assert main(["report", str(run.path), "--out", str(run.private / "report"), "--private"]) == 0
+    assert (run.private / "report" / "private" / "private.md").is_file()

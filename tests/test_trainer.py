@@ -104,6 +104,8 @@ def test_mi_run_publishes_bits_and_its_statement_follows_from_the_settings(tiny_
     assert figures["achieved_mi_nats"] <= budget * (1 + 1e-9)
     assert main(["privacy", str(run.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == statement  # recomputed from the public files alone
+    assert main(["privacy", str(run.path), "--json", "--private"]) == 0  # the opt-in: the owner's figures too
+    assert json.loads(capsys.readouterr().out) == {**statement, "private_figures": figures}
     spent = [d["mi_spent"] for d in run.read_private(run.diagnostics_path)]
     assert spent == sorted(spent) and spent[-1] == pytest.approx(figures["achieved_mi_nats"], rel=1e-12)
 

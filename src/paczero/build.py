@@ -61,12 +61,17 @@ def load_split(cfg: Config) -> tuple[Task, Split]:
     return load_task(cfg.data, seed=cfg.run.seed)
 
 
+def public_texts(task: Task, split: Split) -> list[str]:
+    """The texts a ``model.name=tiny`` run builds its vocabulary from: the public dev and test records' (a pool word
+    is unknown to it), so that its published tokenizer says nothing of the pool."""
+    return task.texts(split.dev + split.test)
+
+
 def tiny_texts(cfg: Config) -> list[str]:
     """The texts a ``model.name=tiny`` run builds its tokenizer from (empty for real models)."""
     if cfg.model.name != "tiny":
         return []
-    task, split = load_split(cfg)
-    return task.texts(split.pool + split.dev + split.test)
+    return public_texts(*load_split(cfg))
 
 
 def build_model(cfg: Config, *, texts: list[str] | None = None) -> LoadedModel:
@@ -115,7 +120,7 @@ def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None =
     shown = cfg.run.progress and dist.main
     with phase(f"reading {cfg.data.task} records", enabled=shown):
         task, split = load_split(cfg)
-    loaded = build_model(cfg, texts=task.texts(split.pool + split.dev + split.test))
+    loaded = build_model(cfg, texts=public_texts(task, split))
     objective = build_objective(task, loaded.tokenizer, data=cfg.data, micro_batch=cfg.zo.micro_batch,
                                 device=loaded.device, context_length=context_length(loaded.model))
     with phase("encoding records", enabled=shown):

@@ -11,6 +11,7 @@ type is an error naming the key. :func:`validate` then checks ranges and choices
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -24,6 +25,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from paczero.data.files import data_folder
 from paczero.data.prompts import template_fields
 from paczero.errors import PaczeroError
 
@@ -231,11 +233,18 @@ class TrainConfig:
 class LoggingConfig:
     """``logging.*``: optional extra outputs."""
     tensorboard: bool = False
-    """Also write the public per-step figures to ``runs/<id>/tensorboard/`` (needs ``paczero[tensorboard]``)."""
+    """Also write the owner's dashboard (per-step figures computed on the pool, dev and test metrics, wall times)
+    to ``runs/<id>/private/tensorboard/``: private, never publish it (needs ``paczero[tensorboard]``)."""
 
 
 COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")
 """``run.*`` keys that do not change what a run computes (ignored when comparing configs)."""
+PATH_KEYS = ("data_dir", "train_file", "dev_file", "test_file", "dataset")
+"""``data.*`` keys that may name where the owner keeps the data: never published as they are (:func:`public_config`)."""
+WITHHELD = "<withheld>"
+WITHHELD_PATHS_FILE = "private/paths.json"
+"""Where a run keeps the data paths its published settings withhold (mode 0600; the owner's)."""
+"""What the published settings say instead of a data path outside the data folder (the file's suffix follows)."""
 
 
 @dataclass
@@ -258,10 +267,44 @@ class Config:
         return OmegaConf.to_yaml(OmegaConf.structured(self))
 
     def fingerprint(self) -> str:
-        """SHA-256 of the resolved config (cosmetic keys excluded), to refuse resuming with another."""
+        """SHA-256 of the resolved config (cosmetic keys and data paths excluded: it is published), to refuse
+        resuming with another."""
         d = self.to_dict()
         d["run"] = {k: v for k, v in d["run"].items() if k not in COSMETIC_RUN_KEYS}
+        d["data"] = {k: v for k, v in d["data"].items() if k not in PATH_KEYS}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _published_path(value: str, folder: Path | None) -> str:
+    """A data path as the published settings say it: relative to the data folder when inside it, else withheld."""
+    path = Path(value).expanduser()
+    if folder is not None:
+        try:
+            return path.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            pass
+    return WITHHELD + path.suffix
+
+
+def public_config(cfg: Config) -> tuple[Config, dict[str, str]]:
+    """The settings as published (``config.yaml``, ``metrics.json``, an export's ``run.yaml``), and the values they
+    withhold, keyed ``data.<key>`` (kept in the run's private folder).
+
+    A path can itself be sensitive (``/home/alice/hiv-clinic/patients.csv``): ``data.data_dir`` is never
+    published, a data file or local data set is published relative to the data folder when it lies inside it (so
+    ``paczero verify --data-dir`` finds it) and as ``<withheld>`` otherwise; a hub data set's name is published.
+    """
+    public, withheld = copy.deepcopy(cfg), {}
+    folder = data_folder(cfg.data.data_dir)
+    for key in PATH_KEYS:
+        value = getattr(cfg.data, key)
+        if value is None or (key == "dataset" and not Path(value).expanduser().exists()):
+            continue
+        shown = None if key == "data_dir" else _published_path(value, folder)
+        if shown != value:
+            withheld[f"data.{key}"] = value
+            setattr(public.data, key, shown)
+    return public, withheld
 
 
 def config_differences(a: Config, b: Config) -> list[str]:
@@ -523,12 +566,15 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 
 
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """The resolved config saved in a run directory (``config.yaml``), with optional dotted overrides."""
+    """The resolved config saved in a run directory (``config.yaml``), with the data paths it withholds where the
+    run's private folder still holds them (the owner's machine), and optional dotted overrides."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
+    withheld_path = Path(run_dir) / WITHHELD_PATHS_FILE
+    withheld = [f"{k}={v}" for k, v in json.loads(withheld_path.read_text()).items()] if withheld_path.is_file() else []
     try:
-        merged = OmegaConf.merge(OmegaConf.load(path), _override_layer(overrides))
+        merged = OmegaConf.merge(OmegaConf.load(path), _override_layer([*withheld, *overrides]))
     except OmegaConfBaseException as exc:
         raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
     return config_from_dict(OmegaConf.to_container(merged))

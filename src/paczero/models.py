@@ -202,6 +202,12 @@ def compile_layers(model: torch.nn.Module) -> None:
         layer.compile(dynamic=True)
 
 
+def plain_model(loaded: LoadedModel) -> torch.nn.Module:
+    """The plain Hugging Face model to publish, holding ``loaded``'s current weights (``save_pretrained`` of it gives a
+    folder that loads with plain transformers)."""
+    return loaded.model
+
+
 def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = ()) -> LoadedModel:
     """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``."""
     device = resolve_device(cfg.device)

@@ -35,6 +35,10 @@ from paczero.metrics import exact_match, f1_score
 from paczero.oom import MicroBatching
 
 
+CHARS_PER_TOKEN = 64
+"""A prompt keeps at most this many characters per token that fits (its end): far more than any token covers."""
+
+
 def model_forward(model: torch.nn.Module) -> Forward:
     """The plain (unperturbed) forward of ``model``."""
     return as_forward(model)
@@ -105,6 +109,7 @@ class _Batched:
     def __init__(self, tokenizer, *, max_length: int, reserve: int, micro_batch: int, device: torch.device,
                  context_length: int | None, overlong: str):
         self.tokenizer = tokenizer
+        self.task: Task
         self.batching = MicroBatching(micro_batch)
         self.device = device
         self.pad_id = tokenizer.pad_token_id
@@ -122,16 +127,29 @@ class _Batched:
         """Records per forward pass now (``zo.micro_batch``, halved for good by out-of-memory retries)."""
         return self.batching.size
 
-    def _fit(self, ids: list[int], *, where: str, index: int) -> tuple[list[int], bool]:
-        """``ids`` cut to :attr:`limit` tokens on the left (keeping a leading BOS), and whether it was cut."""
+    @property
+    def max_chars(self) -> int:
+        """Characters of a prompt kept before tokenising (its end): :data:`CHARS_PER_TOKEN` per token that fits, so
+        a record costs memory in proportion to ``data.max_length``, not to its own length."""
+        return CHARS_PER_TOKEN * self.limit
+
+    def _encode(self, example, *, where: str, index: int) -> tuple[list[int], bool]:
+        """The prompt's ids fitted to :attr:`limit` tokens, and whether they were cut."""
+        ids, clipped = self.task.prompt_ids(self.tokenizer, example, max_chars=self.max_chars)
+        return self._fit(ids, where=where, index=index, clipped=clipped)
+
+    def _fit(self, ids: list[int], *, where: str, index: int, clipped: bool = False) -> tuple[list[int], bool]:
+        """``ids`` cut to :attr:`limit` tokens on the left (keeping a leading BOS), and whether it was cut
+        (``clipped``: the prompt's text was already cut to :attr:`max_chars`, so it is overlong)."""
         if not ids:
             raise PaczeroError(f"{where}: record {index} encodes to no tokens")
-        if len(ids) <= self.limit:
+        if len(ids) <= self.limit and not clipped:
             return ids, False
         if self.overlong == "refuse":
-            raise PaczeroError(f"{where}: record {index} has {len(ids)} prompt tokens, more than the {self.limit} that "
-                               f"fit (data.max_length={self.max_length}, model context {self.context_length}, less "
-                               f"{self.reserve} for the answer); set data.overlong=truncate to cut prompts on the left")
+            raise PaczeroError(f"{where}: record {index}'s prompt is longer than the {self.limit} tokens that fit "
+                               f"(data.max_length={self.max_length}, model context {self.context_length}, less "
+                               f"{self.reserve} for the answer); set data.overlong=truncate to cut prompts on the left",
+                               private=f"it has {len(ids)} prompt tokens")
         bos = self.tokenizer.bos_token_id
         head = [ids[0]] if bos is not None and ids[0] == bos else []
         return head + ids[len(ids) - (self.limit - len(head)):], True
@@ -164,7 +182,7 @@ class ClassificationObjective(_Batched):
         """Tokenise the prompts of ``examples`` (fitted to the length limit) with their labels, in length order."""
         prompts, truncated = [], 0
         for i, ex in enumerate(examples):
-            ids, cut = self._fit(self.task.prompt_ids(self.tokenizer, ex), where=where, index=i)
+            ids, cut = self._encode(ex, where=where, index=i)
             prompts.append(ids)
             truncated += cut
         labels = np.array([ex.label for ex in examples], dtype=np.int64)
@@ -241,7 +259,7 @@ class GenerationObjective(_Batched):
         """Tokenise the prompts (fitted to leave room for the answer) and the LM objective's targets."""
         prompts, targets, truncated = [], [], 0
         for i, ex in enumerate(examples):
-            ids, cut = self._fit(self.task.prompt_ids(self.tokenizer, ex), where=where, index=i)
+            ids, cut = self._encode(ex, where=where, index=i)
             prompts.append(ids)
             truncated += cut
             target = self.tokenizer(self.task.target(ex), add_special_tokens=False).input_ids

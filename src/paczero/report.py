@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.fileio import atomic_write, write_text
-from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir
+from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir, check_outside_public_side
 
 FIGSIZE = (6.4, 4.2)
 MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
@@ -275,13 +275,13 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
 
 def private_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
     """The owner's Markdown table: figures computed on the pool (never publish)."""
-    header = ["run", "unanimity rate", "MI charged (nats)", "noisy bits carrying the true sign", "release kinds"]
+    header = ["run", "unanimity rate", "MI charged (nats)", "noisy releases", "release kinds"]
     lines = ["# PRIVATE: computed on the pool, do not publish", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for run in runs:
         f = run.private or {}
         lines.append("| " + " | ".join([run.name, _fmt(f.get("unanimity_rate"), ".3f"),
-                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("true_sign_rate"), ".3f"),
+                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("noisy_releases"), "d"),
                                         str(f.get("release_kinds", "—"))]) + " |")
     lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
@@ -292,6 +292,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, private: bo
     """Write one PNG per public figure and ``report.md`` into ``out`` (and, ``private``, the owner's figures and
     ``private.md`` into ``out/private/``, mode 0700/0600); returns ``{name: path}``."""
     out = Path(out)
+    check_outside_public_side(out, what="a report")
     runs = [load_run(p, private=private) for p in run_dirs]
     written: dict[str, Path] = {}
     todo = [(name, build, out, 0o644) for name, build in FIGURES.items()]

@@ -23,30 +23,18 @@ import numpy as np
 from paczero import ledger, progress, versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
-from paczero.config import Config, config_differences, load_run_config, selection_metric
+from paczero.config import Config, config_differences, load_run_config, public_config, selection_metric
 from paczero.distributed import Dist, DistError
 from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
-from paczero.mechanisms.registry import run_statement, spec
+from paczero.mechanisms.registry import spec
+from paczero.publication import Progress, is_better, metrics_document
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
 from paczero.step import StepResult, apply_update, learning_rate, release
 from paczero.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("paczero")
-
-
-@dataclass
-class Progress:
-    """The public state carried from step to step (saved with ``checkpoints/last``): functions of the public
-    seed and the transcript only."""
-
-    step: int = 0
-    zero_shot: dict[str, float] | None = None
-    best: dict[str, Any] | None = None
-    final_dev: dict[str, float] | None = None
-    evaluations: int = 0
-    fingerprint: str = ""
 
 
 @dataclass
@@ -108,14 +96,18 @@ class Trainer:
         cfg, run, error = self.cfg, None, None
         if self.dist.main:
             try:
-                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name())
+                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name(),
+                                    closed=spec(cfg.privacy.mechanism).family == "dp")
             except PaczeroError as exc:
                 error = str(exc)
         run, error = self.dist.broadcast((run, error))
         if error is not None:
             raise PaczeroError(error)
         if self.dist.main:
-            run.write_config(cfg.to_yaml())
+            public, withheld = public_config(cfg)
+            if withheld:  # where the owner keeps the data: in the private folder, never in a public file
+                run.write_private_json(run.withheld_paths_path, withheld)
+            run.write_config(public.to_yaml())
             if self.c.membership is not None:
                 run.write_membership(self.c.membership)
             run.save_secret(secret)
@@ -170,16 +162,19 @@ class Trainer:
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         if cfg.logging.tensorboard and dist.main:
             self._tensorboard = TensorBoardLog(run.tensorboard_dir, purge_step=p.step + 1)
+        # A DP step's time follows its secret Poisson batch: that bar shows no clock and moves at evaluations only.
+        secret_timing = spec(cfg.privacy.mechanism).family == "dp"
         bar = progress.bar(total=cfg.train.steps, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step",
-                           enabled=cfg.run.progress and dist.main, timed=spec(cfg.privacy.mechanism).family != "dp")
+                           enabled=cfg.run.progress and dist.main, timed=not secret_timing)
         step_seconds: list[float] = []
         try:
             while p.step < cfg.train.steps:
                 t0 = time.perf_counter()
                 postfix = self._one_step()
                 step_seconds.append(time.perf_counter() - t0)
-                bar.update(1)
-                bar.set_postfix(postfix)
+                if not secret_timing or len(postfix) > 1 or p.step == cfg.train.steps:  # a dev evaluation was due
+                    bar.update(p.step - bar.n)
+                    bar.set_postfix(postfix)
                 if self._stop is not None:
                     raise Interrupted(run.path, p.step, self._stop)
             if not dist.main:
@@ -257,7 +252,7 @@ class Trainer:
             p.evaluations += 1
             if self._tensorboard is not None:
                 self._tensorboard.log({"step": p.step - 1, **{f"dev_{k}": v for k, v in p.final_dev.items()}})
-            if _is_better(p.final_dev, p.best, selection_metric(cfg)):
+            if is_better(p.final_dev, p.best, selection_metric(cfg)):
                 p.best = {"step": p.step, "selected_on": selection_metric(cfg), **p.final_dev}
                 save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
             postfix[f"dev_{self.c.objective.metric}"] = f"{p.final_dev[self.c.objective.metric]:.3f}"
@@ -279,21 +274,19 @@ class Trainer:
         test = c.evaluate("test")
         log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
         transcript = run.read_transcript()
-        statement = run_statement(cfg, steps=len(transcript), releases=sum(len(r["directions"]) for r in transcript))
-        metrics = {
-            "config": cfg.to_dict(),
-            "model": {"name": cfg.model.name, "tuning": cfg.model.tuning, "trainable_parameters": c.loaded.n_trainable},
-            "data": {"n_pool": len(c.split.pool), "n_dev": len(c.split.dev), "n_test": len(c.split.test),
-                     "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}, "dev_is_public": True},
-            "zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
-            "steps_run": p.step, "privacy": statement.to_dict(), "versions": versions(),
-        }
+        figures = {"zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
+                   "data": {"n_dev": len(c.split.dev), "n_test": len(c.split.test),
+                            "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}},
+                   "versions": versions()}
+        metrics = metrics_document(public_config(cfg)[0], trainable_parameters=c.loaded.n_trainable, steps=len(transcript),
+                                   releases=sum(len(r["directions"]) for r in transcript), figures=figures)
         run.write_metrics(metrics)
         releases = ledger.parse_releases(run.read_private(run.releases_path))
         self.private_figures = {**ledger.private_summary(releases), "nonfinite_estimates": self.private.nonfinite,
                                 "pool_truncated": c.encoded["pool"].truncated}
         run.write_private_json(run.privacy_path, self.private_figures)
         run.write_private_json(run.timings_path, self.timings)
+        run.open_to_all()
         if self._tensorboard is not None:
             self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in test.items()}})
         return metrics
@@ -312,14 +305,6 @@ class Trainer:
 
 def _format(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-
-
-def _is_better(dev: dict[str, float], best: dict[str, Any] | None, key: str) -> bool:
-    if not math.isfinite(dev[key]):
-        return best is None
-    if best is None or not math.isfinite(best[key]):
-        return True
-    return dev[key] < best[key] if key == "loss" else dev[key] > best[key]
 
 
 def train(config: Config, *, config_name: str | None = None) -> dict[str, Any]:

@@ -164,5 +164,7 @@ def test_cli_audit_prints_every_attack_as_private(zpl_run, capsys):
     assert "uses the secret" in out and "loss attack: AUC" in out and "reference attack: AUC" in out
     assert "Bayes-optimal success 0.500" in out and "bound 0.5000" in out
     assert all(line.startswith("[private] ") for line in out.splitlines())
-    assert main(["audit", str(zpl_run.path), "--json"]) == 0
+    assert main(["audit", str(zpl_run.path), "--json"]) == 0  # untagged: only where the private summary is
+    assert json.loads(capsys.readouterr().out) == {"private_summary": str(zpl_run.private / "audit" / "summary.json")}
+    assert main(["audit", str(zpl_run.path), "--json", "--private"]) == 0
     assert json.loads(capsys.readouterr().out)["attacks"]["transcript"]["bayes_success"] == 0.5

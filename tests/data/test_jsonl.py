@@ -31,8 +31,8 @@ def test_generation_records(tmp_path):
 @pytest.mark.parametrize("kind, row, match", [
     ("classification", {"text": "x"}, "missing key 'label'"),
     ("classification", {"label": 0}, "missing key 'text'"),
-    ("classification", {"text": "x", "label": 2}, "label 2 is outside the label words"),
-    ("classification", {"text": "x", "label": "meh"}, "label 'meh' is outside"),
+    ("classification", {"text": "x", "label": 2}, "field 'label' is outside the label words"),
+    ("classification", {"text": "x", "label": "meh"}, "field 'label' is outside"),
     ("classification", {"text": "x", "label": True}, "outside"),
     ("classification", {"text": 5, "label": 0}, "'text' must be a string"),
     ("generation", {"prompt": "p"}, "missing key 'answers'"),
@@ -92,7 +92,7 @@ def test_task_options_are_checked(overrides, key):
 @pytest.mark.parametrize("line, match", [
     (b"[" * 100_000, r"bad\.jsonl:1: not valid JSON \(RecursionError"),
     (b'{"text": "x", "label": ' + b"1" * 5000 + b"}", r"bad\.jsonl:1: not valid JSON \(ValueError: Exceeds the limit"),
-    (b'{"text": "x", "label": "' + b"z" * 10_000 + b'"}', r"label 'z+… is outside the label words"),
+    (b'{"text": "x", "label": "' + b"z" * 10_000 + b'"}', r"bad\.jsonl:1: field 'label' is outside the label words"),
 ])
 def test_lines_that_used_to_raise_tracebacks(tmp_path, line, match):
     (tmp_path / "bad.jsonl").write_bytes(line + b"\n")

@@ -21,6 +21,7 @@ Errors name the file (or ``dataset[split]``) and the row (1 = the first record).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tempfile
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from paczero.data.files import preview, reason
+from paczero.data.files import check_regular, data_folder, locate, preview, reason
 from paczero.data.prompts import fill_template, template_fields
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
@@ -89,44 +90,41 @@ def _rows(dataset: Iterable[dict], source: str) -> Iterator[dict]:
         except StopIteration:
             return
         except Exception as exc:  # any parser's failure on the user's bytes (pyarrow, pandas, json)
-            raise PaczeroError(f"{source} cannot be read: {reason(exc)}") from None
+            raise PaczeroError(f"{source} cannot be read ({type(exc).__name__}; the parser's words, which may "
+                               "quote the file, follow tagged)", private=reason(exc)) from None
         yield row
 
 
-def _file_rows(name: str, cache: str) -> tuple[Iterator[dict], str]:
+def _file_rows(path: Path, cache: str) -> tuple[Iterator[dict], str]:
     """The rows of one local data file, and its path for error messages (``cache``: the builder's lock files)."""
     import datasets
 
-    path = Path(name).expanduser()
     builder = BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise PaczeroError(f"{path}: data.task=hf reads files ending in {', '.join(BUILDERS)}, not {path.suffix!r}")
-    try:
-        with path.open("rb") as fh:
-            empty = not fh.read(1)
-    except FileNotFoundError:
-        raise PaczeroError(f"data file not found: {path}") from None
-    except OSError as exc:
-        raise PaczeroError(f"cannot read {path}: {exc.strerror}") from None
-    if empty:
+    if not check_regular(path, what="data file"):
         raise PaczeroError(f"{path} is empty")
     try:
         stream = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", streaming=True,
                                        cache_dir=cache, **_OPTIONS.get(builder, {}))
     except Exception as exc:  # the builder refusing the file
-        raise PaczeroError(f"{path} cannot be read as {builder}: {reason(exc)}") from None
+        raise PaczeroError(f"{path} cannot be read as {builder} ({type(exc).__name__}; the reader's words, which may "
+                           "quote the file, follow tagged)", private=reason(exc)) from None
     return _rows(stream, str(path)), str(path)
 
 
-def _dataset_splits(data: "DataConfig") -> list[tuple[Iterator[dict], str] | None]:
-    """The rows of ``data.dataset``'s train, dev (``None`` without ``data.dev_split``) and test splits."""
+def _dataset_splits(data: "DataConfig", cache: str | None) -> list[tuple[Iterator[dict], str] | None]:
+    """The rows of ``data.dataset``'s train, dev (``None`` without ``data.dev_split``) and test splits (``cache``: a
+    scratch folder for a local data set, read into memory, so that no copy of it outlives the run's reading)."""
     import datasets
 
     name = data.dataset if data.subset is None else f"{data.dataset} ({data.subset})"
+    local = {"cache_dir": cache, "keep_in_memory": True} if cache is not None else {}
     try:
-        loaded = datasets.load_dataset(data.dataset, data.subset)
+        loaded = datasets.load_dataset(data.dataset, data.subset, **local)
     except Exception as exc:  # network, auth, layout, a missing subset: all the user's to fix
-        raise PaczeroError(f"cannot load data.dataset={name}: {reason(exc)}") from None
+        raise PaczeroError(f"cannot load data.dataset={name} ({type(exc).__name__}; the reader's words follow "
+                           "tagged)", private=reason(exc)) from None
     out: list[tuple[Iterator[dict], str] | None] = []
     for key in ("train_split", "dev_split", "test_split"):
         split = getattr(data, key)
@@ -145,15 +143,17 @@ def _column(row: dict, column: str, *, source: str, key: str) -> Any:
     if column not in row:
         names = [str(name) if len(str(name)) <= 40 else f"{str(name)[:39]}…" for name in row]
         shown = ", ".join(names[:12]) + (f", … ({len(names)} in all)" if len(names) > 12 else "")
-        raise PaczeroError(f"{source}: {key} names the column {column!r}, which is not there (columns: {shown})")
+        # A file without a header line makes its first record the column names: they are shown tagged.
+        raise PaczeroError(f"{source}: {key} names the column {column!r}, which is not there ({len(names)} "
+                           "columns, named on the next line)", private=f"columns: {shown}")
     return row[column]
 
 
 def _text(row: dict, column: str, *, source: str, n: int, key: str) -> str:
     value = _column(row, column, source=source, key=key)
     if not isinstance(value, str):
-        raise PaczeroError(f"{source}: row {n}: column {column!r} is {preview(value)}, a "
-                           f"{type(value).__name__}; expected text")
+        raise PaczeroError(f"{source}: row {n}: column {column!r} is a {type(value).__name__}; expected text",
+                           private=f"its value: {preview(value)}")
     return value
 
 
@@ -187,8 +187,9 @@ def _classification(rows: Iterator[dict], data: "DataConfig", source: str) -> li
         label = _label_index(value, names, len(words))
         if label is None:
             named = "data.label_names" if data.label_names else "the label words"
-            raise PaczeroError(f"{source}: row {n} has label {preview(value)}, which maps to no label word (expected "
-                               f"an index 0..{len(words) - 1} or one of {named} {list(names)})")
+            raise PaczeroError(f"{source}: row {n}: column {data.label_field!r} maps to no label word (expected "
+                               f"an index 0..{len(words) - 1} or one of {named} {list(names)})",
+                               private=f"its value: {preview(value)}")
         records.append(Example(text=prompt, label=label))
     return records
 
@@ -214,8 +215,8 @@ def _generation(rows: Iterator[dict], data: "DataConfig", source: str) -> list[G
         value = _column(row, data.answers_field, source=source, key="data.answers_field")
         answers = _answers(value)
         if answers is None:
-            raise PaczeroError(f"{source}: row {n}: answers {preview(value)} are not a string, a non-empty list of "
-                               "strings or SQuAD's {'text': [...]}")
+            raise PaczeroError(f"{source}: row {n}: column {data.answers_field!r} is not a string, a non-empty list "
+                               "of strings or SQuAD's {'text': [...]}", private=f"its value: {preview(value)}")
         records.append(GenerationExample(prompt=prompt, answers=answers))
     return records
 
@@ -240,10 +241,15 @@ def _read(splits: list[tuple[Iterator[dict], str] | None], data: "DataConfig") -
 
 def load_hf(data: "DataConfig") -> tuple[list[Record], list[Record] | None, list[Record]]:
     """``(train, dev or None, test)`` records of ``data.task=hf``, prompts filled in."""
-    with _quiet(), _uncounted():
+    folder = data_folder(data.data_dir)
+    with _quiet(), _uncounted(), tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
         if data.dataset is not None:
-            return _read(_dataset_splits(data), data)
-        # Streamed files leave only the builders' lock files behind: in a folder of their own, removed afterwards.
-        with tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
-            return _read([_file_rows(name, cache) if name else None
-                          for name in (data.train_file, data.dev_file, data.test_file)], data)
+            # A hub data set is public and cached where datasets caches; a local folder (the owner's records) is
+            # prepared in the scratch folder and read into memory, so no copy is left in a global cache.
+            local = locate(data.dataset, folder=folder, key="data.dataset")
+            if local.exists():
+                data = dataclasses.replace(data, dataset=str(local))
+            return _read(_dataset_splits(data, cache if local.exists() else None), data)
+        # Streamed files leave only the builders' lock files behind: in the scratch folder, removed afterwards.
+        return _read([_file_rows(locate(getattr(data, key), folder=folder, key=f"data.{key}"), cache)
+                      if getattr(data, key) else None for key in ("train_file", "dev_file", "test_file")], data)

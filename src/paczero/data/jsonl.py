@@ -15,10 +15,9 @@ by the public seed); ``data.test_file`` gives the test set. Other keys of a reco
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from paczero.data.files import parse_json, preview, read_text, split_lines
+from paczero.data.files import data_folder, locate, parse_json, preview, read_text, split_lines
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
 
@@ -34,8 +33,8 @@ def _classification(obj: dict[str, Any], where: str, label_words: Sequence[str])
     if isinstance(label, str) and label.strip() in words:
         label = words.index(label.strip())
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(words):
-        raise PaczeroError(f"{where}: label {preview(obj['label'])} is outside the label words {list(label_words)} "
-                           f"(give an index 0..{len(words) - 1} or one of the words)")
+        raise PaczeroError(f"{where}: field 'label' is outside the label words {list(label_words)} (give an index "
+                           f"0..{len(words) - 1} or one of the words)", private=f"its value: {preview(obj['label'])}")
     return Example(text=text, label=label)
 
 
@@ -44,7 +43,8 @@ def _generation(obj: dict[str, Any], where: str) -> GenerationExample:
     if not isinstance(prompt, str) or not prompt:
         raise PaczeroError(f"{where}: 'prompt' must be a non-empty string")
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-        raise PaczeroError(f"{where}: 'answers' must be a non-empty list of strings, got {preview(answers)}")
+        raise PaczeroError(f"{where}: field 'answers' must be a non-empty list of strings, not a "
+                           f"{type(answers).__name__}", private=f"its value: {preview(answers)}")
     return GenerationExample(prompt=prompt, answers=tuple(answers))
 
 
@@ -72,7 +72,8 @@ def read_jsonl(path: Path, *, kind: str, label_words: Sequence[str] = ()) -> lis
 
 def load_jsonl(data: "DataConfig") -> tuple[list[Record], list[Record] | None, list[Record]]:
     """``(train, dev or None, test)`` records of a custom task (``data.task=jsonl``)."""
-    read = lambda name: read_jsonl(Path(name).expanduser(), kind=data.kind, label_words=data.label_words)  # noqa: E731
-    train = read(data.train_file)
-    dev = read(data.dev_file) if data.dev_file else None
-    return train, dev, read(data.test_file)
+    def read(key: str) -> list[Record]:
+        path = locate(getattr(data, key), folder=data_folder(data.data_dir), key=f"data.{key}")
+        return read_jsonl(path, kind=data.kind, label_words=data.label_words)
+
+    return read("train_file"), read("dev_file") if data.dev_file else None, read("test_file")

@@ -47,9 +47,12 @@ class _Prompted:
 
     chat_template: bool
 
-    def prompt_ids(self, tokenizer, example) -> list[int]:
-        """The token ids of ``example``'s prompt (wrapped in the chat template with ``chat_template``)."""
-        return prompt_ids(tokenizer, self.render(example), chat=self.chat_template)  # type: ignore[attr-defined]
+    def prompt_ids(self, tokenizer, example, *, max_chars: int | None = None) -> tuple[list[int], bool]:
+        """The token ids of ``example``'s prompt (wrapped in the chat template with ``chat_template``), its text cut
+        to its last ``max_chars`` characters first; and whether it was cut."""
+        text = self.render(example)  # type: ignore[attr-defined]
+        clipped = max_chars is not None and len(text) > max_chars
+        return prompt_ids(tokenizer, text[-max_chars:] if clipped else text, chat=self.chat_template), clipped
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ class ClassificationTask(_Prompted):
         n = len(self.label_words)
         for i, ex in enumerate(examples):
             if not 0 <= ex.label < n:
-                raise PaczeroError(f"{where}: record {i} has label {ex.label}, outside the {n} label words "
-                                   f"{list(self.label_words)} (labels must be 0..{n - 1})")
+                raise PaczeroError(f"{where}: record {i} has a label outside the {n} label words "
+                                   f"{list(self.label_words)} (labels must be 0..{n - 1})",
+                                   private=f"its label: {ex.label}")
 
 
 @dataclass(frozen=True)
