@@ -11,6 +11,10 @@ per-record loss is −F1 (``objective="f1"``, the paper's non-differentiable obj
 teacher-forced loss of the first gold answer (``objective="lm"``: mean negative log-likelihood of
 the tokens of ``" {answer}\\n"``, MeZO's SQuAD objective).
 
+Classification evaluations also report macro-F1 (the mean F1 over the classes present among the records' labels
+and predictions), each class's precision, recall, F1 and support, and the confusion matrix (rows: true label,
+columns: predicted), by scikit-learn.
+
 Both sort records by length and pad them on the left per micro-batch, so the position that matters
 is always the last one, and compute only the logits they need (``logits_to_keep``). A record (its
 prompt and what follows it: a multi-token label word, or ``max_new_tokens``) must fit in
@@ -23,7 +27,7 @@ restarts (:mod:`paczero.oom`), so one pass never mixes two batchings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, Union
+from typing import Any, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -95,8 +99,31 @@ class Objective(Protocol):
     def losses(self, forward: Forward, enc) -> torch.Tensor:
         """Per-record losses of the encoded records under ``forward`` (the model, possibly perturbed)."""
 
-    def evaluate(self, forward: Forward, enc) -> dict[str, float]:
+    def evaluate(self, forward: Forward, enc) -> dict[str, Any]:
         """Mean loss and the task's metrics over the encoded records."""
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The single-number metrics of an evaluation (loss, accuracy, macro-F1, F1, EM), without per-class tables."""
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+
+def classification_report(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Macro-F1, per-class precision/recall/F1/support and the confusion matrix of ``predictions`` (class indices
+    into ``names``) against ``labels``. Macro-F1 averages over the classes that occur among the labels or the
+    predictions; a class never predicted has precision 0, one absent from the labels recall 0."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    classes = list(range(len(names)))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=classes,
+                                                                     zero_division=0)
+    return {
+        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(support[i])} for i, name in enumerate(names)},
+        "confusion_matrix": {"labels": list(names), "rows": "true label", "columns": "predicted label",
+                             "counts": confusion_matrix(labels, predictions, labels=classes).tolist()},
+    }
 
 
 class _Batched:
@@ -207,12 +234,14 @@ class ClassificationObjective(_Batched):
         """Per-record cross-entropy of the gold label word over the label words' scores."""
         return self.losses_from_scores(self.scores(forward, enc), enc.labels)
 
-    def evaluate(self, forward: Forward, enc: Encoded) -> dict[str, float]:
-        """Mean loss and accuracy (prediction = argmax of the candidates' scores)."""
+    def evaluate(self, forward: Forward, enc: Encoded) -> dict[str, Any]:
+        """Mean loss, accuracy (prediction = argmax of the candidates' scores) and :func:`classification_report`."""
         scores = self.scores(forward, enc)
         losses = self.losses_from_scores(scores, enc.labels)
-        accuracy = (scores.argmax(dim=1).numpy() == enc.labels).mean()
-        return {"loss": float(losses.double().mean()), "accuracy": float(accuracy)}
+        predictions = scores.argmax(dim=1).numpy()
+        accuracy = (predictions == enc.labels).mean()
+        return {"loss": float(losses.double().mean()), "accuracy": float(accuracy),
+                **classification_report(enc.labels, predictions, self.task.class_names)}
 
 
 class GenerationObjective(_Batched):
@@ -304,7 +333,7 @@ class GenerationObjective(_Batched):
         f1, _ = self.scores(self.generate(forward, enc), enc.answers)
         return torch.from_numpy(-f1)
 
-    def evaluate(self, forward: Forward, enc: EncodedGeneration) -> dict[str, float]:
+    def evaluate(self, forward: Forward, enc: EncodedGeneration) -> dict[str, Any]:
         """Mean loss (of the training objective), F1 and exact match of the greedy answers."""
         f1, em = self.scores(self.generate(forward, enc), enc.answers)
         loss = float(self.lm_losses(forward, enc).double().mean()) if self.objective == "lm" else float(-f1.mean())
