@@ -87,3 +87,20 @@ def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsy
     assert "test accuracy before training" in out and "test accuracy after training" in out
     assert "I = 0 nats, MIA posterior <= 0.5" in out and "next: paczero privacy" in out
     assert [line for line in out.splitlines() if "unanimity" in line][0].startswith("[private] ")
+
+
+def test_version(capsys):
+    import paczero
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"paczero {paczero.__version__}\n"
+
+
+def test_a_yaml_syntax_error_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  steps: 1\n   lr: 2\n")
+    assert main(["train", "--config", str(path), f"run.output_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"paczero: error: {path}:3: not valid YAML (mapping values are not allowed in this context)\n"
+    assert not (tmp_path / "runs").exists()

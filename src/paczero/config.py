@@ -503,14 +503,14 @@ def _validate_dev_and_test(data: DataConfig) -> None:
     """``data.dev_source`` agrees with the dev file or split; ``data.test_fraction`` replaces the test file."""
     source = dev_source(data)
     _require(source in _DEV_SOURCES, "data.dev_source", data.dev_source, f"expected one of {', '.join(_DEV_SOURCES)}")
+    _require(source != "separate" or data.task not in _KINDS, "data.dev_source", source,
+             f"data.task={data.task} has no separate dev split: expected train or none")
     given = "data.dev_file" if data.dev_file else "data.dev_split" if data.dev_split else None
     if source == "separate":
         _require(given is not None or data.in_memory, "data.dev_source", source,
                  "a separate dev set needs data.dev_file (or data.dev_split of data.dataset)")
     elif given is not None:
         _require(False, "data.dev_source", source, f"{given} is set: leave data.dev_source unset or separate")
-    _require(source == "train" or data.task not in _KINDS, "data.dev_source", source,
-             f"data.task={data.task} has no separate dev split: expected train or none")
     fraction = data.test_fraction
     if fraction is None:
         return

@@ -28,7 +28,7 @@ import torch
 from paczero.config import ModelConfig
 from paczero.errors import PaczeroError
 from paczero.gguf_cache import dequantised
-from paczero.hub import hub_reachable
+from paczero.hub import cache_only, hub_reachable
 
 PACKAGED_SMOLLM2 = "smollm2"
 TINY = "tiny"
@@ -158,8 +158,10 @@ def _from_hub_or_cache(cfg: ModelConfig, source: str, dtype: torch.dtype, placem
 
     online = hub_reachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not online)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=not online, **placement)
+        with cache_only(not online):
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not online)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=not online,
+                                                         **placement)
     except (OSError, ValueError, KeyError) as exc:
         if online:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

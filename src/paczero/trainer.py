@@ -311,7 +311,7 @@ class Trainer:
         elif done and dev_source(cfg.data) == "none":  # no selection: the last weights are the released ones
             p.best = {"step": p.step, "selected_on": "last"}
             save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
-        if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop is not None:
+        if evaluate or done or p.step % cfg.train.checkpoint_every == 0 or self._stop is not None:
             self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
@@ -327,7 +327,8 @@ class Trainer:
         cfg, run, p, c = self.cfg, self.run_dir, self.progress, self.c
         load_weights(c.loaded, run.checkpoint("best"), lora=cfg.model.tuning == "lora")
         test = c.evaluate("test")
-        log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
+        chosen = "last step {}, no dev set" if p.best["selected_on"] == "last" else "best dev step {}"
+        log.info("test after training (%s): %s", chosen.format(p.best["step"]), _format(test))
         transcript = run.read_transcript()
         statement = run_statement(cfg, steps=len(transcript), releases=sum(len(r["directions"]) for r in transcript))
         dev = statement.dev_set

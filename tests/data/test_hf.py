@@ -277,3 +277,22 @@ def test_local_files_are_read_without_the_network_or_a_cache(tmp_path, monkeypat
                      "data.n_pool=1", "data.n_dev=1")
     assert len(split.test) == 2 and hosts == [] and not (tmp_path / "cache").exists()
     assert datasets.config.HF_UPDATE_DOWNLOAD_COUNTS  # restored
+
+
+def test_a_hub_data_set_fails_at_once_when_the_hub_is_unreachable(monkeypatch):
+    """No network lookup and no retries: the cache only, then one line saying why."""
+    import socket
+
+    import paczero.hub
+    from paczero.data.files import load_hub_dataset
+
+    lookups: list[str] = []
+    monkeypatch.setattr(paczero.hub, "hub_reachable", lambda: False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or [])
+    with pytest.raises(PaczeroError, match=r"^cannot load nobody/nothing-here from the HF hub: the hub is unreachable "
+                                           r"and the data set is not in the Hugging Face cache$"):
+        load_hub_dataset("nobody/nothing-here")
+    with pytest.raises(PaczeroError, match=r"^cannot load data\.dataset=nobody/nothing-here: it is not a local folder, "
+                                           r"the hub is unreachable and it is not in the Hugging Face cache$"):
+        _load("data.task=hf", "data.kind=generation", "data.dataset=nobody/nothing-here", "data.prompt_field=q")
+    assert lookups == []
