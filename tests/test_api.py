@@ -184,3 +184,15 @@ def test_a_resume_needs_the_same_model(tmp_path, tickets, monkeypatch):
                                            r"memory: give the same model to paczero\.train\)"):
         paczero.train(resume=run, data=tickets)
     assert paczero.train(resume=run, data=tickets, model=model, tokenizer=tokenizer).metrics["steps_run"] == 4
+
+
+def test_a_dataset_in_memory_trains_exactly_as_its_csv_file_does(tmp_path):
+    """The same records through paczero.train(data=Dataset) and through data.task=hf on the file: the same
+    transcript and the same test metrics (only the config's record of where the records came from differs)."""
+    path = _tickets(tmp_path / "tickets.csv")
+    config = _config(tmp_path)
+    from_memory = paczero.train(config, ["run.name=memory"], data=datasets.Dataset.from_pandas(pd.read_csv(path)))
+    from_file = paczero.train(config, ["run.name=file", "data.task=hf", f"data.train_file={path}"])
+    transcripts = [(r.run_dir / "transcript.jsonl").read_bytes() for r in (from_memory, from_file)]
+    assert transcripts[0] == transcripts[1]
+    assert from_memory.test == from_file.test and from_memory.statement == from_file.statement

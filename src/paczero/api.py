@@ -63,8 +63,8 @@ def _records(data: DataConfig, *, data_arg: Any, pool: Any, dev: Any, test: Any)
         raise PaczeroError("give the train records once: data= or pool=, not both")
     if _is(data_arg, "DatasetDict"):
         if dev is not None or test is not None:
-            raise PaczeroError("with data= a DatasetDict, name its splits in data.dev_split and data.test_split instead "
-                               "of passing dev= or test=")
+            raise PaczeroError("with data= a DatasetDict, name its splits in data.dev_split and data.test_split "
+                               "instead of passing dev= or test=")
         wanted = {"train": data.train_split, "dev": data.dev_split,
                   "test": data.test_split if data.test_fraction is None else None}
         missing = [f"data.{k}_split={v!r}" for k, v in wanted.items() if v is not None and v not in data_arg]

@@ -515,7 +515,8 @@ def _validate_dev_and_test(data: DataConfig) -> None:
     if fraction is None:
         return
     _require(0 < fraction < 1, "data.test_fraction", fraction, "expected a fraction 0 < f < 1 of the train records")
-    _require(not data.test_file, "data.test_file", data.test_file, "give data.test_file or data.test_fraction, not both")
+    _require(not data.test_file, "data.test_file", data.test_file,
+             "give data.test_file or data.test_fraction, not both")
     _unused(data, ("test_split",), "with data.test_fraction the test set is drawn from the train split")
 
 

@@ -165,7 +165,8 @@ def _nli_file(tmp_path, rows, header=("premise", "hypothesis", "label")) -> str:
     (lambda t: _nli_file(t, NLI[:2] + [("a", "b", "neutral")]), [],
      r"bad\.csv: row 3: the label \(column 'label'\) maps to no label word \(expected an index 0\.\.1 or one of "
      r"data\.label_names \['entailment', 'contradiction'\]\)"),
-    (lambda t: _nli_file(t, [("a", "b", 2)]), ["data.label_names=null"], r"row 1: the label \(column 'label'\) maps to"),
+    (lambda t: _nli_file(t, [("a", "b", 2)]), ["data.label_names=null"],
+     r"row 1: the label \(column 'label'\) maps to"),
     (lambda t: _nli_file(t, [("a", "b", "")]), [], r"row 1: the label \(column 'label'\) maps to"),
     (lambda t: _nli_file(t, []), [], r"bad\.csv holds no records"),
     (lambda t: _bytes(t / "bad.csv", b""), [], r"bad\.csv is empty"),
