@@ -88,3 +88,13 @@ def test_a_vacuous_run_allowed_explicitly_says_it_promises_nothing(tiny_config):
                                   "train.steps=2")).run()
     assert metrics["privacy"]["vacuous"] is True and metrics["privacy"]["mia_posterior_bound"] == 1.0
     assert metrics["privacy"]["summary"].startswith("promises nothing: ")
+
+
+def test_an_audit_that_needs_non_members_refuses_a_run_without_a_dev_set(tmp_path):
+    from paczero.audit import audit_run
+    from paczero.errors import PaczeroError
+
+    trainer = Trainer(_config(tmp_path, "privacy.mechanism=mezo", "train.steps=2", "run.name=mezo"))
+    trainer.run()
+    with pytest.raises(PaczeroError, match="the audit of a mezo run compares the pool .* this run has no dev set"):
+        audit_run(trainer.run_dir.path, show=False)

@@ -371,7 +371,6 @@ _DEV_SOURCES = ("train", "separate", "none")
 _DATASET_KEYS = ("subset", "train_split", "dev_split", "test_split")
 _CLASSIFICATION_KEYS = ("label_field", "label_names")
 _GENERATION_KEYS = ("prompt_field", "answers_field")
-_HF_KEYS = ("dataset", *_DATASET_KEYS, "text_field", *_CLASSIFICATION_KEYS, *_GENERATION_KEYS)
 
 
 def _unused(data: DataConfig, names: Sequence[str], why: str) -> None:
@@ -509,8 +508,8 @@ def _validate_dev_and_test(data: DataConfig) -> None:
     if source == "separate":
         _require(given is not None or data.in_memory, "data.dev_source", source,
                  "a separate dev set needs data.dev_file (or data.dev_split of data.dataset)")
-    elif given is not None:
-        _require(False, "data.dev_source", source, f"{given} is set: leave data.dev_source unset or separate")
+    else:
+        _require(given is None, "data.dev_source", source, f"{given} is set: leave data.dev_source unset or separate")
     fraction = data.test_fraction
     if fraction is None:
         return

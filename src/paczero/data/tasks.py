@@ -180,8 +180,8 @@ def load_task(data: "DataConfig", *, seed: int, memory: "InMemory | None" = None
     from paczero.config import dev_source, task_kind
 
     if data.in_memory and memory is None:
-        raise PaczeroError("this run's records were passed in memory (data.in_memory=true): give the same objects "
-                           "again from Python, paczero.train(..., data=...)")
+        raise PaczeroError("this run's records were passed in memory (data.in_memory=true) and are not stored: only "
+                           "paczero.train(..., data=...) given the same objects can read them again")
     dev = None
     if data.task == "sst2":
         from paczero.data.sst2 import load_sst2
