@@ -10,7 +10,7 @@ import pytest
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.objectives import scalar_metrics
+from paczero.metrics import scalar_metrics
 from paczero.privacy.bounds import dp_posterior_bound
 
 

@@ -68,38 +68,6 @@ def test_long_prompts_are_truncated_on_the_left_and_counted(tiny_config):
     assert enc.prompts[0] == full[-len(enc.prompts[0]):]
 
 
-def test_classification_report_against_a_hand_computed_confusion_matrix():
-    """Labels and predictions of 9 records over 4 classes, one of them ("unused") never true nor predicted.
-
-    Confusion matrix (rows true, columns predicted), counted by hand:
-        a: [2, 1, 0, 0]    b: [0, 1, 1, 0]    c: [1, 0, 3, 0]    unused: [0, 0, 0, 0]
-    precision = column diagonal / column sum: a 2/3, b 1/2, c 3/4; recall = diagonal / row sum: a 2/3, b 1/2, c 3/4.
-    F1 = 2PR/(P+R): a 2/3, b 1/2, c 3/4; macro-F1 over the three classes that occur = (2/3 + 1/2 + 3/4)/3 = 23/36.
-    """
-    from paczero.objectives import classification_report
-
-    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    predictions = np.array([0, 1, 0, 1, 2, 2, 2, 0, 2])
-    report = classification_report(labels, predictions, ["a", "b", "c", "unused"])
-    assert report["confusion_matrix"]["counts"] == [[2, 1, 0, 0], [0, 1, 1, 0], [1, 0, 3, 0], [0, 0, 0, 0]]
-    expected = {"a": (2 / 3, 2 / 3, 2 / 3, 3), "b": (1 / 2, 1 / 2, 1 / 2, 2), "c": (3 / 4, 3 / 4, 3 / 4, 4),
-                "unused": (0.0, 0.0, 0.0, 0)}
-    for name, (p, r, f1, support) in expected.items():
-        got = report["per_class"][name]
-        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((p, r, f1, support))
-    assert report["macro_f1"] == pytest.approx(23 / 36)
-
-
-def test_a_class_never_predicted_has_precision_zero_and_counts_in_macro_f1():
-    """True labels 0,0,1,1, always predicted 0: class 0 P = 1/2, R = 1, F1 = 2/3; class 1 P = 0, R = 0, F1 = 0;
-    macro-F1 = 1/3."""
-    from paczero.objectives import classification_report
-
-    report = classification_report(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 0]), ["no", "yes"])
-    assert report["per_class"]["yes"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
-    assert report["per_class"]["no"]["f1"] == pytest.approx(2 / 3) and report["macro_f1"] == pytest.approx(1 / 3)
-
-
 def test_an_evaluation_reports_per_class_figures_that_agree_with_its_accuracy(tiny_config):
     c = build(tiny_config("data.label_words=[\" terrible\",\" great\"]"))
     metrics = c.evaluate("test")

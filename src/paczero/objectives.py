@@ -35,7 +35,7 @@ import torch
 from paczero.data.tasks import ClassificationTask, Example, GenerationExample, GenerationTask, Task
 from paczero.errors import PaczeroError
 from paczero.generation import Forward, as_forward, greedy_generate, left_pad
-from paczero.metrics import exact_match, f1_score
+from paczero.metrics import classification_report, exact_match, f1_score
 from paczero.oom import MicroBatching
 
 
@@ -101,29 +101,6 @@ class Objective(Protocol):
 
     def evaluate(self, forward: Forward, enc) -> dict[str, Any]:
         """Mean loss and the task's metrics over the encoded records."""
-
-
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The single-number metrics of an evaluation (loss, accuracy, macro-F1, F1, EM), without per-class tables."""
-    return {k: v for k, v in metrics.items() if isinstance(v, float)}
-
-
-def classification_report(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Macro-F1, per-class precision/recall/F1/support and the confusion matrix of ``predictions`` (class indices
-    into ``names``) against ``labels``. Macro-F1 averages over the classes that occur among the labels or the
-    predictions; a class never predicted has precision 0, one absent from the labels recall 0."""
-    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
-
-    classes = list(range(len(names)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=classes,
-                                                                     zero_division=0)
-    return {
-        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
-        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                             "support": int(support[i])} for i, name in enumerate(names)},
-        "confusion_matrix": {"labels": list(names), "rows": "true label", "columns": "predicted label",
-                             "counts": confusion_matrix(labels, predictions, labels=classes).tolist()},
-    }
 
 
 class _Batched:

@@ -31,7 +31,7 @@ from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
 from paczero.mechanisms.registry import run_statement, spec
 from paczero.models import Preloaded
-from paczero.objectives import scalar_metrics
+from paczero.metrics import scalar_metrics
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
 from paczero.step import StepResult, apply_update, learning_rate, release
