@@ -92,9 +92,9 @@ CASES = {
     "sst2 label outside": (TINY_CONFIG, lambda t: _sst2(t, _replace("validation.tsv", b"label\tsentence\n2\tok\n")),
                            "record 0 has a label outside the 2 label words"),
     "jsonl label outside": (TINY_CONFIG, lambda t: _jsonl(t, b'{"text": "x", "label": "meh"}\n'),
-                            "train.jsonl:1: field 'label' is outside the label words"),
+                            r"train\.jsonl:1: the label \(column 'label'\) maps to no label word"),
     "hf label unmapped": (TINY_CONFIG, lambda t: _hf(t, "premise,hypothesis,label\na,b,1\nc,d,neutral\n"),
-                          r"train.csv: row 2: column 'label' maps to no label word"),
+                          r"train.csv: row 2: the label \(column 'label'\) maps to no label word"),
     # empty pool, pool smaller than requested
     "hf empty split": (TINY_CONFIG, lambda t: _hf(t, "premise,hypothesis,label\n"), "train.csv holds no records"),
     "empty pool option": (TINY_CONFIG, lambda t: ["data.n_pool=0"], "data.n_pool=0 is invalid"),

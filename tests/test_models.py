@@ -87,3 +87,37 @@ def test_the_tiny_vocabulary_comes_from_public_text_only(tmp_path):
     public = {w for t in c.task.texts(c.split.dev + c.split.test) for w in t.split()}
     pool = {w for t in c.task.texts(c.split.pool) for w in t.split()}
     assert public <= vocab and len(pool - public) == len(c.split.pool) and not (pool - public) & vocab
+
+
+def test_a_model_name_that_is_nowhere_fails_at_once_offline_with_a_suggestion(tiny_config, monkeypatch):
+    """Hub unreachable: only the local cache is asked (no network lookup, no retries) and the close packaged name
+    is suggested."""
+    import socket
+
+    import paczero.models
+    from paczero.errors import PaczeroError
+    from paczero.models import load_model
+
+    lookups: list[str] = []
+    monkeypatch.setattr(paczero.models, "hub_reachable", lambda: False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or [])
+    monkeypatch.setenv("HF_HOME", str(tiny_config().run.output_dir))  # an empty cache
+    for name, hint in [("smollm3", "; did you mean smollm2?"), ("SmolLM2", "; did you mean smollm2?"),
+                       ("nobody/nothing-like-it", "")]:
+        cfg = tiny_config(f"model.name={name}").model
+        with pytest.raises(PaczeroError) as info:
+            load_model(cfg, seed=0)
+        assert str(info.value) == (f"config: model.name={name!r} is not a local folder, a packaged name (smollm2, "
+                                   f"tiny) or a model in the Hugging Face cache, and the hub is unreachable{hint}")
+    assert lookups == []
+
+
+def test_the_hub_counts_as_unreachable_offline_without_asking_it(monkeypatch):
+    import socket
+
+    from paczero.hub import hub_reachable
+
+    lookups: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or [])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False and lookups == []

@@ -92,3 +92,13 @@ def test_a_huge_record_costs_memory_in_proportion_to_max_length_not_to_its_size(
     monkeypatch.setattr(type(tokenizer), "__call__", real)
     tail = tokenizer(c.task.render(Example(text=huge.text[-20 * limit * 8:], label=1))).input_ids
     assert enc.prompts[0][1:] == tail[-(len(enc.prompts[0]) - 1):]
+
+
+def test_an_evaluation_reports_per_class_figures_that_agree_with_its_accuracy(tiny_config):
+    c = build(tiny_config("data.label_words=[\" terrible\",\" great\"]"))
+    metrics = c.evaluate("test")
+    counts = np.array(metrics["confusion_matrix"]["counts"])
+    assert metrics["confusion_matrix"]["labels"] == ["terrible", "great"]
+    assert counts.sum() == len(c.split.test) and np.trace(counts) / counts.sum() == pytest.approx(metrics["accuracy"])
+    assert [metrics["per_class"][n]["support"] for n in ("terrible", "great")] == list(counts.sum(axis=1))
+    assert list(counts.sum(axis=1)) == list(np.bincount([r.label for r in c.split.test], minlength=2))

@@ -71,3 +71,25 @@ def test_the_dp_bar_moves_at_evaluations_only(tiny_config, monkeypatch):
             assert "it/s" not in terminal.getvalue() and "step/s" not in terminal.getvalue()
     assert counts["dpzero"] == [0, 4, 8, 12]
     assert counts["zpl"] == list(range(13))
+
+
+class NotebookStream(io.StringIO):
+    """A Jupyter kernel's stderr: no terminal, yet it shows what is written to it."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_notebook_shows_the_bars_though_its_stderr_is_no_terminal(tiny_config, monkeypatch):
+    """``paczero.train`` in a notebook: the bars show (tqdm.auto draws them as widgets or, without ipywidgets, text)."""
+    import paczero.progress
+
+    stream = NotebookStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(paczero.progress, "in_notebook", lambda: True)
+    Trainer(tiny_config("run.name=nb", "run.progress=true", "train.steps=2", "train.eval_every=1")).run()
+    assert "zpl steps" in stream.getvalue()
+    monkeypatch.setattr(paczero.progress, "in_notebook", lambda: False)
+    stream.truncate(0)
+    Trainer(tiny_config("run.name=log", "run.progress=true", "train.steps=2", "train.eval_every=1")).run()
+    assert "zpl steps" not in stream.getvalue()  # a log file or a pipe: no bars

@@ -176,3 +176,18 @@ def test_a_report_inside_a_run_folder_goes_to_its_private_folder_or_nowhere(tiny
         assert not (run.path / "x").exists()
     assert main(["report", str(run.path), "--out", str(run.private / "report"), "--private"]) == 0
     assert (run.private / "report" / "private" / "private.md").is_file()
+
+
+def test_the_summary_shows_a_classification_runs_macro_f1_per_class_figures_and_confusion_matrix(runs):
+    run = RunDir(runs[0])
+    metrics = run.read_metrics()
+    metrics["test"].update(macro_f1=0.625, per_class={
+        "no": {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 2},
+        "yes": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 4}},
+        confusion_matrix={"labels": ["no", "yes"], "counts": [[2, 0], [2, 2]]})
+    run.write_metrics(metrics)
+    md = markdown_summary([load_run(runs[0]), load_run(runs[1])], ["accuracy"])
+    assert "| zpl-a | zpl | 10 | 0.5000 | 0.8000 | 0.6250 |" in md and "| mi-b | mi | 10 | 0.5000 | 0.8400 | — |" in md
+    assert "## zpl-a: test set per class" in md and "## mi-b" not in md
+    assert "| no | 0.5000 | 1.0000 | 0.6667 | 2 |" in md and "| yes | 1.0000 | 0.5000 | 0.6667 | 4 |" in md
+    assert "| true / predicted | no | yes |\n|---|---|---|\n| no | 2 | 0 |\n| yes | 2 | 2 |" in md

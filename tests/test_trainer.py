@@ -50,7 +50,7 @@ def test_a_run_writes_public_files_and_a_private_folder(tiny_config):
     assert run.read_membership().shape == (cfg.data.n_pool, cfg.privacy.n_subsets)
     metrics = run.read_metrics()
     assert metrics["privacy"]["mi_bound_nats"] == 0.0 and metrics["privacy"]["mia_posterior_bound"] == 0.5
-    assert metrics["privacy"]["steps"] == cfg.train.steps and metrics["data"]["dev_is_public"] is True
+    assert metrics["privacy"]["steps"] == cfg.train.steps and metrics["data"]["dev_set"]["public"] is True
     assert metrics["steps_run"] == cfg.train.steps and metrics["best_dev"]["step"] in (5, 10)
     assert metrics["best_dev"]["selected_on"] == "loss"
     assert "unanimity" not in json.dumps(metrics) and set(metrics["data"]["truncated"]) == {"dev", "test"}

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from paczero.metrics import scalar_metrics
+
 HUB_DATASETS = {"sst2": "stanfordnlp/sst2", "squad": "rajpurkar/squad"}
 TASKS = {"classification": ("text-classification", "accuracy"), "generation": ("question-answering", "f1")}
 BASE_NAMES = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -31,7 +33,8 @@ def metadata(metrics: dict[str, Any], *, kind: str, adapter: bool) -> dict[str, 
     if cfg["data"]["task"] in HUB_DATASETS:
         meta["datasets"] = [HUB_DATASETS[cfg["data"]["task"]]]
         dataset["type"] = HUB_DATASETS[cfg["data"]["task"]]
-    results = [{"type": k, "value": v, "name": f"test {k}"} for k, v in sorted(metrics["test"].items())]
+    test = scalar_metrics(metrics["test"])
+    results = [{"type": k, "value": v, "name": f"test {k}"} for k, v in sorted(test.items())]
     meta["model-index"] = [{"name": f"paczero-{cfg['privacy']['mechanism']}", "results": [
         {"task": {"type": task_type}, "dataset": dataset, "metrics": results}]}]
     meta["metrics"] = [headline]

@@ -69,11 +69,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     run, zero, metric = trainer.run_dir.path, metrics["zero_shot_test"], trainer.c.objective.metric
     best = metrics["best_dev"]
+    selected = (f"the last checkpoint, step {best['step']}: no dev set" if best["selected_on"] == "last"
+                else f"checkpoint of step {best['step']}, selected on dev {best['selected_on']}")
     print(f"run directory: {run}")
     if zero is not None:
         print(f"test {metric} before training: {zero[metric]:.4f}")
-    print(f"test {metric} after training:  {metrics['test'][metric]:.4f} "
-          f"(checkpoint of step {best['step']}, selected on dev {best['selected_on']})")
+    print(f"test {metric} after training:  {metrics['test'][metric]:.4f} ({selected})")
+    if "macro_f1" in metrics["test"]:
+        print(f"test macro-F1 after training: {metrics['test']['macro_f1']:.4f} (per class and the confusion matrix: "
+              f"{trainer.run_dir.metrics_path})")
     print(f"privacy: {metrics['privacy']['summary']}")
     figures = trainer.private_figures
     if trainer.c.membership is not None:
@@ -317,8 +321,11 @@ def run_statement(run: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``paczero`` argument parser: one sub-command per job (documented in docs/commands.md)."""
+    from paczero import __version__
+
     parser = argparse.ArgumentParser(prog="paczero", description="PAC-private zeroth-order fine-tuning (PACZero).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"paczero {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune a model with a private mechanism")

@@ -11,6 +11,10 @@ per-record loss is −F1 (``objective="f1"``, the paper's non-differentiable obj
 teacher-forced loss of the first gold answer (``objective="lm"``: mean negative log-likelihood of
 the tokens of ``" {answer}\\n"``, MeZO's SQuAD objective).
 
+Classification evaluations also report macro-F1 (the mean F1 over the classes present among the records' labels
+and predictions), each class's precision, recall, F1 and support, and the confusion matrix (rows: true label,
+columns: predicted), by scikit-learn.
+
 Both sort records by length and pad them on the left per micro-batch, so the position that matters
 is always the last one, and compute only the logits they need (``logits_to_keep``). A record (its
 prompt and what follows it: a multi-token label word, or ``max_new_tokens``) must fit in
@@ -23,7 +27,7 @@ restarts (:mod:`paczero.oom`), so one pass never mixes two batchings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, Union
+from typing import Any, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,7 +35,7 @@ import torch
 from paczero.data.tasks import ClassificationTask, Example, GenerationExample, GenerationTask, Task
 from paczero.errors import PaczeroError
 from paczero.generation import Forward, as_forward, greedy_generate, left_pad
-from paczero.metrics import exact_match, f1_score
+from paczero.metrics import classification_report, exact_match, f1_score
 from paczero.oom import MicroBatching
 
 
@@ -99,7 +103,7 @@ class Objective(Protocol):
     def losses(self, forward: Forward, enc) -> torch.Tensor:
         """Per-record losses of the encoded records under ``forward`` (the model, possibly perturbed)."""
 
-    def evaluate(self, forward: Forward, enc) -> dict[str, float]:
+    def evaluate(self, forward: Forward, enc) -> dict[str, Any]:
         """Mean loss and the task's metrics over the encoded records."""
 
 
@@ -225,12 +229,14 @@ class ClassificationObjective(_Batched):
         """Per-record cross-entropy of the gold label word over the label words' scores."""
         return self.losses_from_scores(self.scores(forward, enc), enc.labels)
 
-    def evaluate(self, forward: Forward, enc: Encoded) -> dict[str, float]:
-        """Mean loss and accuracy (prediction = argmax of the candidates' scores)."""
+    def evaluate(self, forward: Forward, enc: Encoded) -> dict[str, Any]:
+        """Mean loss, accuracy (prediction = argmax of the candidates' scores) and :func:`classification_report`."""
         scores = self.scores(forward, enc)
         losses = self.losses_from_scores(scores, enc.labels)
-        accuracy = (scores.argmax(dim=1).numpy() == enc.labels).mean()
-        return {"loss": float(losses.double().mean()), "accuracy": float(accuracy)}
+        predictions = scores.argmax(dim=1).numpy()
+        accuracy = (predictions == enc.labels).mean()
+        return {"loss": float(losses.double().mean()), "accuracy": float(accuracy),
+                **classification_report(enc.labels, predictions, self.task.class_names)}
 
 
 class GenerationObjective(_Batched):
@@ -322,7 +328,7 @@ class GenerationObjective(_Batched):
         f1, _ = self.scores(self.generate(forward, enc), enc.answers)
         return torch.from_numpy(-f1)
 
-    def evaluate(self, forward: Forward, enc: EncodedGeneration) -> dict[str, float]:
+    def evaluate(self, forward: Forward, enc: EncodedGeneration) -> dict[str, Any]:
         """Mean loss (of the training objective), F1 and exact match of the greedy answers."""
         f1, em = self.scores(self.generate(forward, enc), enc.answers)
         loss = float(self.lm_losses(forward, enc).double().mean()) if self.objective == "lm" else float(-f1.mean())

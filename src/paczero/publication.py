@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from paczero.card import base_model_name, card
-from paczero.config import Config, task_kind
+from paczero.config import Config, dev_source, task_kind, test_set
 from paczero.fileio import jsonl_line, write_json, write_text
 from paczero.ledger import TranscriptStep
 from paczero.mechanisms.registry import run_statement, spec
@@ -86,13 +86,17 @@ def metrics_document(cfg: Config, *, trainable_parameters: int, steps: int, rele
     """``metrics.json``: the settings, the model's size, the statement recomputed from the transcript's length, and
     the evaluation ``figures``."""
     data = figures["data"]
+    statement = run_statement(cfg, steps=steps, releases=releases)
+    dev_set = {"source": dev_source(cfg.data), "n": data["n_dev"], "public": bool(data["n_dev"]),
+               "description": statement.dev_set}
     return {
         "config": cfg.to_dict(),
         "model": {"name": cfg.model.name, "tuning": cfg.model.tuning, "trainable_parameters": trainable_parameters},
-        "data": {"n_pool": cfg.data.n_pool, **{k: data[k] for k in DATA_KEYS}, "dev_is_public": True},
+        "data": {"n_pool": cfg.data.n_pool, **{k: data[k] for k in DATA_KEYS}, "dev_set": dev_set,
+                 "test_set": test_set(cfg.data)},
         **{k: figures[k] for k in EVALUATION_KEYS},
         "steps_run": steps,
-        "privacy": run_statement(cfg, steps=steps, releases=releases).to_dict(),
+        "privacy": statement.to_dict(),
         "versions": figures["versions"],
     }
 

@@ -21,6 +21,7 @@ read by anything that writes a public file)::
     state/<step>.json    the mechanism's state and counters at a checkpoint (posterior, MI spent)
     privacy.json         the owner's figures: achieved MI, release kinds, unanimity, true-sign rate
     timings.json         wall-clock figures (a DP run's depend on its secret batches)
+    records.json         SHA-256 of the records passed in memory (``paczero.train(data=...)``), to check a resume
     tensorboard/         the owner's dashboard (wall times, pool figures)
     audit/               membership-inference audits (they use J*)
 
@@ -270,6 +271,11 @@ class RunDir:
         return self.path / WITHHELD_PATHS_FILE
 
     @property
+    def records_path(self) -> Path:
+        """The digests of records passed in memory (a resume must be given the same)."""
+        return self.private / "records.json"
+
+    @property
     def audit_dir(self) -> Path:
         return self.private / "audit"
 
@@ -300,6 +306,12 @@ class RunDir:
         self.ensure_private()
         path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         write_json(path, obj, mode=PRIVATE_MODE)
+
+    def read_private_json(self, path: Path) -> Any:
+        """A private JSON file (a clear error if it is missing)."""
+        if not path.is_file():
+            raise PaczeroError(f"{path} is missing (was the private folder removed with --forget-secret?)")
+        return read_json(path)
 
     def read_private(self, path: Path) -> list[dict[str, Any]]:
         """The complete records of a private log ([] if it does not exist)."""

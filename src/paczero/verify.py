@@ -34,7 +34,7 @@ import yaml
 
 from paczero import progress
 from paczero.checkpoint import save_weights
-from paczero.config import PATH_KEYS, Config, config_from_dict, selection_metric
+from paczero.config import PATH_KEYS, Config, config_from_dict, dev_source, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
 from paczero.ledger import TranscriptStep, parse_transcript
@@ -42,6 +42,7 @@ from paczero.mechanisms.dp import grid_integer
 from paczero.mechanisms.mi import MIRule, NoisyPlan
 from paczero.mechanisms.registry import spec
 from paczero.mechanisms.zpl import zpl_release
+from paczero.metrics import scalar_metrics
 from paczero.models import LoadedModel
 from paczero.publication import (
     CHECKPOINTS,
@@ -225,9 +226,9 @@ def check_values(cfg: Config, steps: list[TranscriptStep]) -> None:
 
 
 def evaluation_steps(cfg: Config) -> list[int]:
-    """The steps after which the dev set is evaluated (every ``eval_every`` and the last)."""
+    """The steps after which the dev set is evaluated (every ``eval_every`` and the last; none without a dev set)."""
     T, every = cfg.train.steps, cfg.train.eval_every
-    return [s for s in range(1, T + 1) if s % every == 0 or s == T]
+    return [] if dev_source(cfg.data) == "none" else [s for s in range(1, T + 1) if s % every == 0 or s == T]
 
 
 def check_selection(record: PublicRecord, where: Path) -> None:
@@ -236,6 +237,12 @@ def check_selection(record: PublicRecord, where: Path) -> None:
     steps = [e["step"] for e in record.evaluations]
     if steps != evaluation_steps(cfg):
         raise _fail(where, f"dev evaluations at steps {steps}; the settings give {evaluation_steps(cfg)}")
+    if dev_source(cfg.data) == "none":  # no selection: the last checkpoint is the released one
+        if f["best_dev"] != {"step": cfg.train.steps, "selected_on": "last"} or f["final_dev"] is not None:
+            raise _fail(where, "without a dev set the released checkpoint is the last one, and no dev figure exists")
+        if (f["zero_shot_test"] is None) != (not cfg.train.eval_before):
+            raise _fail(where, "zero_shot_test does not match train.eval_before")
+        return
     key, best = selection_metric(cfg), None
     for e in record.evaluations:
         dev = {k: v for k, v in e.items() if k != "step"}
@@ -243,9 +250,13 @@ def check_selection(record: PublicRecord, where: Path) -> None:
             raise _fail(where, f"the dev evaluation of step {e['step']} has no {key}")
         if is_better(dev, best, key):
             best = {"step": e["step"], "selected_on": key, **dev}
-    if f["best_dev"] != best:
+    # evaluations.jsonl holds each evaluation's single numbers; per-class figures are in metrics.json only
+    chosen = f["best_dev"]
+    if not isinstance(chosen, dict) or {"step": chosen.get("step"), "selected_on": chosen.get("selected_on"),
+                                        **scalar_metrics(chosen)} != best:
         raise _fail(where, "best_dev is not the checkpoint the dev evaluations select")
-    if f["final_dev"] != {k: v for k, v in record.evaluations[-1].items() if k != "step"}:
+    if not isinstance(f["final_dev"], dict) or scalar_metrics(f["final_dev"]) != {
+            k: v for k, v in record.evaluations[-1].items() if k != "step"}:
         raise _fail(where, "final_dev is not the last dev evaluation")
     if (f["zero_shot_test"] is None) != (not cfg.train.eval_before):
         raise _fail(where, "zero_shot_test does not match train.eval_before")
@@ -440,7 +451,12 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
                             weight_decay=cfg.train.weight_decay)
             done = s.step + 1
             if done in evaluations:
-                _same(f"the dev evaluation of step {done}", {"step": done, **c.evaluate("dev")}, evaluations[done])
+                dev = c.evaluate("dev")
+                _same(f"the dev evaluation of step {done}", {"step": done, **scalar_metrics(dev)}, evaluations[done])
+                if done == record.best_step:
+                    _same("best_dev", {**f["best_dev"], **dev}, f["best_dev"])
+                if done == len(record.steps):
+                    _same("final_dev", dev, f["final_dev"])
             if done == record.best_step:
                 _same("test", c.evaluate("test"), f["test"])
             bar.update(1)

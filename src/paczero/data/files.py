@@ -126,7 +126,12 @@ def load_hub_dataset(name: str) -> Any:
     except ImportError:
         raise PaczeroError(f"no local data (set PACZERO_DATA_DIR or data.data_dir) and the `datasets` package for "
                            f"the HF hub ({name}) is not installed: pip install 'paczero[hub]'") from None
+    from paczero.hub import cache_only, hub_reachable
+
+    online = hub_reachable()
     try:
-        return datasets.load_dataset(name)
+        with cache_only(not online):
+            return datasets.load_dataset(name)
     except Exception as exc:  # network, auth, hub layout: all user-facing
-        raise PaczeroError(f"cannot load {name} from the HF hub: {reason(exc)}") from None
+        why = reason(exc) if online else "the hub is unreachable and the data set is not in the Hugging Face cache"
+        raise PaczeroError(f"cannot load {name} from the HF hub: {why}") from None
