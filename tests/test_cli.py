@@ -81,7 +81,7 @@ def test_eval_of_a_run_reproduces_its_test_metrics(tiny_config, capsys, tmp_path
     assert main(["eval", str(trainer.run_dir.path), "--splits", "pool"]) == 2  # the pool's figures are private
     assert "--private" in capsys.readouterr().err
     assert main(["eval", str(trainer.run_dir.path), "--splits", "pool", "--private"]) == 0
-    assert set(json.loads(capsys.readouterr().out)["pool"]) == {"loss", "accuracy"}
+    assert {"loss", "accuracy"} <= set(json.loads(capsys.readouterr().out)["pool"])
 
 
 def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsys):
