@@ -212,7 +212,8 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
     public.mkdir()
     write_text(public / "run.yaml", cfg.to_yaml())
     (public / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
-    (public / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
+    if record.evaluations:  # a run without a dev set has none
+        (public / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
     metrics = document(record, loaded)
     write_json(public / "metrics.json", metrics)
     membership = public_membership(cfg)

@@ -143,6 +143,8 @@ def _number(value: Any) -> bool:
 
 
 def _evaluations(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():  # a run without a dev set evaluates nothing (check_selection says whether it should)
+        return []
     rows = _jsonl(path)
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not isinstance(row.get("step"), int) or isinstance(row.get("step"), bool):
@@ -361,7 +363,8 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     if membership is not None:
         write_membership(folder / "membership.npy", membership)
     (folder / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
-    (folder / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
+    if record.evaluations:
+        (folder / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
     write_json(folder / "metrics.json", document(record, loaded))
     replay_steps(loaded, record.steps[:record.best_step], cfg, show)
     save_weights(loaded, folder / "checkpoints" / "best", lora=lora)
