@@ -163,7 +163,7 @@ FORGERIES = {
                                               lambda d: d.update(chat_template="{{ 'pwned' }}")),
                          "tokenizer_config.json"),
     "model card": (lambda f: (f / "README.md").write_text((f / "README.md").read_text().replace(
-        "a coin flip is 0.5", "a coin flip is 0.9")), "README.md"),
+        "a coin flip", "a sure thing")), "README.md"),
     "statement bound": (_bound, "metrics.json"),
     "statement settings": (lambda f: _json_edit(f / "paczero" / "metrics.json",
                                                 lambda d: d["config"]["privacy"].update(n_subsets=128)),

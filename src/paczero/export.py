@@ -22,7 +22,8 @@ from typing import Any
 
 from paczero import progress
 from paczero.errors import PaczeroError
-from paczero.publication import CHECKPOINTS, export_step, write_export
+from paczero.mechanisms.registry import run_statement
+from paczero.publication import CHECKPOINTS, PublicRecord, export_step, write_export
 from paczero.rundir import check_outside_public_side
 from paczero.verify import (
     build_base,
@@ -34,6 +35,39 @@ from paczero.verify import (
     replay_steps,
     with_paths,
 )
+
+
+def check_promise(record: PublicRecord) -> None:
+    """Refuse to publish a privacy card that promises nothing: a budget run with ``privacy.allow_vacuous`` or whose
+    statement is vacuous (an MIA bound of 0.999 or more). A non-private baseline (MeZO, an ablation) is exported,
+    its card saying plainly that it has no privacy guarantee."""
+    cfg = record.cfg
+    statement = run_statement(cfg, steps=len(record.steps), releases=sum(len(s.directions) for s in record.steps))
+    if cfg.privacy.allow_vacuous or (statement.vacuous and statement.family != "none"):
+        raise PaczeroError(f"this run's guarantee promises nothing ({statement.summary}; privacy.allow_vacuous="
+                           f"{str(cfg.privacy.allow_vacuous).lower()}): paczero does not publish it with a privacy card")
+
+
+def push_to_hub(folder: Path, repo_id: str, *, private: bool = False) -> str:
+    """Upload an export to the Hugging Face hub as the model repository ``repo_id`` (created if missing); returns
+    its URL. Needs the hub (and a token: ``huggingface-cli login`` or ``HF_TOKEN``)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from paczero.hub import hub_reachable
+
+    if not hub_reachable():
+        raise PaczeroError(f"--push-to-hub {repo_id}: the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set); "
+                           f"the export is in {folder}: push it later with huggingface-cli upload {repo_id} {folder}")
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                          commit_message="paczero export: model, privacy card and public transcript")
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise PaczeroError(f"--push-to-hub {repo_id} failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); the "
+                           f"export is in {folder}") from None
+    return str(url)
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best", merge_lora: bool = False,
@@ -57,6 +91,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     lora = cfg.model.tuning == "lora"
     if merge_lora and not lora:
         raise PaczeroError("--merge-lora applies to LoRA runs (model.tuning=lora) only")
+    check_promise(record)
     check_schedule(cfg, record.steps)
     check_values(cfg, record.steps)
     check_selection(record, run_dir / "metrics.json")
