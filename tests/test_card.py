@@ -159,3 +159,74 @@ def test_the_card_names_where_paczero_comes_from():
     from paczero.card import repository
 
     assert repository() == "https://github.com/paczero/paczero"
+
+
+@pytest.mark.parametrize("variant", ["squad", "hub data set", "jsonl generation", "local base model", "adapter",
+                                     "hub base model", "chat template"])
+def test_cards_of_every_task_and_data_source_load_strictly(data_dir, tmp_path, variant):
+    """The card of each kind of run, built from a real run's metrics with the settings of that kind, is a valid hub
+    card: the metadata parses strictly, the base model is a hub id or absent, never a path."""
+    from paczero.card import card
+
+    cfg = load_config(TINY_CONFIG, [f"data.data_dir={data_dir}", f"run.output_dir={tmp_path / 'runs'}",
+                                    "run.name=r", *COMMON])
+    trainer = Trainer(cfg)
+    metrics = trainer.run()
+    data, model = metrics["config"]["data"], metrics["config"]["model"]
+    kind, adapter = "classification", False
+    if variant in ("squad", "jsonl generation"):
+        kind = "generation"
+        data.update(task="squad") if variant == "squad" else data.update(task="jsonl", kind="generation",
+                                                                           train_file="train.jsonl")
+        for key in ("test", "best_dev", "final_dev", "zero_shot_test"):
+            metrics[key] = {**{k: v for k, v in metrics[key].items() if k in ("step", "selected_on")},
+                            "loss": -0.25, "f1": 0.25, "em": 0.125}
+    elif variant == "hub data set":
+        data.update(task="hf", kind="classification", dataset="nyu-mll/glue", prompt="{premise} {hypothesis}")
+    elif variant == "local base model":
+        model.update(name=str(tmp_path))
+    elif variant == "hub base model":
+        model.update(name="facebook/opt-1.3b")
+    elif variant == "chat template":
+        data.update(chat_template=True)
+    else:
+        adapter = True
+    text = card(metrics, kind=kind, adapter=adapter, checkpoint="best", step=3, verify_command="paczero verify .")
+    (tmp_path / "README.md").write_text(text)
+    loaded = ModelCard.load(tmp_path / "README.md")
+    expected_base = "facebook/opt-1.3b" if variant == "hub base model" else None
+    assert loaded.data.base_model == expected_base and str(tmp_path) not in text
+    assert loaded.data.eval_results and "## How to use it" in loaded.text
+    if variant == "hub data set":
+        assert loaded.data.datasets == ["nyu-mll/glue"]
+    if variant == "adapter":
+        assert loaded.data.library_name == "peft" and "PeftModel.from_pretrained" in loaded.text
+    if kind == "generation":
+        assert "model.generate(" in _snippet(loaded.text)
+    if variant == "chat template":
+        assert "apply_chat_template" in _snippet(loaded.text)
+
+
+@pytest.mark.slow
+def test_a_generation_cards_snippet_answers_as_paczero_does(tmp_path, data_dir):
+    from conftest import TINY_SQUAD_CONFIG
+    from paczero.checkpoint import load_weights
+    from paczero.objectives import model_forward
+
+    cfg = load_config(TINY_SQUAD_CONFIG, [f"data.data_dir={data_dir}", f"run.output_dir={tmp_path / 'runs'}",
+                                          "run.name=q", "train.steps=2", "train.eval_every=1", "privacy.n_subsets=4"])
+    trainer = Trainer(cfg)
+    trainer.run()
+    out = tmp_path / "export"
+    assert main(["export", str(trainer.run_dir.path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    snippet = _snippet(ModelCard.load(out / "README.md").text)
+    c = trainer.c
+    load_weights(c.loaded, trainer.run_dir.checkpoint("best"), lora=False)
+    answers = c.objective.generate(model_forward(c.loaded.model), c.encoded["test"])
+    for i, record in enumerate(c.split.test[:3]):
+        fields = re.fullmatch(r"Title: (.*)\nContext: (.*)\nQuestion: (.*)\nAnswer:", record.prompt, re.S).groups()
+        filled = dict(zip(("title", "context", "question"), fields))
+        code = re.sub(r"record = \{.*?\}", f"record = {filled!r}", snippet)
+        run = subprocess.run([sys.executable, "-c", NO_PACZERO], input=code, cwd=out, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout == answers[i] + "\n"

@@ -36,6 +36,12 @@ def base_model_name(model: dict[str, Any]) -> str:
     return BASE_NAMES.get(model["name"], model["name"])
 
 
+def base_model_label(model: dict[str, Any]) -> str:
+    """How the card names the base model: its hub id, or a local folder by its own name (never its path)."""
+    return hub_base_model(model) or (model["name"] if model["name"] == "tiny" else
+                                     f"a local model ({Path(model['name']).name})")
+
+
 def hub_base_model(model: dict[str, Any]) -> str | None:
     """The base model's hub id, or None for a local folder or the tiny test model (never a local path)."""
     name = base_model_name(model)
@@ -213,7 +219,7 @@ def _results(metrics: dict[str, Any], headline: str) -> list[str]:
 def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     cfg, privacy = metrics["config"], metrics["privacy"]
     top = cfg["model"].get("train_top_layers")
-    settings = [("mechanism", cfg["privacy"]["mechanism"]), ("base model", base_model_name(cfg["model"])),
+    settings = [("mechanism", cfg["privacy"]["mechanism"]), ("base model", base_model_label(cfg["model"])),
                 ("licence", license_of(cfg["model"])),
                 ("tuning", cfg["model"]["tuning"] + (f", top {top} layers" if top else "")),
                 ("pool size N", metrics["data"]["n_pool"]), ("candidate subsets M", cfg["privacy"]["n_subsets"]),
@@ -233,7 +239,7 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
     """The whole ``README.md`` of an export: metadata, then the card's text."""
     cfg, privacy = metrics["config"], metrics["privacy"]
     headline = TASKS[kind][1]
-    base = base_model_name(cfg["model"])
+    base = base_model_label(cfg["model"])
     fmt = "adapter" if adapter else "full"
     source = repository()
     install = f"pip install git+{source}" if source else "pip install paczero"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from paczero.card import base_model_name, card
+from paczero.card import base_model_label, card
 from paczero.config import Config, dev_source, task_kind, test_set
 from paczero.fileio import jsonl_line, write_json, write_text
 from paczero.ledger import TranscriptStep
@@ -162,7 +162,7 @@ def export_step(record: PublicRecord, checkpoint: str) -> int:
 def export_info(record: PublicRecord, *, checkpoint: str, fmt: str) -> dict[str, Any]:
     """``paczero/export.json``: which checkpoint, after how many steps, in which format, on which base model."""
     return {"checkpoint": checkpoint, "step": export_step(record, checkpoint), "format": fmt,
-            "base_model": base_model_name(record.cfg.to_dict()["model"])}
+            "base_model": base_model_label(record.cfg.to_dict()["model"])}
 
 
 def publish_modes(folder: Path) -> None:
