@@ -10,6 +10,7 @@ import pytest
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
+from paczero.metrics import scalar_metrics
 from paczero.privacy.bounds import dp_posterior_bound
 
 
@@ -73,8 +74,14 @@ def test_eval_of_a_run_reproduces_its_test_metrics(tiny_config, capsys, tmp_path
     capsys.readouterr()
     assert main(["eval", str(trainer.run_dir.path), "--splits", "test", "dev"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["test"] == pytest.approx(metrics["test"], rel=1e-6)
+    assert scalar_metrics(out["test"]) == pytest.approx(scalar_metrics(metrics["test"]), rel=1e-6)
+    assert out["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    assert main(["eval", str(trainer.run_dir.path), "--splits", "pool"]) == 2  # the pool's figures are private
+    assert "--private" in capsys.readouterr().err
+    assert main(["eval", str(trainer.run_dir.path), "--splits", "pool", "--private"]) == 0
+    assert {"loss", "accuracy"} <= set(json.loads(capsys.readouterr().out)["pool"])
 
 
 def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsys):
@@ -85,3 +92,20 @@ def test_train_command_prints_accuracies_and_statement(data_dir, tmp_path, capsy
     assert "test accuracy before training" in out and "test accuracy after training" in out
     assert "I = 0 nats, MIA posterior <= 0.5" in out and "next: paczero privacy" in out
     assert [line for line in out.splitlines() if "unanimity" in line][0].startswith("[private] ")
+
+
+def test_version(capsys):
+    import paczero
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"paczero {paczero.__version__}\n"
+
+
+def test_a_yaml_syntax_error_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  steps: 1\n   lr: 2\n")
+    assert main(["train", "--config", str(path), f"run.output_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"paczero: error: {path}:3: not valid YAML (mapping values are not allowed in this context)\n"
+    assert not (tmp_path / "runs").exists()

@@ -77,7 +77,8 @@ def _fresh_interpreter_logits(folder: Path, fmt: str) -> np.ndarray:
 def test_an_export_loads_with_plain_transformers_and_gives_paczeros_logits(tiny_config, tmp_path, extra, fmt):
     cfg = tiny_config("run.name=r", *COMMON, *extra)
     run = _train(cfg)
-    args = ["export", str(run.path), "--out", str(tmp_path / "export")] + (["--merge-lora"] if fmt == "merged" else [])
+    args = ["export", str(run.path), "--out", str(tmp_path / "export"), "--data-dir", str(cfg.data.data_dir)] + (
+        ["--merge-lora"] if fmt == "merged" else [])
     assert main(args) == 0
     export = tmp_path / "export"
     assert json.loads((export / "paczero" / "export.json").read_text())["format"] == fmt
@@ -88,124 +89,39 @@ def test_an_export_loads_with_plain_transformers_and_gives_paczeros_logits(tiny_
     assert not any("private" in str(p) for p in export.rglob("*"))
 
 
-def test_the_card_parses_and_holds_the_public_numbers_only(tiny_config, tmp_path):
+def test_the_card_parses_and_holds_the_public_numbers_only(tiny_config, data_dir, tmp_path):
     run = _train(tiny_config("run.name=mi", *COMMON, "privacy.mechanism=mi", "privacy.budget=0.2"))
-    assert main(["export", str(run.path), "--out", str(tmp_path / "export")]) == 0
+    assert main(["export", str(run.path), "--out", str(tmp_path / "export"), "--data-dir", str(data_dir)]) == 0
     text = (tmp_path / "export" / "README.md").read_text()
     head, body = text.split("---\n")[1], text.split("---\n", 2)[2]
     meta = yaml.safe_load(head)
     metrics = run.read_metrics()
     assert meta["library_name"] == "transformers" and meta["datasets"] == ["stanfordnlp/sst2"]
     results = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert results == metrics["test"]
+    assert results == {k: metrics["test"][k] for k in ("loss", "accuracy", "macro_f1")}
     privacy = metrics["privacy"]
     assert f"{privacy['mia_posterior_bound']:.4g}" in body and "0.2 nats" in body
-    assert "membership of each pool record" in body and "the existence and size of the pool" in body
+    assert "membership of each pool record" in body and "the existence and size of the pool" in body.lower()
     owner = json.loads(run.privacy_path.read_text())
     for private in ("unanimity", "charged", "true sign", f"{owner['release_kinds']}"):
         assert private not in text
 
 
-def test_two_zpl_runs_differing_only_in_the_secret_export_identical_folders(tiny_config, tmp_path, monkeypatch):
+def test_two_zpl_runs_differing_only_in_the_secret_export_identical_folders(tiny_config, data_dir, tmp_path,
+                                                                           monkeypatch):
     folders = []
     for where, j in (("a", 0), ("b", 1)):
         (tmp_path / where).mkdir()
         monkeypatch.chdir(tmp_path / where)
         run = _train(tiny_config("run.name=r", "run.output_dir=runs", *COMMON),
                      secret=SecretState(key=bytes([j]) * 32, j_star=j))
-        assert main(["export", str(run.path), "--out", "export"]) == 0
+        assert main(["export", str(run.path), "--out", "export", "--data-dir", str(data_dir)]) == 0
         folders.append({str(p.relative_to(tmp_path / where / "export")): p.read_bytes()
                         for p in (tmp_path / where / "export").rglob("*") if p.is_file()})
     assert folders[0] == folders[1]
 
 
-@pytest.fixture(scope="module")
-def honest(data_dir, tmp_path_factory):
-    """Finished tiny runs of ZPL, MI and DPZero, each with its export."""
-    from conftest import TINY_CONFIG
-    from paczero.config import load_config
-
-    out = tmp_path_factory.mktemp("runs")
-    runs = {}
-    for name, extra in {"zpl": [], "mi": ["privacy.mechanism=mi", "privacy.budget=0.3"],
-                        "dpzero": ["privacy.mechanism=dpzero", "privacy.epsilon=2", "privacy.sample_rate=0.5"]}.items():
-        cfg = load_config(TINY_CONFIG, [f"data.data_dir={data_dir}", f"run.output_dir={out}", f"run.name={name}",
-                                        *COMMON, *extra])
-        run = _train(cfg)
-        assert main(["export", str(run.path), "--out", str(out / f"{name}-export")]) == 0
-        runs[name] = (run.path, out / f"{name}-export")
-    return runs
-
-
-@pytest.mark.parametrize("name", ["zpl", "mi", "dpzero"])
-def test_verify_passes_on_honest_runs_and_their_exports(honest, data_dir, capsys, name):
-    run, export = honest[name]
-    for target in (run, export):
-        assert main(["verify", str(target)]) == 0
-        out = capsys.readouterr().out
-        assert out.startswith(f"verified {target}") and out.count("\n") == 1
-    if name != "dpzero":
-        assert main(["verify", str(export), "--data-dir", str(data_dir)]) == 0
-        assert f"follows the {name} rules on the pool" in capsys.readouterr().out
-
-
-def _tampered(export: Path, tmp_path: Path, edit) -> Path:
-    import shutil
-
-    copy = tmp_path / "tampered"
-    shutil.copytree(export, copy)
-    path = copy / "paczero" / "transcript.jsonl"
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    edit(lines)
-    path.write_text("".join(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n" for line in lines))
-    return copy
-
-
-@pytest.mark.parametrize("name", ["zpl", "mi"])
-@pytest.mark.parametrize("edit, message", [
-    (lambda lines: lines[2]["directions"][0].update(value=-lines[2]["directions"][0]["value"]), "differs"),
-    (lambda lines: lines[4]["directions"][0].update(seed=lines[4]["directions"][0]["seed"] + 1), "seed"),
-], ids=["flipped-bit", "changed-seed"])
-def test_a_tampered_transcript_fails_both_checks(honest, data_dir, tmp_path, capsys, name, edit, message):
-    copy = _tampered(honest[name][1], tmp_path, edit)
-    for extra in ([], ["--data-dir", str(data_dir)]):
-        assert main(["verify", str(copy), *extra]) == 1
-        err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1 and "Traceback" not in err
-
-
-def test_the_pool_check_catches_a_run_that_released_the_secret_subsets_sign(tiny_config, data_dir, tmp_path,
-                                                                           monkeypatch, capsys):
-    """A dishonest trainer whose ZPL releases s_J* where the subsets disagree: its weights do follow its transcript
-    (the public check passes), but the holder of the pool finds the first release that is not the public coin."""
-    from paczero.subsets import subset_means, subset_signs
-
-    real = registry.build_mechanism
-
-    def leaky(cfg, *, membership, secret):
-        mech = real(cfg, membership=membership, secret=secret)
-        own = mech.release_step
-
-        def release_step(estimates, *, step):
-            out = own(estimates, step=step)
-            sign = subset_signs(subset_means(membership, mech.clipped(estimates, 0)))[secret.j_star]
-            return [dataclasses.replace(r, value=float(sign)) if r.kind == "coin" else r for r in out]
-
-        mech.release_step = release_step
-        return mech
-
-    monkeypatch.setattr("paczero.build.build_mechanism", leaky)
-    run = _train(tiny_config("run.name=leak", *COMMON), secret=SecretState(key=bytes(32), j_star=0))
-    monkeypatch.setattr("paczero.build.build_mechanism", real)
-    coins = [r for s in run.read_private(run.releases_path) for r in s["releases"] if r["kind"] == "coin"]
-    assert coins, "no disagreement to leak on"
-    assert main(["verify", str(run.path)]) == 0
-    capsys.readouterr()
-    assert main(["verify", str(run.path), "--data-dir", str(data_dir)]) == 1
-    assert "ZPL releases the public coin" in capsys.readouterr().err
-
-
-def test_export_refuses_an_unfinished_or_inconsistent_run(tiny_config, tmp_path, capsys):
+def test_export_refuses_an_unfinished_or_inconsistent_run(tiny_config, data_dir, tmp_path, capsys):
     unfinished = Trainer(tiny_config("run.name=u", *COMMON))
     unfinished.setup()
     assert main(["export", str(unfinished.run_dir.path), "--out", str(tmp_path / "x")]) == 2
@@ -214,8 +130,9 @@ def test_export_refuses_an_unfinished_or_inconsistent_run(tiny_config, tmp_path,
     metrics = run.read_metrics()
     metrics["privacy"]["mia_posterior_bound"] = 0.4
     run.write_metrics(metrics)
-    assert main(["export", str(run.path), "--out", str(tmp_path / "y")]) == 1
-    assert "privacy statement" in capsys.readouterr().err
+    assert main(["export", str(run.path), "--out", str(tmp_path / "y"), "--data-dir", str(data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert f"{run.metrics_path}" in err and "NOT verified" in err
     assert not (tmp_path / "y").exists()
     assert main(["export", str(run.path), "--out", str(tmp_path / "z"), "--merge-lora"]) == 2
     assert "LoRA" in capsys.readouterr().err

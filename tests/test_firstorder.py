@@ -78,7 +78,7 @@ def test_a_first_order_run_says_no_privacy_and_publishes_no_transcript(tiny_conf
     trainer = Trainer(tiny_config(*HEAD, "train.steps=6", "train.eval_every=3", "train.lr=0.05", "run.name=fo"))
     metrics = trainer.run()
     run = trainer.run_dir
-    assert metrics["privacy"]["family"] == "none" and metrics["privacy"]["summary"] == "no privacy guarantee"
+    assert metrics["privacy"]["family"] == "none" and metrics["privacy"]["summary"].startswith("no privacy guarantee")
     assert metrics["privacy"]["mia_posterior_bound"] == 1.0 and metrics["privacy"]["releases"] == 0
     assert not run.transcript_path.exists() and not run.membership_path.exists()
     assert {str(p) for p in run.public_files()} == {

@@ -68,5 +68,68 @@ def test_compiled_layers_give_the_eager_results_to_rounding(tiny_config, tiny_sq
     metrics = compiled.engine.evaluate(compiled.objective, compiled.encoded["dev"])
     metrics_eager = eager.engine.evaluate(eager.objective, eager.encoded["dev"])
     assert metrics.keys() == metrics_eager.keys()
-    for key, value in metrics_eager.items():
-        assert metrics[key] == pytest.approx(value, rel=0, abs=1e-5), key
+
+    def flat(d, prefix=""):
+        for key, value in d.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    compiled_flat = dict(flat(metrics))
+    for key, value in flat(metrics_eager):
+        if isinstance(value, float):
+            assert compiled_flat[key] == pytest.approx(value, rel=0, abs=1e-5), key
+        else:  # counts, label names, confusion matrices: the same predictions give the same values
+            assert compiled_flat[key] == value, key
+
+
+def test_the_tiny_vocabulary_comes_from_public_text_only(tmp_path):
+    """The tiny model's tokenizer is published with an export: a word that only the pool holds is not in it."""
+    from conftest import TINY_CONFIG, write_sst2
+    from paczero.build import build
+    from paczero.config import load_config
+
+    data = write_sst2(tmp_path / "data")
+    train = data / "sst2" / "train.tsv"
+    head, *rows = train.read_text().splitlines()
+    train.write_text("\n".join([head] + [f"{row} word{i}" for i, row in enumerate(rows)]) + "\n")  # one each
+    c = build(load_config(TINY_CONFIG, [f"data.data_dir={data}"]))
+    vocab = set(c.loaded.tokenizer.get_vocab())
+    public = {w for t in c.task.texts(c.split.dev + c.split.test) for w in t.split()}
+    pool = {w for t in c.task.texts(c.split.pool) for w in t.split()}
+    assert public <= vocab and len(pool - public) == len(c.split.pool) and not (pool - public) & vocab
+
+
+def test_a_model_name_that_is_nowhere_fails_at_once_offline_with_a_suggestion(tiny_config, monkeypatch):
+    """Hub unreachable: only the local cache is asked (no network lookup, no retries) and the close packaged name
+    is suggested."""
+    import socket
+
+    import paczero.models
+    from paczero.errors import PaczeroError
+    from paczero.models import load_model
+
+    lookups: list[str] = []
+    monkeypatch.setattr(paczero.models, "hub_reachable", lambda: False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or [])
+    monkeypatch.setenv("HF_HOME", str(tiny_config().run.output_dir))  # an empty cache
+    for name, hint in [("smollm3", "; did you mean smollm2?"), ("SmolLM2", "; did you mean smollm2?"),
+                       ("nobody/nothing-like-it", "")]:
+        cfg = tiny_config(f"model.name={name}").model
+        with pytest.raises(PaczeroError) as info:
+            load_model(cfg, seed=0)
+        assert str(info.value) == (f"config: model.name={name!r} is not a local folder, a packaged name (smollm2, "
+                                   f"tiny) or a model in the Hugging Face cache, and the hub is unreachable{hint}")
+    assert lookups == []
+
+
+def test_the_hub_counts_as_unreachable_offline_without_asking_it(monkeypatch):
+    import socket
+
+    from paczero.hub import hub_reachable
+
+    lookups: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or [])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False and lookups == []

@@ -66,3 +66,39 @@ def test_long_prompts_are_truncated_on_the_left_and_counted(tiny_config):
     text = trainer.task.render(trainer.split.pool[0])
     full = trainer.loaded.tokenizer(text).input_ids
     assert enc.prompts[0] == full[-len(enc.prompts[0]):]
+
+
+def test_a_huge_record_costs_memory_in_proportion_to_max_length_not_to_its_size(tiny_config, monkeypatch):
+    """A 4-million-character record is cut to its last ``CHARS_PER_TOKEN · limit`` characters before it reaches the
+    tokenizer; it is counted as truncated, and its kept tokens are the end of the whole record's."""
+    from paczero.data.tasks import Example
+    from paczero.objectives import CHARS_PER_TOKEN
+
+    c = build(tiny_config())
+    tokenizer, seen = c.loaded.tokenizer, []
+    real = type(tokenizer).__call__
+
+    def spy(self, text, *args, **kwargs):
+        seen.append(len(text))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", spy)
+    words = c.task.render(c.split.pool[0]).split()
+    huge = Example(text=" ".join(words * (4_000_000 // (len(" ".join(words)) + 1))), label=1)
+    enc = c.objective.encode([huge, c.split.pool[1]], where="t")
+    limit = c.objective.limit
+    assert max(seen) <= CHARS_PER_TOKEN * limit < 10_000
+    assert enc.truncated == 1 and len(enc.prompts[0]) <= limit
+    monkeypatch.setattr(type(tokenizer), "__call__", real)
+    tail = tokenizer(c.task.render(Example(text=huge.text[-20 * limit * 8:], label=1))).input_ids
+    assert enc.prompts[0][1:] == tail[-(len(enc.prompts[0]) - 1):]
+
+
+def test_an_evaluation_reports_per_class_figures_that_agree_with_its_accuracy(tiny_config):
+    c = build(tiny_config("data.label_words=[\" terrible\",\" great\"]"))
+    metrics = c.evaluate("test")
+    counts = np.array(metrics["confusion_matrix"]["counts"])
+    assert metrics["confusion_matrix"]["labels"] == ["terrible", "great"]
+    assert counts.sum() == len(c.split.test) and np.trace(counts) / counts.sum() == pytest.approx(metrics["accuracy"])
+    assert [metrics["per_class"][n]["support"] for n in ("terrible", "great")] == list(counts.sum(axis=1))
+    assert list(counts.sum(axis=1)) == list(np.bincount([r.label for r in c.split.test], minlength=2))

@@ -45,6 +45,7 @@ def test_export_and_verify_show_their_phases(tiny_config, monkeypatch, tmp_path,
     trainer.run()
     terminal.seek(0)
     terminal.truncate()
+    monkeypatch.setenv("PACZERO_DATA_DIR", str(trainer.cfg.data.data_dir))  # the tiny model's vocabulary
     assert main(["export", str(trainer.run_dir.path), "--out", str(tmp_path / "out")]) == 0
     assert main(["verify", str(tmp_path / "out")]) == 0
     shown = terminal.getvalue()
@@ -52,3 +53,43 @@ def test_export_and_verify_show_their_phases(tiny_config, monkeypatch, tmp_path,
         assert phase in shown, phase
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("exported the best checkpoint") and lines[1].startswith(f"verified {tmp_path}")
+
+
+def test_the_dp_bar_moves_at_evaluations_only(tiny_config, monkeypatch):
+    """A DP step's duration follows its secret Poisson batch: its bar shows no clock or rate and is drawn at the
+    dev evaluations only (the ZPL bar, the control, is drawn at every step)."""
+    import re
+
+    counts = {}
+    for mechanism, extra in (("dpzero", ["privacy.epsilon=2"]), ("zpl", [])):
+        terminal = _terminal(monkeypatch)
+        Trainer(tiny_config(f"run.name={mechanism}", "run.progress=true", "train.steps=12", "train.eval_every=4",
+                            f"privacy.mechanism={mechanism}", *extra)).run()
+        drawn = re.findall(rf"{mechanism} steps: *(?:\d+%\|[^|]*\| )?(\d+)/12", terminal.getvalue())
+        counts[mechanism] = sorted({int(n) for n in drawn})
+        if mechanism == "dpzero":
+            assert "it/s" not in terminal.getvalue() and "step/s" not in terminal.getvalue()
+    assert counts["dpzero"] == [0, 4, 8, 12]
+    assert counts["zpl"] == list(range(13))
+
+
+class NotebookStream(io.StringIO):
+    """A Jupyter kernel's stderr: no terminal, yet it shows what is written to it."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_notebook_shows_the_bars_though_its_stderr_is_no_terminal(tiny_config, monkeypatch):
+    """``paczero.train`` in a notebook: the bars show (tqdm.auto draws them as widgets or, without ipywidgets, text)."""
+    import paczero.progress
+
+    stream = NotebookStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(paczero.progress, "in_notebook", lambda: True)
+    Trainer(tiny_config("run.name=nb", "run.progress=true", "train.steps=2", "train.eval_every=1")).run()
+    assert "zpl steps" in stream.getvalue()
+    monkeypatch.setattr(paczero.progress, "in_notebook", lambda: False)
+    stream.truncate(0)
+    Trainer(tiny_config("run.name=log", "run.progress=true", "train.steps=2", "train.eval_every=1")).run()
+    assert "zpl steps" not in stream.getvalue()  # a log file or a pipe: no bars

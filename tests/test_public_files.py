@@ -140,3 +140,94 @@ def test_mi_runs_with_another_secret_release_other_bits_and_replay_from_the_tran
     assert main(["replay", "runs/a", "--out", "rebuilt"]) == 0
     assert (Path("rebuilt") / "model.safetensors").read_bytes() == (
         Path("runs/a/checkpoints/last/model.safetensors").read_bytes())
+
+
+def test_no_public_file_names_where_the_owner_keeps_the_data(data_dir, tmp_path, monkeypatch, capsys):
+    """A path can itself be sensitive: the published settings hold a data file relative to the data folder when it
+    lies inside it and ``<withheld>`` otherwise, never the data folder itself; the owner's private folder keeps
+    the paths (so eval and resume still find the data), and verify finds the files from the published names."""
+    import json
+    import shutil
+
+    from paczero.config import load_run_config
+
+    folder = tmp_path / "alice-hiv-clinic"
+    (folder / "tickets").mkdir(parents=True)
+    outside = tmp_path / "patients-of-dr-bob.jsonl"
+    rows = [json.dumps({"text": f"{w} film {i}", "label": int(w == "good")}) for i in range(40)
+            for w in ("good", "bad")]
+    (folder / "tickets" / "train.jsonl").write_text("\n".join(rows) + "\n")
+    shutil.copyfile(folder / "tickets" / "train.jsonl", outside)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(TINY_CONFIG, [f"data.data_dir={folder}", "data.task=jsonl", "data.kind=classification",
+                                    f"data.train_file={folder / 'tickets' / 'train.jsonl'}",
+                                    f"data.test_file={outside}", "data.n_pool=32", "data.n_dev=16", *ARGS])
+    Trainer(cfg).run()
+    run = RunDir("runs/r")
+    assert main(["export", str(run.path), "--out", "export", "--data-dir", str(folder),
+                 "--set", f"data.test_file={outside}"]) == 0
+    published = {**{f"run/{p}": (run.path / p).read_bytes() for p in run.public_files()},
+                 **{f"export/{p.relative_to('export')}": p.read_bytes() for p in Path("export").rglob("*")
+                    if p.is_file()}}
+    for name, data in published.items():
+        for secret in (b"alice-hiv-clinic", b"patients-of-dr-bob", str(tmp_path).encode()):
+            assert secret not in data, (name, secret)
+    settings = json.loads((run.path / "metrics.json").read_text())["config"]["data"]
+    assert (settings["data_dir"], settings["train_file"], settings["test_file"]) == (
+        None, "tickets/train.jsonl", "<withheld>.jsonl")
+    assert stat_mode(run.withheld_paths_path) == 0o600
+    assert load_run_config(run.path).data.test_file == str(outside)  # the owner's own tools find it
+    capsys.readouterr()
+    assert main(["verify", "export", "--data-dir", str(folder), "--set", f"data.test_file={outside}"]) == 0
+    assert "dev and test figures recomputed" in capsys.readouterr().out
+    assert main(["verify", "export", "--data-dir", str(folder)]) == 2
+    assert "data.test_file was withheld" in capsys.readouterr().err
+
+
+def stat_mode(path: Path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+COMMANDS = [
+    ["train", "--config", "{config}", "data.data_dir={data}", *ARGS],
+    ["privacy", "runs/r"], ["privacy", "runs/r", "--json"], ["privacy", "runs/r", "--private"],
+    ["eval", "runs/r", "--splits", "test", "dev"],
+    ["audit", "runs/r"], ["audit", "runs/r", "--json"],
+    ["report", "runs/r", "--out", "report"], ["report", "runs/r", "--out", "owner", "--private"],
+    ["replay", "runs/r", "--out", "rebuilt"],
+    ["export", "runs/r", "--out", "export", "--data-dir", "{data}"],
+    ["verify", "export"], ["verify", "runs/r"], ["verify", "export", "--data-dir", "{data}"],
+    ["train", "--forget-secret", "runs/r"],
+]
+"""Every command and output format a user runs on a finished run (the private opt-ins aside: ``--private --json``
+and ``eval --splits pool --private`` print what they were asked to)."""
+
+
+@pytest.mark.slow
+def test_no_untagged_line_of_any_command_depends_on_the_secret(data_dir, tmp_path, monkeypatch, capsys):
+    """Two ZPL runs that differ only in J* and the key: every command, in every format, prints the same lines apart
+    from those tagged [private] (their untagged output may be shared)."""
+    from paczero.trainer import Trainer as RealTrainer
+
+    monkeypatch.setenv("PACZERO_DATA_DIR", str(data_dir))  # where the tiny model's public vocabulary texts are
+    outputs = []
+    for where, secret in (("a", SecretState(key=bytes(32), j_star=1)), ("b", SecretState(key=bytes(range(32)),
+                                                                                        j_star=6))):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)
+        monkeypatch.setattr("paczero.trainer.Trainer", lambda cfg, *, secret_=secret, **kw: RealTrainer(
+            cfg, secret=secret_, **kw))
+        printed = []
+        for argv in COMMANDS:
+            argv = [a.format(config=TINY_CONFIG, data=data_dir) for a in argv]
+            assert main(argv) == 0, argv
+            out = capsys.readouterr()
+            printed.append((argv[:2], _public_lines(out.out), _public_lines(out.err)))
+        left = {str(p): p.read_bytes() for p in Path("runs/r").rglob("*") if p.is_file()}  # after --forget-secret
+        outputs.append((printed, left))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1] and "runs/r/private/diagnostics.jsonl" in outputs[0][1]
+    outputs = [printed for printed, _ in outputs]
+    assert any(lines for _, lines, _ in outputs[0])  # the commands did print (the comparison is not empty)

@@ -159,3 +159,35 @@ def test_report_reads_a_real_tiny_run(tiny_config, tmp_path):
     md = markdown_summary([run], ["accuracy"])
     zero, test = metrics["zero_shot_test"]["accuracy"], metrics["test"]["accuracy"]
     assert f"| real | zpl | 10 | {zero:.4f} | {test:.4f} |" in md
+
+
+def test_a_report_inside_a_run_folder_goes_to_its_private_folder_or_nowhere(tiny_config, capsys):
+    """Anything under a run folder outside ``private/`` is one of its public files: a report there (``--private``
+    or not) is refused, naming the run's private folder; under ``private/`` it is the owner's."""
+    from paczero.trainer import Trainer
+
+    trainer = Trainer(tiny_config("run.name=inside", "train.steps=2", "train.eval_every=1"))
+    trainer.run()
+    run = trainer.run_dir
+    for extra in ([], ["--private"]):
+        assert main(["report", str(run.path), "--out", str(run.path / "x"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"inside the run folder {run.path}" in err and str(run.private) in err
+        assert not (run.path / "x").exists()
+    assert main(["report", str(run.path), "--out", str(run.private / "report"), "--private"]) == 0
+    assert (run.private / "report" / "private" / "private.md").is_file()
+
+
+def test_the_summary_shows_a_classification_runs_macro_f1_per_class_figures_and_confusion_matrix(runs):
+    run = RunDir(runs[0])
+    metrics = run.read_metrics()
+    metrics["test"].update(macro_f1=0.625, per_class={
+        "no": {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 2},
+        "yes": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 4}},
+        confusion_matrix={"labels": ["no", "yes"], "counts": [[2, 0], [2, 2]]})
+    run.write_metrics(metrics)
+    md = markdown_summary([load_run(runs[0]), load_run(runs[1])], ["accuracy"])
+    assert "| zpl-a | zpl | 10 | 0.5000 | 0.8000 | 0.6250 |" in md and "| mi-b | mi | 10 | 0.5000 | 0.8400 | — |" in md
+    assert "## zpl-a: test set per class" in md and "## mi-b" not in md
+    assert "| no | 0.5000 | 1.0000 | 0.6667 | 2 |" in md and "| yes | 1.0000 | 0.5000 | 0.6667 | 4 |" in md
+    assert "| true / predicted | no | yes |\n|---|---|---|\n| no | 2 | 0 |\n| yes | 2 | 2 |" in md

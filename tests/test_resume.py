@@ -221,7 +221,7 @@ def test_finished_runs_cannot_resume_and_can_forget_their_secret(config, tmp_pat
     for name in ("secret.json", "releases.jsonl", "summary.json", "scores.csv"):
         assert name in out
     remaining = {p.relative_to(run.private) for p in run.private.rglob("*") if p.is_file()}
-    assert remaining == {Path("diagnostics.jsonl")}  # pool figures only: no J*, no key
+    assert remaining == {Path("diagnostics.jsonl"), Path("paths.json")}  # pool figures, data paths: no J*, no key
     assert {p: (run.path / p).read_bytes() for p in run.public_files()} == public
     assert main(["audit", str(run.path)]) == 2
 

@@ -50,7 +50,7 @@ def test_a_run_writes_public_files_and_a_private_folder(tiny_config):
     assert run.read_membership().shape == (cfg.data.n_pool, cfg.privacy.n_subsets)
     metrics = run.read_metrics()
     assert metrics["privacy"]["mi_bound_nats"] == 0.0 and metrics["privacy"]["mia_posterior_bound"] == 0.5
-    assert metrics["privacy"]["steps"] == cfg.train.steps and metrics["data"]["dev_is_public"] is True
+    assert metrics["privacy"]["steps"] == cfg.train.steps and metrics["data"]["dev_set"]["public"] is True
     assert metrics["steps_run"] == cfg.train.steps and metrics["best_dev"]["step"] in (5, 10)
     assert metrics["best_dev"]["selected_on"] == "loss"
     assert "unanimity" not in json.dumps(metrics) and set(metrics["data"]["truncated"]) == {"dev", "test"}
@@ -104,6 +104,8 @@ def test_mi_run_publishes_bits_and_its_statement_follows_from_the_settings(tiny_
     assert figures["achieved_mi_nats"] <= budget * (1 + 1e-9)
     assert main(["privacy", str(run.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == statement  # recomputed from the public files alone
+    assert main(["privacy", str(run.path), "--json", "--private"]) == 0  # the opt-in: the owner's figures too
+    assert json.loads(capsys.readouterr().out) == {**statement, "private_figures": figures}
     spent = [d["mi_spent"] for d in run.read_private(run.diagnostics_path)]
     assert spent == sorted(spent) and spent[-1] == pytest.approx(figures["achieved_mi_nats"], rel=1e-12)
 

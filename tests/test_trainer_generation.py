@@ -12,6 +12,8 @@ from paczero.cli import main
 from paczero.rundir import RunDir
 from paczero.trainer import Trainer
 
+CLASSIFICATION = {"loss", "accuracy", "macro_f1", "per_class", "confusion_matrix"}
+
 
 def test_tiny_squad_run_from_the_command_line(data_dir, tmp_path, capsys):
     argv = ["train", "--config", str(TINY_SQUAD_CONFIG), "--data-dir", str(data_dir),
@@ -53,7 +55,7 @@ def test_custom_jsonl_task_runs(tiny_config, tmp_path, kind):
                       "train.steps=2", "train.eval_every=1", *extra)
     metrics = Trainer(cfg).run()
     assert metrics["data"]["n_test"] == 10 and metrics["steps_run"] == 2
-    assert set(metrics["test"]) == ({"loss", "accuracy"} if kind == "classification" else {"loss", "f1", "em"})
+    assert set(metrics["test"]) == (CLASSIFICATION if kind == "classification" else {"loss", "f1", "em"})
 
 
 def test_hf_csv_with_two_text_fields_from_the_command_line(tmp_path, capsys):
@@ -71,7 +73,7 @@ def test_hf_csv_with_two_text_fields_from_the_command_line(tmp_path, capsys):
             "train.steps=2", "train.eval_every=1", f"run.output_dir={tmp_path / 'runs'}", "run.name=nli"]
     assert main(argv) == 0
     metrics = json.loads((tmp_path / "runs" / "nli" / "metrics.json").read_text())
-    assert metrics["data"]["n_test"] == 6 and metrics["steps_run"] == 2 and set(metrics["test"]) == {"loss", "accuracy"}
+    assert metrics["data"]["n_test"] == 6 and metrics["steps_run"] == 2 and set(metrics["test"]) == CLASSIFICATION
 
 
 def test_hf_parquet_generation_runs(tiny_config, tmp_path):

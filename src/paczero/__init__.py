@@ -3,9 +3,11 @@
 Python API::
 
     import paczero
-    cfg = paczero.load_config("configs/sst2-smollm2-zpl.yaml", ["train.steps=50"])
-    metrics = paczero.train(cfg)
-    print(metrics["test"]["accuracy"], metrics["privacy"]["summary"])
+    result = paczero.train("configs/sst2-smollm2-zpl.yaml", ["train.steps=50"])
+    print(result.run_dir, result.test["accuracy"], result.statement.summary)
+
+``paczero.train`` also takes a config as a dict or a :class:`Config`, records as ``datasets`` objects and a model
+already loaded (:func:`paczero.api.train`).
 """
 
 __version__ = "0.1.0"
@@ -27,11 +29,6 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "peft": peft.__version__, "numpy": numpy.__version__}
 
 
-def train(config: Config, *, config_name: str | None = None) -> dict:
-    """Run one training job (see :class:`paczero.trainer.Trainer`) and return its metrics."""
-    from paczero.trainer import train as _train
+from paczero.api import TrainResult, train  # noqa: E402
 
-    return _train(config, config_name=config_name)
-
-
-__all__ = ["Config", "PaczeroError", "__version__", "load_config", "train", "versions"]
+__all__ = ["Config", "PaczeroError", "TrainResult", "__version__", "load_config", "train", "versions"]

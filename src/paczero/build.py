@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from paczero.config import Config, task_kind
+from paczero.data.memory import InMemory
 from paczero.data.tasks import Split, Task, load_task
 from paczero.distributed import Dist
 from paczero.firstorder import FirstOrder
 from paczero.mechanisms.base import Mechanism
 from paczero.mechanisms.registry import build_mechanism, spec
-from paczero.models import LoadedModel, context_length, load_model
+from paczero.models import LoadedModel, Preloaded, context_length, load_model
 from paczero.objectives import Objective, build_objective
 from paczero.progress import phase
 from paczero.secret import SecretState
@@ -53,29 +54,39 @@ class Components:
     local: tuple[np.ndarray, Any] | None = None
     """Under torchrun: this rank's share of the whole pool (indices, encoded), encoded and cached once."""
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and the task's metrics (accuracy, or F1 and EM) of the current weights on a split."""
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Loss and the task's metrics (accuracy and per-class figures, or F1 and EM) of the current weights on a
+        split."""
         with phase(f"evaluating {split}", enabled=self.cfg.run.progress and self.dist.main):
             return self.engine.evaluate(self.objective, self.encoded[split], private=split == "pool")
 
 
-def load_split(cfg: Config) -> tuple[Task, Split]:
-    """The task and its pool/dev/test split, as a run with ``cfg`` sees them."""
-    return load_task(cfg.data, seed=cfg.run.seed)
+def load_split(cfg: Config, memory: InMemory | None = None) -> tuple[Task, Split]:
+    """The task and its pool/dev/test split, as a run with ``cfg`` sees them (``memory``: the records of
+    ``data.in_memory``)."""
+    return load_task(cfg.data, seed=cfg.run.seed, memory=memory)
+
+
+def public_texts(task: Task, split: Split) -> list[str]:
+    """The texts a ``model.name=tiny`` run builds its vocabulary from: the public dev and test records' (a pool word
+    is unknown to it), so that its published tokenizer says nothing of the pool."""
+    return task.texts(split.dev + split.test)
 
 
 def tiny_texts(cfg: Config) -> list[str]:
     """The texts a ``model.name=tiny`` run builds its tokenizer from (empty for real models)."""
     if cfg.model.name != "tiny":
         return []
-    task, split = load_split(cfg)
-    return task.texts(split.pool + split.dev + split.test)
+    return public_texts(*load_split(cfg))
 
 
-def build_model(cfg: Config, *, texts: list[str] | None = None) -> LoadedModel:
-    """The model of ``cfg`` alone (what a replay needs), with the tiny model's vocabulary from ``texts``."""
+def build_model(cfg: Config, *, texts: list[str] | None = None, preloaded: Preloaded | None = None) -> LoadedModel:
+    """The model of ``cfg`` alone (what a replay needs), with the tiny model's vocabulary from ``texts``;
+    ``preloaded`` is a model and tokenizer already in memory (``paczero.train(model=...)``)."""
     words = cfg.data.label_words if task_kind(cfg.data) == "classification" else None
     with phase(f"loading model {cfg.model.name}", enabled=cfg.run.progress):
+        if preloaded is not None:
+            return load_model(cfg.model, seed=cfg.run.seed, preloaded=preloaded, label_words=words)
         return load_model(cfg.model, seed=cfg.run.seed, tiny_texts=tiny_texts(cfg) if texts is None else texts,
                           label_words=words)
 
@@ -107,8 +118,12 @@ def restore_weights(c: Components, initial: list[torch.Tensor]) -> None:
 
 
 def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None = None,
-          base: Components | None = None) -> Components:
+          base: Components | None = None, memory: InMemory | None = None,
+          preloaded: Preloaded | None = None) -> Components:
     """Every component of a run of ``cfg``; the mechanism only when ``secret`` is given (on rank 0).
+
+    ``memory`` holds the records of a config with ``data.in_memory``, ``preloaded`` a model and tokenizer already
+    loaded (both from :func:`paczero.train`).
 
     With ``base`` (the components of an earlier run whose :func:`build_key` matches, its weights put back to θ_0),
     the task, split, model, objective, encoded records and engine are reused: ``paczero compare`` builds them once
@@ -119,8 +134,8 @@ def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None =
         return _with_mechanism(dataclasses.replace(base, cfg=cfg, dist=dist), secret)
     shown = cfg.run.progress and dist.main
     with phase(f"reading {cfg.data.task} records", enabled=shown):
-        task, split = load_split(cfg)
-    loaded = build_model(cfg, texts=task.texts(split.pool + split.dev + split.test))
+        task, split = load_split(cfg, memory)
+    loaded = build_model(cfg, texts=public_texts(task, split), preloaded=preloaded)
     objective = build_objective(task, loaded.tokenizer, data=cfg.data, micro_batch=cfg.zo.micro_batch,
                                 device=loaded.device, context_length=context_length(loaded.model))
     with phase("encoding records", enabled=shown):
@@ -130,7 +145,7 @@ def build(cfg: Config, *, dist: Dist | None = None, secret: SecretState | None =
     if cfg.zo.cache_prefix:
         with phase("caching the frozen bottom's hidden states", enabled=shown):
             for name, enc in encoded.items():
-                if name != "pool" or not dist.active:  # under torchrun each rank caches its own share (step.py)
+                if len(enc) and (name != "pool" or not dist.active):  # under torchrun each rank caches its own share
                     engine.cache(objective, enc)
     return _with_mechanism(Components(cfg=cfg, task=task, split=split, loaded=loaded, objective=objective,
                                       encoded=encoded, engine=engine, membership=None, mechanism=None, dist=dist),

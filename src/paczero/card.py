@@ -1,17 +1,34 @@
-"""The model card of an exported run: a Hugging Face ``README.md`` (YAML metadata, then Markdown) that states the
-privacy guarantee in plain words and numbers, built from the run's public files only (its settings and
-``metrics.json``), so that two runs differing only in the secret give the same card.
+"""The model card of an exported run: a Hugging Face ``README.md`` built with ``huggingface_hub``'s
+:class:`~huggingface_hub.ModelCard` (YAML metadata that ``ModelCard.load`` parses strictly, then Markdown).
+
+It says first, in plain words, what the run promises and what it does not — correct for each family of mechanism —
+then how to use the model (the prompt, the label words, a scoring snippet in plain transformers), the results, the
+settings and how anyone verifies the folder. It is built from the run's public record only (the settings and
+``metrics.json``), so two runs differing only in the secret give the same card, and ``paczero verify`` regenerates
+it byte for byte.
 """
 
 from __future__ import annotations
 
+import re
+from importlib import metadata as package_metadata
+from pathlib import Path
 from typing import Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from paczero.config import DataConfig
+from paczero.data.squad import PROMPT as SQUAD_PROMPT
+from paczero.metrics import scalar_metrics
 
 HUB_DATASETS = {"sst2": "stanfordnlp/sst2", "squad": "rajpurkar/squad"}
+DATASET_NAMES = {"sst2": "SST-2 (GLUE validation)", "squad": "SQuAD v1.1 (validation)"}
 TASKS = {"classification": ("text-classification", "accuracy"), "generation": ("question-answering", "f1")}
 BASE_NAMES = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""Packaged base models and the hub id they are a copy of."""
+BASE_LICENSES = {"smollm2": "apache-2.0"}
+"""The licence of each packaged base model (a hub model's is not known offline: ``model.license`` says it)."""
+PAPER = "https://arxiv.org/abs/2605.06505"
 
 
 def base_model_name(model: dict[str, Any]) -> str:
@@ -19,58 +36,192 @@ def base_model_name(model: dict[str, Any]) -> str:
     return BASE_NAMES.get(model["name"], model["name"])
 
 
-def metadata(metrics: dict[str, Any], *, kind: str, adapter: bool) -> dict[str, Any]:
-    """The card's YAML metadata: base model, library, tags, datasets and the test metrics (model-index)."""
-    cfg = metrics["config"]
-    privacy = metrics["privacy"]
+def base_model_label(model: dict[str, Any]) -> str:
+    """How the card names the base model: its hub id, or a local folder by its own name (never its path)."""
+    return hub_base_model(model) or (model["name"] if model["name"] == "tiny" else
+                                     f"a local model ({Path(model['name']).name})")
+
+
+def hub_base_model(model: dict[str, Any]) -> str | None:
+    """The base model's hub id, or None for a local folder or the tiny test model (never a local path)."""
+    name = base_model_name(model)
+    if name in BASE_NAMES.values():
+        return name
+    looks_like_hub_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) is not None
+    return name if looks_like_hub_id and not Path(name).expanduser().exists() else None
+
+
+def hub_dataset(data: dict[str, Any]) -> str | None:
+    """The hub id of the data set the model was trained on, where it is a public one."""
+    if data["task"] in HUB_DATASETS:
+        return HUB_DATASETS[data["task"]]
+    dataset = data.get("dataset")
+    if data["task"] == "hf" and dataset and not str(dataset).startswith("<withheld>") and \
+            re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(dataset)) and not Path(str(dataset)).expanduser().exists():
+        return str(dataset)
+    return None
+
+
+def license_of(model: dict[str, Any]) -> str:
+    """``model.license``, else the packaged base model's, else ``other``."""
+    return model.get("license") or BASE_LICENSES.get(model["name"], "other")
+
+
+def repository() -> str | None:
+    """Where paczero's source is, from the installed package's metadata (``[project.urls]``)."""
+    try:
+        urls = package_metadata.metadata("paczero").get_all("Project-URL") or []
+    except package_metadata.PackageNotFoundError:
+        return None
+    found = dict(url.split(", ", 1) for url in urls if ", " in url)
+    return found.get("Repository") or found.get("Homepage")
+
+
+def card_data(metrics: dict[str, Any], *, kind: str, adapter: bool) -> ModelCardData:
+    """The card's metadata: base model, licence, library, tags, data set and the test metrics (model-index)."""
+    cfg, privacy = metrics["config"], metrics["privacy"]
     task_type, headline = TASKS[kind]
-    tags = ["paczero", "zeroth-order", f"privacy-{privacy['family']}", cfg["privacy"]["mechanism"]]
-    meta: dict[str, Any] = {"base_model": base_model_name(cfg["model"]), "library_name": "peft" if adapter else
-                            "transformers", "tags": tags, "pipeline_tag": "text-generation"}
-    dataset = {"name": cfg["data"]["task"]}
-    if cfg["data"]["task"] in HUB_DATASETS:
-        meta["datasets"] = [HUB_DATASETS[cfg["data"]["task"]]]
-        dataset["type"] = HUB_DATASETS[cfg["data"]["task"]]
-    results = [{"type": k, "value": v, "name": f"test {k}"} for k, v in sorted(metrics["test"].items())]
-    meta["model-index"] = [{"name": f"paczero-{cfg['privacy']['mechanism']}", "results": [
-        {"task": {"type": task_type}, "dataset": dataset, "metrics": results}]}]
-    meta["metrics"] = [headline]
-    return meta
+    dataset = hub_dataset(cfg["data"])
+    results = [EvalResult(task_type=task_type, dataset_type=dataset or "private",
+                          dataset_name=DATASET_NAMES.get(cfg["data"]["task"], "the owner's test records"),
+                          dataset_split="test", metric_type=name, metric_name=f"test {name}", metric_value=value)
+               for name, value in sorted(scalar_metrics(metrics["test"]).items())]
+    return ModelCardData(
+        base_model=hub_base_model(cfg["model"]), license=license_of(cfg["model"]),
+        library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
+        tags=["paczero", "zeroth-order", f"privacy-{privacy['family']}", cfg["privacy"]["mechanism"]],
+        datasets=[dataset] if dataset else None, metrics=[headline], model_name=f"paczero-{cfg['privacy']['mechanism']}",
+        eval_results=results)
 
 
-def _guarantee(privacy: dict[str, Any]) -> list[str]:
-    family = privacy["family"]
-    bound = privacy["mia_posterior_bound"]
+def promise(metrics: dict[str, Any]) -> list[str]:
+    """What the run promises and what it does not, in plain words (the card's first section)."""
+    cfg, privacy, data = metrics["config"], metrics["privacy"], metrics["data"]
+    family, bound = privacy["family"], privacy["mia_posterior_bound"]
+    n, m = data["n_pool"], cfg["privacy"]["n_subsets"]
+    dev = data.get("dev_set") or {}
     if family == "pac":
         mi = privacy["mi_bound_nats"]
-        relation = "=" if mi == 0 else "≤"
-        lines = [f"**PAC privacy: I(S*; transcript) {relation} {mi:.6g} nats.** Any membership-inference attacker — one who "
-                 "knows the training pool, the candidate subsets, the base model and everything published here — "
-                 f"guesses whether a record was in the secret training subset S* correctly with probability at most "
-                 f"**{bound:.4g}** (a coin flip is 0.5)."]
-        if mi > 0:
-            lines.append(f"That is the bound of ε = {privacy['dp_epsilon_equivalent']:.3g} differential privacy "
-                         "at the same prior.")
+        chance = "exactly 1/2 — a coin flip" if mi == 0 else (
+            f"at most **{bound:.4g}** (a coin flip is 0.5; ε = {privacy['dp_epsilon_equivalent']:.3g} differential "
+            "privacy gives the same bound)")
+        lines = [
+            f"**What this promises.** The model was trained on one of M = {m} candidate halves of a pool of N = {n} "
+            "private records, chosen in secret. Someone who knows every record of the pool, the M halves, the base "
+            "model and everything published here (the weights and the transcript) still cannot tell which half was "
+            f"used: for any record, their chance of guessing whether it was used is {chance}. "
+            f"In numbers: I(S*; transcript) {'=' if mi == 0 else '≤'} {mi:.6g} nats, protecting the "
+            f"{privacy['protects']}.",
+            "",
+            "**What it does not promise.**",
+            "",
+            "- The records' contents are not hidden from anyone who holds the pool: the guarantee is about *which* "
+            "records were used, and its attacker is assumed to know the whole pool already.",
+            "- It is not record-level ε-differential privacy, which bounds what anyone can learn about any one "
+            "record's contribution against every neighbouring data set; this bounds what an attacker learns about "
+            "the secret choice of subset from a pool they know.",
+        ]
     elif family == "dp":
-        lines = [f"**({privacy['dp_epsilon']:.4g}, {privacy['dp_delta']:g})-differential privacy** under "
-                 f"{privacy['neighbouring_relation']}: any membership-inference attacker at prior 1/2 succeeds with "
-                 f"probability at most **{bound:.4g}**."]
+        lines = [
+            f"**What this promises.** ({privacy['dp_epsilon']:.4g}, {privacy['dp_delta']:g})-differential privacy "
+            f"under {privacy['neighbouring_relation']}: replacing any one of the N = {n} training records by any other "
+            "record changes the probability of anything published here by at most a factor e^ε (plus δ). An attacker "
+            "who knows every other record guesses whether a given record was used with probability at most "
+            f"**{bound:.4g}** (a coin flip is 0.5). This protects each record, its contents included.",
+            "",
+            "**What it does not promise.**",
+            "",
+        ]
     else:
-        lines = ["**No privacy guarantee**: this baseline releases functions of the training records without noise."]
-    return lines + ["", f"How it follows: {privacy['derivation']}"]
+        lines = [
+            "**No privacy guarantee.** This is a baseline that releases functions of the training records without "
+            "noise: what the records say can be learned from the weights. Do not present it as private.",
+            "",
+            "**Not protected.**",
+            "",
+        ]
+    if family != "none":
+        lines += [f"- {item[0].upper()}{item[1:]}." for item in privacy["not_protected"]]
+    if dev.get("source") == "none":
+        lines.append("- No dev set selected the checkpoint: these are the weights after the last step.")
+    elif dev:
+        lines.append(f"- {dev['description'][0].upper()}{dev['description'][1:]}.")
+    return lines
 
 
-def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, step: int,
-         verify_command: str) -> str:
-    """The whole ``README.md``: YAML metadata between ``---`` lines, then the card's text."""
-    cfg, privacy = metrics["config"], metrics["privacy"]
-    meta = yaml.safe_dump(metadata(metrics, kind=kind, adapter=adapter), sort_keys=False, allow_unicode=True)
-    headline = TASKS[kind][1]
+def _fields(template: str) -> list[str]:
+    return list(dict.fromkeys(re.findall(r"\{([^{}]+)\}", template)))
+
+
+def usage(metrics: dict[str, Any], *, kind: str, fmt: str) -> list[str]:
+    """How to use the model in plain transformers: the prompt, and a snippet that scores the label words the way
+    paczero does (classification) or generates the answer greedily (generation)."""
+    cfg = metrics["config"]
+    data = cfg["data"]
+    template = data["prompt"] if not (kind == "generation" and data["task"] in ("jsonl", "hf") and
+                                      data.get("prompt_field")) else "{" + data["prompt_field"] + "}"
+    if data["task"] == "squad" and template == DataConfig().prompt:  # left at its default: MeZO's template
+        template = SQUAD_PROMPT
+    if data["task"] == "jsonl" and kind == "generation":
+        template = "{prompt}"
+    fields = _fields(template) or ["sentence"]
+    load = {"adapter": ['from peft import PeftModel',
+                        'base = AutoModelForCausalLM.from_pretrained(model_dir + "/base")  # or the base model\'s hub id',
+                        'model = PeftModel.from_pretrained(base, model_dir).eval()'],
+            }.get(fmt, ['model = AutoModelForCausalLM.from_pretrained(model_dir).eval()'])
+    encode = ('text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, '
+              'add_generation_prompt=True)\nids = tok(text, add_special_tokens=False).input_ids'
+              if data.get("chat_template") else "ids = tok(prompt).input_ids")
+    code = ["import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            'model_dir = "."  # this folder, or the id it is published under', "tok = AutoTokenizer.from_pretrained(model_dir)",
+            *load, f"template = {template!r}",
+            "record = {" + ", ".join(f'"{f}": "..."' for f in fields) + "}  # the fields the prompt names",
+            "prompt = template",
+            "for name, value in record.items():",
+            '    prompt = prompt.replace("{" + name + "}", value)',
+            *encode.split("\n")]
+    if kind == "classification":
+        words = list(data["label_words"])
+        lines = [f"Prompt: `{template!r}`; label words (class 0, 1, …): {', '.join(f'`{w!r}`' for w in words)}. "
+                 "The prediction is the label word with the highest mean log-probability of its tokens after the "
+                 "prompt: score the label words as below. Greedy generation after the prompt may produce other "
+                 "words.", ""]
+        code += [f"words = {words!r}", "",
+                 "def score(word):  # the mean log-probability of the word's tokens after the prompt",
+                 "    w = tok(word, add_special_tokens=False).input_ids",
+                 "    with torch.no_grad():",
+                 "        logp = model(torch.tensor([ids + w])).logits[0, len(ids) - 1:-1].log_softmax(-1)",
+                 "    return logp[range(len(w)), w].mean().item()", "",
+                 "print(max(words, key=score))"]
+    else:
+        lines = [f"Prompt: `{template!r}`. The answer is the greedy continuation of the prompt, at most "
+                 f"{data['max_new_tokens']} tokens, cut at the first newline.", ""]
+        code += ["with torch.no_grad():",
+                 f"    out = model.generate(torch.tensor([ids]), max_new_tokens={data['max_new_tokens']}, "
+                 "do_sample=False)",
+                 'print(tok.decode(out[0, len(ids):], skip_special_tokens=True).split("\\n")[0].strip())']
+    return lines + ["```python", *code, "```"]
+
+
+def _results(metrics: dict[str, Any], headline: str) -> list[str]:
     zero = (metrics.get("zero_shot_test") or {}).get(headline)
     best = metrics["best_dev"]
-    settings = [("mechanism", cfg["privacy"]["mechanism"]), ("base model", base_model_name(cfg["model"])),
-                ("tuning", cfg["model"]["tuning"] + (f", top {cfg['model']['train_top_layers']} layers"
-                                                     if cfg["model"].get("train_top_layers") else "")),
+    rows = [f"| split | {headline} |", "|---|---|"]
+    if zero is not None:
+        rows.append(f"| test, base model | {zero:.4f} |")
+    rows.append(f"| test, this model | {metrics['test'][headline]:.4f} |")
+    if headline in best:
+        rows.append(f"| dev, this checkpoint (selected on dev {best['selected_on']}, step {best['step']}) | "
+                    f"{best[headline]:.4f} |")
+    return rows
+
+
+def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    cfg, privacy = metrics["config"], metrics["privacy"]
+    top = cfg["model"].get("train_top_layers")
+    settings = [("mechanism", cfg["privacy"]["mechanism"]), ("base model", base_model_label(cfg["model"])),
+                ("licence", license_of(cfg["model"])),
+                ("tuning", cfg["model"]["tuning"] + (f", top {top} layers" if top else "")),
                 ("pool size N", metrics["data"]["n_pool"]), ("candidate subsets M", cfg["privacy"]["n_subsets"]),
                 ("steps T", metrics["steps_run"]), ("directions per step K", cfg["zo"]["directions"]),
                 ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']})"),
@@ -80,30 +231,39 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
     if privacy["family"] == "dp":
         settings += [("target ε", cfg["privacy"]["epsilon"]), ("δ", cfg["privacy"]["delta"]),
                      ("Poisson rate q", cfg["privacy"]["sample_rate"])]
-    lines = [
-        "---", meta.rstrip(), "---", "",
-        f"# {base_model_name(cfg['model'])} fine-tuned with paczero ({cfg['privacy']['mechanism']})", "",
-        f"Fine-tuned on {cfg['data']['task']} with zeroth-order (forward-only) optimisation by "
-        f"[paczero](https://arxiv.org/abs/2605.06505) {metrics['versions']['paczero']}.", "",
-        "## Privacy", "", *_guarantee(privacy), "",
-        f"**What is protected**: {privacy.get('protects') or 'nothing'}.", "",
-        "**What is not**: " + "; ".join(privacy["not_protected"]) + ". The dev set that selected the checkpoint "
-        "is public.", "",
-        "**What is public** (and travels with this folder under `paczero/`): " + "; ".join(privacy["public"]) + ".",
-        "",
-        "## Results", "",
-        f"| split | {headline} |", "|---|---|",
-        *([f"| test, base model | {zero:.4f} |"] if zero is not None else []),
-        f"| test, this model | {metrics['test'][headline]:.4f} |",
-        f"| dev, this checkpoint (selected on dev {best['selected_on']}, step {best['step']}) | "
-        f"{best[headline]:.4f} |", "",
-        "## Settings", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in settings], "",
+    return settings
+
+
+def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, step: int,
+         verify_command: str) -> str:
+    """The whole ``README.md`` of an export: metadata, then the card's text."""
+    cfg, privacy = metrics["config"], metrics["privacy"]
+    headline = TASKS[kind][1]
+    base = base_model_label(cfg["model"])
+    fmt = "adapter" if adapter else "full"
+    source = repository()
+    install = f"pip install git+{source}" if source else "pip install paczero"
+    licence = license_of(cfg["model"])
+    body = [
+        f"# {base} fine-tuned with paczero ({cfg['privacy']['mechanism']})", "",
+        f"Fine-tuned on {DATASET_NAMES.get(cfg['data']['task'], 'private records')} with zeroth-order "
+        f"(forward-only) optimisation by [paczero]({source or PAPER}) {metrics['versions']['paczero']} "
+        f"([PACZero]({PAPER})). Privacy in one line: {privacy['summary']}.", "",
+        "## Privacy: what this model promises, and what it does not", "", *promise(metrics), "",
+        f"How the bound follows: {privacy['derivation']}", "",
+        "**Public** (it travels with this folder under `paczero/`): " + "; ".join(privacy["public"]) + ".", "",
+        "## How to use it", "", *usage(metrics, kind=kind, fmt=fmt), "",
+        "## Results", "", *_results(metrics, headline), "",
+        "## Settings", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in _settings(metrics)], "",
         f"These weights are the `{checkpoint}` checkpoint, after {step} of the transcript's {privacy['steps']} steps.",
+        *([] if licence != "other" else ["", "Licence: the base model's licence applies (the run did not name it: "
+                                             "set `model.license`)."]),
         "", "## Verify", "",
-        "The weights are a deterministic function of the base model and the public transcript in `paczero/`. "
-        "Anyone can rebuild them and compare, bit for bit, on the device type the run used:", "",
-        "```bash", f"{verify_command}    # with paczero installed", "```", "",
-        "Whoever holds the training pool (no secret needed) can also check every release against the mechanism's "
-        "rules with `--data-dir`.", "",
+        "Every file here is a deterministic function of the base model and the public transcript in `paczero/`. "
+        "Anyone can regenerate them and compare, byte for byte, on the device type the run used:", "",
+        "```bash", f"{install}", f"{verify_command}", "```", "",
+        "Whoever holds the data (no secret needed) can also recompute the dev and test figures and check every "
+        "release against the mechanism's rules with `--data-dir`.", "",
     ]
-    return "\n".join(lines)
+    return str(ModelCard("---\n" + card_data(metrics, kind=kind, adapter=adapter).to_yaml() + "\n---\n\n"
+                         + "\n".join(body)))

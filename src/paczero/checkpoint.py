@@ -25,7 +25,9 @@ PROGRESS_FILE = "progress.json"
 
 def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
     if lora:
-        loaded.model.save_pretrained(folder)
+        # The base is named by the run's settings; the path the base was loaded from is this machine's business.
+        loaded.model.peft_config["default"].base_model_name_or_path = None
+        loaded.model.save_pretrained(folder, save_embedding_layers=False)
     else:
         folder.mkdir(parents=True)
         save_file({n: p.detach().contiguous().cpu() for n, p in loaded.trainable}, str(folder / WEIGHTS_FILE))

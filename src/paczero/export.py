@@ -5,113 +5,110 @@ base model's dtype) or, for a LoRA run, plain ``peft`` (``PeftModel.from_pretrai
 ``--merge-lora`` the adapters are merged into full weights); no paczero needed. A base model that is not on the
 hub (the packaged GGUF, a local folder, the tiny test model) is written beside a LoRA adapter as ``DIR/base/``.
 
-It is built from the run's public side only — the settings, the transcript, the membership matrix, the public
-metrics and the chosen checkpoint's weights — and carries them in ``DIR/paczero/`` so that anyone can verify it
-(``paczero verify DIR``); ``private/`` is never read. Before anything is written the run is checked: its public
-files must be present and consistent (the transcript contiguous, its seeds and learning rates the public
-schedule's, the statement recomputed from it equal to the one in ``metrics.json``), and — unless ``verify=False``
-— the checkpoint's weights must be the base model updated by the transcript, bit for bit.
+It is built from the run's public record only — the settings, the transcript, the dev evaluations and the
+evaluation figures — and carries it in ``DIR/paczero/`` so that anyone can verify it (``paczero verify DIR``);
+``private/`` is never read. The weights are not copied from the checkpoint: they are rebuilt from the base model and
+the transcript. Before anything is written the run folder must pass ``paczero verify``'s checks of its public files
+(so a tampered run folder — an edited statement, a shadow weights file, a checkpoint that is not the transcript's —
+is refused), and every file is written by :func:`paczero.publication.write_export`, the function ``verify``
+regenerates it with.
 """
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import Any
 
 from paczero import progress
-from paczero.card import base_model_name, card
-from paczero.config import load_run_config, task_kind
 from paczero.errors import PaczeroError
-from paczero.fileio import write_json, write_text
 from paczero.mechanisms.registry import run_statement
-from paczero.rundir import RunDir
-from paczero.verify import EXPORT_DIR, VerificationFailed, check_schedule, read_published, verify_weights
-
-CHECKPOINTS = ("best", "last")
-ON_THE_HUB = "/"
-"""A model name with a slash and no local folder of that name is taken to be a hub name (``facebook/opt-1.3b``)."""
-
-
-def _check_public(run: RunDir, metrics: dict[str, Any]) -> None:
-    cfg = load_run_config(run.path)
-    published = read_published(run.path)
-    check_schedule(cfg, published.steps)
-    recomputed = run_statement(cfg, steps=len(published.steps),
-                               releases=sum(len(s.directions) for s in published.steps)).to_dict()
-    if recomputed != metrics["privacy"]:
-        raise VerificationFailed(f"{run.metrics_path}: its privacy statement is not the one the settings and the "
-                                 "transcript give; refusing to export an inconsistent run")
-    if run.membership_path.exists():
-        shape = run.read_membership().shape
-        if shape != (cfg.data.n_pool, cfg.privacy.n_subsets):
-            raise VerificationFailed(f"{run.membership_path} has shape {shape}; the settings give "
-                                     f"{(cfg.data.n_pool, cfg.privacy.n_subsets)}")
+from paczero.publication import CHECKPOINTS, PublicRecord, export_step, write_export
+from paczero.rundir import check_outside_public_side
+from paczero.verify import (
+    build_base,
+    check_files,
+    check_schedule,
+    check_selection,
+    check_values,
+    read_published,
+    replay_steps,
+    with_paths,
+)
 
 
-def _on_the_hub(name: str) -> bool:
-    return ON_THE_HUB in name and not Path(name).expanduser().exists()
+def check_promise(record: PublicRecord) -> None:
+    """Refuse to publish a privacy card that promises nothing: a budget run with ``privacy.allow_vacuous`` or whose
+    statement is vacuous (an MIA bound of 0.999 or more). A non-private baseline (MeZO, an ablation) is exported,
+    its card saying plainly that it has no privacy guarantee."""
+    cfg = record.cfg
+    statement = run_statement(cfg, steps=len(record.steps), releases=sum(len(s.directions) for s in record.steps))
+    if cfg.privacy.allow_vacuous or (statement.vacuous and statement.family != "none"):
+        raise PaczeroError(f"this run's guarantee promises nothing ({statement.summary}; privacy.allow_vacuous="
+                           f"{str(cfg.privacy.allow_vacuous).lower()}): paczero does not publish it with a privacy card")
+
+
+def push_to_hub(folder: Path, repo_id: str, *, private: bool = False) -> str:
+    """Upload an export to the Hugging Face hub as the model repository ``repo_id`` (created if missing); returns
+    its URL. Needs the hub (and a token: ``huggingface-cli login`` or ``HF_TOKEN``)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from paczero.hub import hub_reachable
+
+    if not hub_reachable():
+        raise PaczeroError(f"--push-to-hub {repo_id}: the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set); "
+                           f"the export is in {folder}: push it later with huggingface-cli upload {repo_id} {folder}")
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                          commit_message="paczero export: model, privacy card and public transcript")
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise PaczeroError(f"--push-to-hub {repo_id} failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); the "
+                           f"export is in {folder}") from None
+    return str(url)
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best", merge_lora: bool = False,
-               verify: bool = True, show: bool = True) -> dict[str, Any]:
-    """Write the export of ``run_dir``'s ``checkpoint`` into the new folder ``out``; returns what was written."""
+               data_dir: str | None = None, paths: list[str] = (), show: bool = True) -> dict[str, Any]:
+    """Write the export of ``run_dir``'s ``checkpoint`` into the new folder ``out``; returns what was written
+    (``data_dir`` and ``paths``, ``data.KEY=PATH``: where the tiny test model finds the public texts of its
+    vocabulary; no other model reads data)."""
     from paczero.build import build_model
-    from paczero.checkpoint import load_weights
-    from paczero.models import publishable
 
     if checkpoint not in CHECKPOINTS:
         raise PaczeroError(f"--checkpoint {checkpoint!r} is invalid; expected one of {', '.join(CHECKPOINTS)}")
-    run, out = RunDir.open(run_dir), Path(out)
+    run_dir, out = Path(run_dir), Path(out)
     if out.exists():
         raise PaczeroError(f"--out {out} already exists; give a new folder")
-    metrics = run.read_metrics()
-    if metrics is None:
-        raise PaczeroError(f"{run.path} has not finished (no metrics.json): there is no released model to export")
-    cfg = load_run_config(run.path)
+    check_outside_public_side(out.parent, what="an export")
+    published = read_published(run_dir)
+    if published.is_export:
+        raise PaczeroError(f"{run_dir} is an export already; export a run directory")
+    record = published.record
+    cfg = record.cfg
     lora = cfg.model.tuning == "lora"
     if merge_lora and not lora:
         raise PaczeroError("--merge-lora applies to LoRA runs (model.tuning=lora) only")
-    folder = run.checkpoint(checkpoint)
-    if not folder.is_dir():
-        raise PaczeroError(f"checkpoint folder not found: {folder}")
-    step = metrics["best_dev"]["step"] if checkpoint == "best" else metrics["steps_run"]
-    _check_public(run, metrics)
-    if verify:
-        published = read_published(run.path)
-        targets = [t for t in published.targets if t[1] == folder]
-        verify_weights(type(published)(cfg=published.cfg, steps=published.steps, targets=targets), show=show)
-    loaded = build_model(cfg)
-    load_weights(loaded, folder, lora=lora)
+    check_promise(record)
+    check_schedule(cfg, record.steps)
+    check_values(cfg, record.steps)
+    check_selection(record, run_dir / "metrics.json")
+    model_cfg = with_paths(cfg, list(paths))
+    model_cfg.data.data_dir = data_dir
+    check_files(published, model_cfg=model_cfg, show=show)
     fmt = "adapter" if lora and not merge_lora else "merged" if lora else "full"
+    loaded = build_model(model_cfg)
+    replay_steps(loaded, record.steps[:export_step(record, checkpoint)], cfg, show)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with progress.phase(f"writing {out}", enabled=show):
-        if fmt == "adapter":  # where peft looks for the base: its hub name, else the base written beside it
-            name = cfg.model.name if _on_the_hub(cfg.model.name) else "base"
-            loaded.model.peft_config["default"].base_model_name_or_path = name
-        model = loaded.model.merge_and_unload() if fmt == "merged" else publishable(loaded)
-        model.save_pretrained(tmp, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(tmp)
-        if fmt == "adapter" and not _on_the_hub(cfg.model.name):
-            base_cfg = copy.deepcopy(cfg)
-            base_cfg.model.tuning, base_cfg.model.train_top_layers = "full", None
-            base = build_model(base_cfg)  # the same θ_0 the adapters were attached to, without them
-            base.model.save_pretrained(tmp / "base", safe_serialization=True)
-            base.tokenizer.save_pretrained(tmp / "base")
-        public = tmp / EXPORT_DIR
-        public.mkdir()
-        shutil.copyfile(run.config_path, public / "run.yaml")
-        shutil.copyfile(run.transcript_path, public / "transcript.jsonl")
-        shutil.copyfile(run.evaluations_path, public / "evaluations.jsonl")
-        shutil.copyfile(run.metrics_path, public / "metrics.json")
-        if run.membership_path.exists():
-            shutil.copyfile(run.membership_path, public / "membership.npy")
-        write_json(public / "export.json", {"checkpoint": checkpoint, "step": step, "format": fmt,
-                                            "base_model": base_model_name(metrics["config"]["model"])})
-        write_text(tmp / "README.md", card(metrics, kind=task_kind(cfg.data), adapter=fmt == "adapter",
-                                           checkpoint=checkpoint, step=step, verify_command="paczero verify ."))
+        try:
+            write_export(tmp, record, loaded, checkpoint=checkpoint, fmt=fmt,
+                         base=build_base(model_cfg) if fmt == "adapter" else None)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         tmp.rename(out)
-    return {"folder": out, "format": fmt, "checkpoint": checkpoint, "step": step}
-
+    return {"folder": out, "format": fmt, "checkpoint": checkpoint, "step": export_step(record, checkpoint)}

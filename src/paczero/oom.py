@@ -19,7 +19,7 @@ from typing import Callable, TypeVar
 import torch
 
 from paczero.errors import PaczeroError
-from paczero.rundir import PRIVATE_TAG
+from paczero.errors import PRIVATE_TAG
 
 log = logging.getLogger("paczero")
 

@@ -75,7 +75,6 @@ class NoisyBit(Release):
     mi: float
     """The MI charged for this release (≤ beta), on ``channel``."""
     channel: str
-    carried_true_sign: bool
     kind: ClassVar[str] = "noisy"
 
 

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.fileio import atomic_write, write_text
-from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir
+from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir, check_outside_public_side
 
 FIGSIZE = (6.4, 4.2)
 MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
@@ -250,8 +250,8 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
     columns show both that checkpoint's and the best over all evaluations (they differ when the selection is on
     the dev loss).
     """
-    header = ["run", "mechanism", "steps", "zero-shot test acc", "test acc", "selected (dev metric, step)",
-              "dev acc of selected", "best dev acc (step)", "MI bound (nats)", "MIA posterior bound", "DP ε"]
+    header = ["run", "mechanism", "steps", "zero-shot test acc", "test acc", "test macro-F1", "selected (dev metric, "
+              "step)", "dev acc of selected", "best dev acc (step)", "MI bound (nats)", "MIA posterior bound", "DP ε"]
     lines = ["# paczero report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         m = run.metrics or {}
@@ -261,6 +261,7 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
         eps = privacy.get("dp_epsilon", privacy.get("dp_epsilon_equivalent"))
         row = [run.name, run.mechanism, _fmt(m.get("steps_run"), "d"),
                _fmt((m.get("zero_shot_test") or {}).get("accuracy")), _fmt((m.get("test") or {}).get("accuracy")),
+               _fmt((m.get("test") or {}).get("macro_f1")),
                f"{best.get('selected_on', '—')}, {_fmt(best.get('step'), 'd')}", _fmt(best.get("accuracy")), top,
                _fmt(privacy.get("mi_bound_nats"), ".4g"), _fmt(privacy.get("mia_posterior_bound")), _fmt(eps, ".3g")]
         lines.append("| " + " | ".join(row) + " |")
@@ -269,19 +270,36 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
               "the bounds are recomputed from the settings and the transcript (1.0 for non-private runs)."]
     if unfinished:
         lines += ["", f"Not finished (no metrics.json): {', '.join(unfinished)}."]
+    lines += [line for run in runs for line in _per_class(run)]
     lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
 
 
+def _per_class(run: RunData) -> list[str]:
+    """A classification run's test figures per class and its confusion matrix (rows: true, columns: predicted)."""
+    test = (run.metrics or {}).get("test") or {}
+    if "per_class" not in test:
+        return []
+    lines = ["", f"## {run.name}: test set per class", "", "| class | precision | recall | F1 | support |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+              for name, c in test["per_class"].items()]
+    matrix = test["confusion_matrix"]
+    labels = matrix["labels"]
+    lines += ["", "| true / predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(map(str, row)) + " |" for name, row in zip(labels, matrix["counts"])]
+    return lines
+
+
 def private_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
     """The owner's Markdown table: figures computed on the pool (never publish)."""
-    header = ["run", "unanimity rate", "MI charged (nats)", "noisy bits carrying the true sign", "release kinds"]
+    header = ["run", "unanimity rate", "MI charged (nats)", "noisy releases", "release kinds"]
     lines = ["# PRIVATE: computed on the pool, do not publish", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for run in runs:
         f = run.private or {}
         lines.append("| " + " | ".join([run.name, _fmt(f.get("unanimity_rate"), ".3f"),
-                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("true_sign_rate"), ".3f"),
+                                        _fmt(f.get("achieved_mi_nats"), ".4g"), _fmt(f.get("noisy_releases"), "d"),
                                         str(f.get("release_kinds", "—"))]) + " |")
     lines += ["", "## Figures", ""] + [f"![{name}]({name}.png)" for name in figures]
     return "\n".join(lines) + "\n"
@@ -292,6 +310,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, private: bo
     """Write one PNG per public figure and ``report.md`` into ``out`` (and, ``private``, the owner's figures and
     ``private.md`` into ``out/private/``, mode 0700/0600); returns ``{name: path}``."""
     out = Path(out)
+    check_outside_public_side(out, what="a report")
     runs = [load_run(p, private=private) for p in run_dirs]
     written: dict[str, Path] = {}
     todo = [(name, build, out, 0o644) for name, build in FIGURES.items()]

@@ -15,11 +15,13 @@ the base model and the released values only)::
 read by anything that writes a public file)::
 
     secret.json          J* and the key of the private randomness
+    paths.json           where the owner keeps the data (the paths config.yaml withholds)
     releases.jsonl       each release's private record (kind, subset signs, q₊, β, flip, MI, batch)
     diagnostics.jsonl    per step: pool loss, unanimity, non-finite count, MI spent
     state/<step>.json    the mechanism's state and counters at a checkpoint (posterior, MI spent)
     privacy.json         the owner's figures: achieved MI, release kinds, unanimity, true-sign rate
     timings.json         wall-clock figures (a DP run's depend on its secret batches)
+    records.json         SHA-256 of the records passed in memory (``paczero.train(data=...)``), to check a resume
     tensorboard/         the owner's dashboard (wall times, pool figures)
     audit/               membership-inference audits (they use J*)
 
@@ -40,12 +42,11 @@ from typing import Any
 import numpy as np
 
 from paczero.checkpoint import PROGRESS_FILE, recover
-from paczero.errors import PaczeroError
+from paczero.config import WITHHELD_PATHS_FILE
+from paczero.errors import PRIVATE_TAG, PaczeroError
 from paczero.fileio import append_bytes, append_jsonl, atomic_write, read_json, write_json, write_text
 from paczero.secret import SecretState
 
-PRIVATE_TAG = "[private]"
-"""Printed lines that show figures computed on the pool or with the secret start with this tag."""
 PRIVATE_DIR = "private"
 PRIVATE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -130,14 +131,23 @@ class RunDir:
 
     # ------------------------------------------------------------------ creation
     @classmethod
-    def create(cls, path: str | os.PathLike) -> "RunDir":
-        """Make a new, empty run folder (refusing an existing one) and its private folder."""
+    def create(cls, path: str | os.PathLike, *, closed: bool = False) -> "RunDir":
+        """Make a new, empty run folder (refusing an existing one) and its private folder.
+
+        ``closed``: the folder is 0700 until :meth:`open_to_all` (a DP run's public files grow once per step, and
+        their times would time its secret Poisson batches for any local user watching them).
+        """
         run = cls(path)
         if run.path.exists():
             raise PaczeroError(f"run directory {run.path} already exists; choose another run.name")
-        run.path.mkdir(parents=True)
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        run.path.mkdir(mode=PRIVATE_DIR_MODE if closed else 0o777)
         run.ensure_private()
         return run
+
+    def open_to_all(self) -> None:
+        """A finished run's folder, readable by all (0755): its public side may be shared; ``private/`` stays 0700."""
+        self.path.chmod(0o755)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "RunDir":
@@ -256,6 +266,16 @@ class RunDir:
         return self.private / "privacy.json"
 
     @property
+    def withheld_paths_path(self) -> Path:
+        """The data paths the published settings withhold (read back by :func:`paczero.config.load_run_config`)."""
+        return self.path / WITHHELD_PATHS_FILE
+
+    @property
+    def records_path(self) -> Path:
+        """The digests of records passed in memory (a resume must be given the same)."""
+        return self.private / "records.json"
+
+    @property
     def audit_dir(self) -> Path:
         return self.private / "audit"
 
@@ -286,6 +306,12 @@ class RunDir:
         self.ensure_private()
         path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         write_json(path, obj, mode=PRIVATE_MODE)
+
+    def read_private_json(self, path: Path) -> Any:
+        """A private JSON file (a clear error if it is missing)."""
+        if not path.is_file():
+            raise PaczeroError(f"{path} is missing (was the private folder removed with --forget-secret?)")
+        return read_json(path)
 
     def read_private(self, path: Path) -> list[dict[str, Any]]:
         """The complete records of a private log ([] if it does not exist)."""
@@ -329,19 +355,37 @@ class RunDir:
 
         ``diagnostics.jsonl`` (pool loss, unanimity, MI spent) is kept where it depends on the pool and the
         released values only (``keep_diagnostics``: PAC runs and MeZO; a DP run's is computed on its secret
-        Poisson batches).
+        Poisson batches); ``paths.json`` (where the data is) is kept.
         """
         removed = []
         if not self.private.is_dir():
             return removed
+        kept = {self.withheld_paths_path} | ({self.diagnostics_path} if keep_diagnostics else set())
         for p in sorted(self.private.rglob("*"), reverse=True):
-            if p.is_file() and not (keep_diagnostics and p == self.diagnostics_path):
+            if p.is_file() and p not in kept:
                 _shred(p)
                 removed.append(p)
         for p in sorted(self.private.rglob("*"), reverse=True):
             if p.is_dir():
                 shutil.rmtree(p)
         return removed
+
+
+def enclosing_run(path: str | os.PathLike) -> RunDir | None:
+    """The run folder that ``path`` lies in (or is), or None."""
+    for folder in (Path(path).resolve(), *Path(path).resolve().parents):
+        if (folder / CONFIG_FILE).is_file() and (folder / TRANSCRIPT_FILE).exists():
+            return RunDir(folder)
+    return None
+
+
+def check_outside_public_side(path: str | os.PathLike, *, what: str) -> None:
+    """Refuse to write ``what`` at ``path`` inside a run folder's public side: anything there outside ``private/`` is
+    a public file of the run (and ``paczero verify`` refuses a run folder holding files it did not write)."""
+    run = enclosing_run(path)
+    if run is not None and run.private.resolve() not in (Path(path).resolve(), *Path(path).resolve().parents):
+        raise PaczeroError(f"{path} lies inside the run folder {run.path}, among its public files: write {what} "
+                           f"outside any run folder (or under {run.private} for the owner's eyes only)")
 
 
 def _complete_records(path: Path) -> list[dict[str, Any]]:

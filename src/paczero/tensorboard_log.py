@@ -19,8 +19,10 @@ TAGS = {
     "mi_spent": "private/mi_spent_nats",
     "dev_loss": "dev/loss",
     "dev_accuracy": "dev/accuracy",
+    "dev_macro_f1": "dev/macro_f1",
     "test_loss": "test/loss",
     "test_accuracy": "test/accuracy",
+    "test_macro_f1": "test/macro_f1",
 }
 """Tag of each logged key; other numeric keys are logged as ``diagnostics/<key>``."""
 PRIVATE_MODE = 0o600

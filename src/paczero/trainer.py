@@ -23,30 +23,22 @@ import numpy as np
 from paczero import ledger, progress, versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
-from paczero.config import Config, config_differences, load_run_config, selection_metric
+from paczero.config import (Config, config_differences, data_name, dev_source, load_run_config, public_config,
+                            selection_metric)
+from paczero.data.memory import InMemory
 from paczero.distributed import Dist, DistError
 from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
-from paczero.mechanisms.registry import run_statement, spec
+from paczero.mechanisms.registry import spec
+from paczero.metrics import scalar_metrics
+from paczero.models import Preloaded
+from paczero.publication import Progress, is_better, metrics_document
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
 from paczero.step import StepResult, apply_update, first_order_step, learning_rate, release
 from paczero.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("paczero")
-
-
-@dataclass
-class Progress:
-    """The public state carried from step to step (saved with ``checkpoints/last``): functions of the public
-    seed and the transcript only."""
-
-    step: int = 0
-    zero_shot: dict[str, float] | None = None
-    best: dict[str, Any] | None = None
-    final_dev: dict[str, float] | None = None
-    evaluations: int = 0
-    fingerprint: str = ""
 
 
 @dataclass
@@ -61,13 +53,15 @@ class Trainer:
     """One run. ``Trainer(cfg).run()`` = :meth:`setup` + :meth:`train` + :meth:`cleanup`; returns the metrics.
 
     ``secret`` replaces the fresh secret draw (tests use it to vary J* alone); never pass one in real use.
-    ``base`` lends the components of an earlier run at θ_0 (:func:`paczero.build.build`).
+    ``base`` lends the components of an earlier run at θ_0 (:func:`paczero.build.build`); ``memory`` and
+    ``preloaded`` are the records and the model passed in memory to :func:`paczero.train`.
     """
 
     def __init__(self, config: Config, *, secret: SecretState | None = None, config_name: str | None = None,
-                 dist: Dist | None = None, base: Components | None = None):
+                 dist: Dist | None = None, base: Components | None = None, memory: InMemory | None = None,
+                 preloaded: Preloaded | None = None):
         self.cfg, self.dist, self.config_name = config, dist or Dist(), config_name
-        self._secret, self._base = secret, base
+        self._secret, self._base, self._memory, self._preloaded = secret, base, memory, preloaded
         self.progress, self.private = Progress(fingerprint=config.fingerprint()), PrivateProgress()
         self.run_dir: RunDir | None = None
         self.c: Components | None = None
@@ -91,7 +85,12 @@ class Trainer:
             secret = run.load_secret() if run is not None else self._secret or SecretState.fresh(cfg.privacy.n_subsets)
             if not 0 <= secret.j_star < cfg.privacy.n_subsets:  # the message must not reveal J*
                 raise PaczeroError("the run's secret state does not match privacy.n_subsets in config.yaml")
-        self.c = build(cfg, dist=dist, secret=secret, base=self._base)
+        if run is not None and dist.main:
+            self._check_records(run)
+        self.c = build(cfg, dist=dist, secret=secret, base=self._base, memory=self._memory,
+                       preloaded=self._preloaded)
+        if dist.main:
+            self._announce_public_records()
         if run is None:  # everything that can fail on user input has been checked: only now create the folder
             run = self._create_run_dir(secret)
         else:
@@ -111,18 +110,55 @@ class Trainer:
         cfg, run, error = self.cfg, None, None
         if self.dist.main:
             try:
-                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name())
+                run = RunDir.create(Path(cfg.run.output_dir) / self._run_name(),
+                                    closed=spec(cfg.privacy.mechanism).family == "dp")
             except PaczeroError as exc:
                 error = str(exc)
         run, error = self.dist.broadcast((run, error))
         if error is not None:
             raise PaczeroError(error)
         if self.dist.main:
-            run.write_config(cfg.to_yaml())
+            public, withheld = public_config(cfg)
+            if withheld:  # where the owner keeps the data: in the private folder, never in a public file
+                run.write_private_json(run.withheld_paths_path, withheld)
+            run.write_config(public.to_yaml())
             if self.c.membership is not None:
                 run.write_membership(self.c.membership)
             run.save_secret(secret)
+            if self._memory is not None:
+                run.write_private_json(run.records_path, self._memory.digests())
         return run
+
+    def _check_records(self, run: RunDir) -> None:
+        """On resume: the records passed in memory are those the run started with (digests in its private folder)."""
+        if not self.cfg.data.in_memory:
+            return
+        if self._memory is None:
+            raise PaczeroError(f"{run.path} was trained on records passed in memory: resume it from Python with the "
+                               f"same objects, paczero.train(resume={str(run.path)!r}, data=...)")
+        saved = run.read_private_json(run.records_path)
+        differ = [name for name, digest in self._memory.digests().items() if saved.get(name) != digest]
+        differ += [name for name in saved if name not in self._memory.splits()]
+        if differ:
+            raise PaczeroError(f"cannot resume {run.path} with other records: the {', '.join(sorted(set(differ)))} "
+                               "records passed differ from those the run started with")
+
+    def _announce_public_records(self) -> None:
+        """Say at the start which of the user's records the run publishes (a dev or test set drawn from the private
+        train records), and that without a dev set the last checkpoint is released."""
+        data, split = self.cfg.data, self.c.split
+        own = data.task in ("jsonl", "hf")
+        source = dev_source(data)
+        if source == "none":
+            log.info("no dev set (data.dev_source=none): no checkpoint selection, the last checkpoint is released")
+        elif source == "train" and own:
+            log.warning("data.dev_source=train: %d records of the private train records become the public dev set "
+                        "(disjoint from the pool; they and their metrics are published, and nothing protects them)",
+                        len(split.dev))
+        if data.test_fraction is not None:
+            log.warning("data.test_fraction=%g: %d records of the private train records become the public test set "
+                        "(never in the pool; their metrics are published)", data.test_fraction,
+                        len(split.test))
 
     def _reopen(self, run: RunDir) -> None:
         """Position the run at its last checkpoint (or its start); rank 0 cuts its private logs back to it."""
@@ -146,12 +182,14 @@ class Trainer:
 
     def _run_name(self) -> str:
         cfg = self.cfg
-        return cfg.run.name or "-".join(filter(None, [self.config_name, cfg.privacy.mechanism, f"s{cfg.run.seed}",
+        return cfg.run.name or "-".join(filter(None, [data_name(cfg) or self.config_name, cfg.privacy.mechanism,
+                                                      f"s{cfg.run.seed}",
                                                       datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")]))
 
     @classmethod
     def resume(cls, run_dir: Path, *, config: Config | None = None, dist: Dist | None = None,
-               base: Components | None = None) -> "Trainer":
+               base: Components | None = None, memory: InMemory | None = None,
+               preloaded: Preloaded | None = None) -> "Trainer":
         """A trainer set up at ``run_dir``'s last checkpoint; ``config``, if given, must equal the run's own."""
         saved = load_run_config(run_dir)
         if config is not None and config.fingerprint() != saved.fingerprint():
@@ -159,7 +197,7 @@ class Trainer:
                                f"{', '.join(config_differences(saved, config))}")
         if RunDir(run_dir).finished:
             raise PaczeroError(f"{run_dir} has finished (metrics.json exists); nothing to resume")
-        trainer = cls(saved, dist=dist, base=base)
+        trainer = cls(saved, dist=dist, base=base, memory=memory, preloaded=preloaded)
         if config is not None:
             trainer.cfg.run.progress = config.run.progress
         trainer.setup(resume=Path(run_dir))
@@ -179,16 +217,19 @@ class Trainer:
             handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         if cfg.logging.tensorboard and dist.main:
             self._tensorboard = TensorBoardLog(run.tensorboard_dir, purge_step=p.step + 1)
+        # A DP step's time follows its secret Poisson batch: that bar shows no clock and moves at evaluations only.
+        secret_timing = spec(cfg.privacy.mechanism).family == "dp"
         bar = progress.bar(total=cfg.train.steps, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step",
-                           enabled=cfg.run.progress and dist.main, timed=spec(cfg.privacy.mechanism).family != "dp")
+                           enabled=cfg.run.progress and dist.main, timed=not secret_timing)
         step_seconds: list[float] = []
         try:
             while p.step < cfg.train.steps:
                 t0 = time.perf_counter()
                 postfix = self._one_step()
                 step_seconds.append(time.perf_counter() - t0)
-                bar.update(1)
-                bar.set_postfix(postfix)
+                if not secret_timing or len(postfix) > 1 or p.step == cfg.train.steps:  # a dev evaluation was due
+                    bar.update(p.step - bar.n)
+                    bar.set_postfix(postfix)
                 if self._stop is not None:
                     raise Interrupted(run.path, p.step, self._stop)
             if not dist.main:
@@ -271,18 +312,22 @@ class Trainer:
         """Rank 0: the dev evaluation (public) and the checkpoints due after a step."""
         cfg, p = self.cfg, self.progress
         done = p.step == cfg.train.steps
-        evaluate = p.step % cfg.train.eval_every == 0 or done
+        evaluate = (p.step % cfg.train.eval_every == 0 or done) and dev_source(cfg.data) != "none"
         if evaluate:
             p.final_dev = self.c.evaluate("dev")
-            self._evaluations.write(p.evaluations, jsonl_line({"step": p.step, **p.final_dev}))
+            scalars = scalar_metrics(p.final_dev)
+            self._evaluations.write(p.evaluations, jsonl_line({"step": p.step, **scalars}))
             p.evaluations += 1
             if self._tensorboard is not None:
-                self._tensorboard.log({"step": p.step - 1, **{f"dev_{k}": v for k, v in p.final_dev.items()}})
-            if _is_better(p.final_dev, p.best, selection_metric(cfg)):
+                self._tensorboard.log({"step": p.step - 1, **{f"dev_{k}": v for k, v in scalars.items()}})
+            if is_better(p.final_dev, p.best, selection_metric(cfg)):
                 p.best = {"step": p.step, "selected_on": selection_metric(cfg), **p.final_dev}
                 save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
             postfix[f"dev_{self.c.objective.metric}"] = f"{p.final_dev[self.c.objective.metric]:.3f}"
-        if evaluate or p.step % cfg.train.checkpoint_every == 0 or self._stop is not None:
+        elif done and dev_source(cfg.data) == "none":  # no selection: the last weights are the released ones
+            p.best = {"step": p.step, "selected_on": "last"}
+            save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
+        if evaluate or done or p.step % cfg.train.checkpoint_every == 0 or self._stop is not None:
             self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
@@ -298,29 +343,28 @@ class Trainer:
         cfg, run, p, c = self.cfg, self.run_dir, self.progress, self.c
         load_weights(c.loaded, run.checkpoint("best"), lora=cfg.model.tuning == "lora")
         test = c.evaluate("test")
-        log.info("test after training (best dev step %d): %s", p.best["step"], _format(test))
+        chosen = "last step {}, no dev set" if p.best["selected_on"] == "last" else "best dev step {}"
+        log.info("test after training (%s): %s", chosen.format(p.best["step"]), _format(test))
         if c.optimizer is not None:  # a first-order method released nothing per step: there is no transcript
-            statement = run_statement(cfg, steps=p.step, releases=0)
+            steps, releases = p.step, 0
         else:
             transcript = run.read_transcript()
-            statement = run_statement(cfg, steps=len(transcript),
-                                      releases=sum(len(r["directions"]) for r in transcript))
-        metrics = {
-            "config": cfg.to_dict(),
-            "model": {"name": cfg.model.name, "tuning": cfg.model.tuning, "trainable_parameters": c.loaded.n_trainable},
-            "data": {"n_pool": len(c.split.pool), "n_dev": len(c.split.dev), "n_test": len(c.split.test),
-                     "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}, "dev_is_public": True},
-            "zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
-            "steps_run": p.step, "privacy": statement.to_dict(), "versions": versions(),
-        }
+            steps, releases = len(transcript), sum(len(r["directions"]) for r in transcript)
+        figures = {"zero_shot_test": p.zero_shot, "best_dev": p.best, "final_dev": p.final_dev, "test": test,
+                   "data": {"n_dev": len(c.split.dev), "n_test": len(c.split.test),
+                            "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}},
+                   "versions": versions()}
+        metrics = metrics_document(public_config(cfg)[0], trainable_parameters=c.loaded.n_trainable,
+                                   steps=steps, releases=releases, figures=figures)
         run.write_metrics(metrics)
         releases = ledger.parse_releases(run.read_private(run.releases_path))
         self.private_figures = {**ledger.private_summary(releases), "nonfinite_estimates": self.private.nonfinite,
                                 "pool_truncated": c.encoded["pool"].truncated}
         run.write_private_json(run.privacy_path, self.private_figures)
         run.write_private_json(run.timings_path, self.timings)
+        run.open_to_all()
         if self._tensorboard is not None:
-            self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in test.items()}})
+            self._tensorboard.log({"step": p.step - 1, **{f"test_{k}": v for k, v in scalar_metrics(test).items()}})
         return metrics
 
     def cleanup(self) -> None:
@@ -335,18 +379,7 @@ class Trainer:
         return self.train()
 
 
-def _format(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+def _format(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items())
 
 
-def _is_better(dev: dict[str, float], best: dict[str, Any] | None, key: str) -> bool:
-    if not math.isfinite(dev[key]):
-        return best is None
-    if best is None or not math.isfinite(best[key]):
-        return True
-    return dev[key] < best[key] if key == "loss" else dev[key] > best[key]
-
-
-def train(config: Config, *, config_name: str | None = None) -> dict[str, Any]:
-    """Run one training job from a :class:`~paczero.config.Config` and return its metrics."""
-    return Trainer(config, config_name=config_name).run()

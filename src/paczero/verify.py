@@ -1,39 +1,76 @@
-"""``paczero verify``: what anyone can check of a published model, and what the holder of the pool can check more.
+"""``paczero verify``: whether what a user loads or reads is what the public transcript says.
 
-* **From the public files alone** (an exported folder or a run folder): every direction seed is the one the
-  public seed derives and every learning rate is the schedule's; replaying the transcript's updates on the base
-  model rebuilds the published weights bit for bit (on the device type the run used).
-* **With the pool** (``--data-dir``, for the data owner or an auditor; no secret needed): every step's estimates
-  are recomputed at the replayed weights, and each release is checked against the mechanism's rules — ZPL: the
-  sign every subset agrees on, else the public coin; PACZero-MI: the free sign where the posterior's support
-  agrees, the public coin where nothing is left, else a bit whose calibration (the posterior, q₊, the step budget
-  β ≤ (B − spent)/(T − t)/K, the flip probability on the run's channel) is recomputed and charged, the charges
-  summing to at most B. The statement is then printed as verified.
+**From the public files alone** (an exported folder or a finished run folder): the settings, the transcript and the
+dev evaluations are read strictly; every direction seed must be the one the public seed derives, every learning
+rate the schedule's, every released value of the mechanism's form (a sign for ZPL and MI, a point of the discrete
+grid for the DP baselines), the selected checkpoint the one the dev evaluations select. Then the base model is
+updated by the transcript and **every published file is regenerated** from these public inputs by the same code
+that wrote it (:mod:`paczero.publication`) and compared byte for byte: the set of files (no extra or missing file,
+no link), each tensor's name, dtype, shape and bits, ``config.json``, the generation config, the tokenizer, the
+model card and ``metrics.json`` with its statement. The figures that only the data gives (dev and test metrics)
+are reported as not checked.
 
-A failed check raises :class:`VerificationFailed` with one line naming the first fault.
+**With the data** (``--data-dir``: the pool for the data owner or an auditor; no secret is needed): every release
+is recomputed at the replayed weights and checked with the mechanism's own rule (:func:`~paczero.mechanisms.zpl.
+zpl_release`, :class:`~paczero.mechanisms.mi.MIRule`), and the dev and test figures are recomputed and compared.
+
+A failed check raises :class:`VerificationFailed` (exit code 1) with one line naming the file and the first fault.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import filecmp
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
 
-import torch
-from safetensors.torch import load_file
+import numpy as np
+import yaml
 
 from paczero import progress
-from paczero.config import Config, config_from_dict, load_run_config
+from paczero.checkpoint import save_weights
+from paczero.config import PATH_KEYS, Config, config_from_dict, dev_source, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
 from paczero.ledger import TranscriptStep, parse_transcript
-from paczero.models import LoadedModel, publishable
+from paczero.mechanisms.dp import grid_integer
+from paczero.mechanisms.mi import MIRule, NoisyPlan
+from paczero.mechanisms.registry import spec
+from paczero.mechanisms.zpl import zpl_release
+from paczero.metrics import scalar_metrics
+from paczero.models import LoadedModel
+from paczero.publication import (
+    CHECKPOINTS,
+    EXPORT_DIR,
+    FORMATS,
+    PublicRecord,
+    document,
+    evaluations_bytes,
+    export_step,
+    figures_of,
+    is_better,
+    last_progress,
+    public_membership,
+    transcript_bytes,
+    write_export,
+    write_membership,
+)
 from paczero.rng import direction_seed, public_coin
 from paczero.step import learning_rate
+from paczero.subsets import clip_estimates, subset_means, subset_signs
 
-EXPORT_DIR = "paczero"
-"""The folder of an export that holds its public transcript."""
+RUN_PUBLIC = ("config.yaml", "membership.npy", "transcript.jsonl", "evaluations.jsonl", "metrics.json")
+SIGN_MECHANISMS = ("zpl", "mi", "random_sign")
+"""Mechanisms whose every released value is a sign, +1 or −1."""
+RULE_MECHANISMS = ("zpl", "mi")
+"""Mechanisms whose releases the holder of the pool can recompute (the others depend on secret noise or batches)."""
+TOLERANCE = dict(rel_tol=1e-5, abs_tol=1e-7)
+"""How close a recomputed evaluation figure must be to the published one (float rounding across BLAS builds)."""
 
 
 class VerificationFailed(PaczeroError):
@@ -42,198 +79,459 @@ class VerificationFailed(PaczeroError):
     exit_code = 1
 
 
-@dataclass(frozen=True)
+@dataclass
 class Published:
-    """What a verification reads: the settings, the transcript, and the weights to compare with."""
+    """A folder to verify: its public record, and what it publishes of it."""
 
-    cfg: Config
-    steps: list[TranscriptStep]
-    targets: list[tuple[str, Path, str, int]]
-    """(label, folder, format, steps included): ``full`` (a whole HF model), ``adapter`` (a peft adapter),
-    ``merged`` (LoRA merged into the base) or ``checkpoint`` (a run's checkpoint of the trainable tensors)."""
+    path: Path
+    record: PublicRecord
+    export: dict[str, Any] | None = None
+    """``paczero/export.json`` of an export (None for a run folder)."""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def is_export(self) -> bool:
+        return self.export is not None
+
+    @property
+    def upto(self) -> int:
+        """How many transcript steps the published weights include (the last target's)."""
+        return export_step(self.record, self.export["checkpoint"]) if self.export else len(self.record.steps)
 
 
-def _steps(path: Path, where: str) -> list[TranscriptStep]:
-    from paczero.fileio import read_jsonl
+# ---------------------------------------------------------------------------------------------- reading, strictly
+def _fail(path: Path, why: str) -> VerificationFailed:
+    return VerificationFailed(f"NOT verified: {path}: {why}")
 
+
+def _json(path: Path) -> Any:
     if not path.is_file():
-        raise PaczeroError(f"{where} has no {path.name}")
+        raise _fail(path, "missing")
     try:
-        return parse_transcript(read_jsonl(path))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VerificationFailed(f"{path}: {exc}") from None
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"not JSON ({exc})") from None
+
+
+def _jsonl(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise _fail(path, "missing")
+    try:
+        *lines, last = path.read_text(encoding="utf-8").split("\n")
+        if last:
+            raise ValueError("the last line is not complete")
+        return [json.loads(line) for line in lines]
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"not JSON lines ({exc})") from None
+
+
+def _config(path: Path) -> Config:
+    if not path.is_file():
+        raise _fail(path, "missing")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise ValueError("not a mapping of settings")
+        return config_from_dict(loaded)
+    except (OSError, ValueError, yaml.YAMLError, PaczeroError) as exc:
+        raise _fail(path, f"not paczero settings ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                    ) from None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _evaluations(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():  # a run without a dev set evaluates nothing (check_selection says whether it should)
+        return []
+    rows = _jsonl(path)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int) or isinstance(row.get("step"), bool):
+            raise _fail(path, f"line {i + 1} is not a dev evaluation (a step and its metrics)")
+    return rows
+
+
+def read_record(cfg_path: Path, transcript: Path, evaluations: Path, metrics_path: Path) -> PublicRecord:
+    """The public record behind a folder's files, each read strictly (a fault names the file)."""
+    cfg = _config(cfg_path)
+    try:
+        steps = parse_transcript(_jsonl(transcript))
+    except ValueError as exc:
+        raise _fail(transcript, str(exc)) from None
+    metrics = _json(metrics_path)
+    try:
+        figures = figures_of(metrics)
+    except (KeyError, TypeError) as exc:
+        raise _fail(metrics_path, f"lacks {exc}") from None
+    return PublicRecord(cfg=cfg, steps=steps, evaluations=_evaluations(evaluations), figures=figures)
 
 
 def read_published(path: str | Path) -> Published:
-    """An exported folder (``paczero/run.yaml`` and the transcript inside it) or a finished run folder."""
+    """An exported folder (its record under ``paczero/``) or a finished run folder."""
     path = Path(path)
-    if (path / EXPORT_DIR / "run.yaml").is_file():
-        from omegaconf import OmegaConf
-
-        cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(path / EXPORT_DIR / "run.yaml")))
-        info = read_json(path / EXPORT_DIR / "export.json")
-        steps = _steps(path / EXPORT_DIR / "transcript.jsonl", str(path))
-        return Published(cfg=cfg, steps=steps, targets=[("exported model", path, info["format"], info["step"])])
-    from paczero.rundir import RunDir
-
-    run = RunDir.open(path)
-    metrics = run.read_metrics()
-    if metrics is None:
+    if not path.is_dir():
+        raise PaczeroError(f"{path} is not a folder: give an exported model folder or a finished run directory")
+    public = path / EXPORT_DIR
+    if public.is_dir():
+        record = read_record(public / "run.yaml", public / "transcript.jsonl", public / "evaluations.jsonl",
+                             public / "metrics.json")
+        info = _json(public / "export.json")
+        if not isinstance(info, dict) or info.get("checkpoint") not in CHECKPOINTS or info.get("format") not in FORMATS:
+            raise _fail(public / "export.json", "not an export description (checkpoint and format)")
+        return Published(path=path, record=record, export=info)
+    if not (path / "config.yaml").is_file():
+        raise PaczeroError(f"{path} is neither an export (no {EXPORT_DIR}/) nor a run directory (no config.yaml)")
+    if not (path / "metrics.json").is_file():
         raise PaczeroError(f"{path} has not finished (no metrics.json): export or verify a finished run")
-    steps = _steps(run.transcript_path, str(path))
-    targets = [("best checkpoint", run.checkpoint("best"), "checkpoint", metrics["best_dev"]["step"]),
-               ("last checkpoint", run.checkpoint("last"), "checkpoint", len(steps))]
-    return Published(cfg=load_run_config(path), steps=steps, targets=targets)
+    return Published(path=path, record=read_record(*(path / name for name in (
+        "config.yaml", "transcript.jsonl", "evaluations.jsonl", "metrics.json"))))
 
 
+# ---------------------------------------------------------------------------------------------- public checks
 def check_schedule(cfg: Config, steps: list[TranscriptStep]) -> None:
     """Every seed is the public seed's direction and every learning rate the configured schedule's."""
     t = cfg.train
     if len(steps) != t.steps:
-        raise VerificationFailed(f"the transcript holds {len(steps)} steps; the settings give train.steps={t.steps}")
+        raise VerificationFailed(f"NOT verified: the transcript holds {len(steps)} steps; the settings give "
+                                 f"train.steps={t.steps}")
     for s in steps:
         lr = learning_rate(step=s.step, steps=t.steps, lr=t.lr, lr_end=t.lr_end, schedule=t.lr_schedule)
         if s.lr != lr:
-            raise VerificationFailed(f"step {s.step}: learning rate {s.lr!r} is not the schedule's {lr!r}")
+            raise VerificationFailed(f"NOT verified: step {s.step}: learning rate {s.lr!r} is not the schedule's "
+                                     f"{lr!r}")
         if len(s.directions) != cfg.zo.directions:
-            raise VerificationFailed(f"step {s.step}: {len(s.directions)} directions; the settings give "
-                                     f"zo.directions={cfg.zo.directions}")
+            raise VerificationFailed(f"NOT verified: step {s.step}: {len(s.directions)} directions; the settings "
+                                     f"give zo.directions={cfg.zo.directions}")
         for k, d in enumerate(s.directions):
             if d.seed != direction_seed(cfg.run.seed, s.step, k):
-                raise VerificationFailed(f"step {s.step}, direction {k}: seed {d.seed} is not the one the public "
-                                         f"seed {cfg.run.seed} derives")
+                raise VerificationFailed(f"NOT verified: step {s.step}, direction {k}: seed {d.seed} is not the one "
+                                         f"the public seed {cfg.run.seed} derives")
 
 
-def _state(loaded: LoadedModel, fmt: str, *, lora: bool) -> dict[str, torch.Tensor]:
-    """The rebuilt model's tensors in the layout of a published ``fmt`` (a LoRA run's checkpoint is an adapter)."""
-    if fmt == "adapter" or (fmt == "checkpoint" and lora):
-        from peft import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(loaded.model)
-    if fmt == "checkpoint":
-        return {n: p.detach() for n, p in loaded.trainable}
-    if fmt == "merged":
-        return copy.deepcopy(loaded.model).merge_and_unload().state_dict()
-    return publishable(loaded).state_dict()
-
-
-def _published(folder: Path) -> dict[str, torch.Tensor]:
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise PaczeroError(f"{folder} holds no .safetensors weights")
-    out: dict[str, torch.Tensor] = {}
-    for f in files:
-        out.update(load_file(str(f)))
-    return out
+def check_values(cfg: Config, steps: list[TranscriptStep]) -> None:
+    """Every released value has the mechanism's form: a sign (ZPL, MI, the coin control), a grid point (DP)."""
+    mechanism, p = cfg.privacy.mechanism, cfg.privacy
+    for s in steps:
+        for k, d in enumerate(s.directions):
+            where = f"NOT verified: step {s.step}, direction {k}: released {d.value!r}"
+            if mechanism == "zpl" and p.zpl_disagreement == "skip":
+                if d.value not in (1.0, -1.0, 0.0):
+                    raise VerificationFailed(f"{where}; zpl with zpl_disagreement=skip releases +1, -1 or 0")
+            elif mechanism in SIGN_MECHANISMS and d.value not in (1.0, -1.0):
+                raise VerificationFailed(f"{where}; {mechanism} releases a sign, +1 or -1")
+            if mechanism == "random_sign" and d.value != public_coin(cfg.run.seed, s.step, k):
+                raise VerificationFailed(f"{where}; random_sign releases the public coin")
+            if spec(mechanism).family == "dp":
+                scale = len(s.directions) if mechanism == "dpaggzo" else 1
+                if grid_integer(d.value, clip=cfg.zo.clip, scale=scale, sample_rate=p.sample_rate,
+                                n=cfg.data.n_pool) is None:
+                    raise VerificationFailed(f"{where}, not a point of the discrete Gaussian's grid: {mechanism} "
+                                             "releases only integers of noise times C·2^-40/(qN)")
 
 
-def first_difference(loaded: LoadedModel, folder: Path, fmt: str, *, lora: bool) -> str | None:
-    """The first published tensor that differs from the rebuilt one (by name), or None when all are equal."""
-    rebuilt = _state(loaded, fmt, lora=lora)
-    for name, tensor in _published(folder).items():
-        ours = rebuilt.get(name)
-        if ours is None:
-            return f"{name} (not a tensor of the rebuilt model)"
-        if ours.shape != tensor.shape or not torch.equal(ours.detach().cpu().to(tensor.dtype), tensor):
-            return name
-    return None
+def evaluation_steps(cfg: Config) -> list[int]:
+    """The steps after which the dev set is evaluated (every ``eval_every`` and the last; none without a dev set)."""
+    T, every = cfg.train.steps, cfg.train.eval_every
+    return [] if dev_source(cfg.data) == "none" else [s for s in range(1, T + 1) if s % every == 0 or s == T]
 
 
-def verify_weights(published: Published, *, show: bool = True) -> list[str]:
-    """Replay the transcript on the base model and compare with every target; returns one line per target."""
-    from paczero.build import build_model
+def check_selection(record: PublicRecord, where: Path) -> None:
+    """The dev evaluations fall on the schedule, and the published best and final dev figures are theirs."""
+    cfg, f = record.cfg, record.figures
+    steps = [e["step"] for e in record.evaluations]
+    if steps != evaluation_steps(cfg):
+        raise _fail(where, f"dev evaluations at steps {steps}; the settings give {evaluation_steps(cfg)}")
+    if dev_source(cfg.data) == "none":  # no selection: the last checkpoint is the released one
+        if f["best_dev"] != {"step": cfg.train.steps, "selected_on": "last"} or f["final_dev"] is not None:
+            raise _fail(where, "without a dev set the released checkpoint is the last one, and no dev figure exists")
+        if (f["zero_shot_test"] is None) != (not cfg.train.eval_before):
+            raise _fail(where, "zero_shot_test does not match train.eval_before")
+        return
+    key, best = selection_metric(cfg), None
+    for e in record.evaluations:
+        dev = {k: v for k, v in e.items() if k != "step"}
+        if key not in dev or not _number(dev[key]):
+            raise _fail(where, f"the dev evaluation of step {e['step']} has no {key}")
+        if is_better(dev, best, key):
+            best = {"step": e["step"], "selected_on": key, **dev}
+    # evaluations.jsonl holds each evaluation's single numbers; per-class figures are in metrics.json only
+    chosen = f["best_dev"]
+    if not isinstance(chosen, dict) or {"step": chosen.get("step"), "selected_on": chosen.get("selected_on"),
+                                        **scalar_metrics(chosen)} != best:
+        raise _fail(where, "best_dev is not the checkpoint the dev evaluations select")
+    if not isinstance(f["final_dev"], dict) or scalar_metrics(f["final_dev"]) != {
+            k: v for k, v in record.evaluations[-1].items() if k != "step"}:
+        raise _fail(where, "final_dev is not the last dev evaluation")
+    if (f["zero_shot_test"] is None) != (not cfg.train.eval_before):
+        raise _fail(where, "zero_shot_test does not match train.eval_before")
+
+
+# ---------------------------------------------------------------------------------------------- regeneration
+def _walk(root: Path) -> dict[str, Path]:
+    """Every file under ``root`` by its relative path; a link or a special file is a fault."""
+    files: dict[str, Path] = {}
+    for base, dirs, names in os.walk(root, followlinks=False):
+        for name in dirs + names:
+            path = Path(base) / name
+            if path.is_symlink():
+                raise _fail(path, "a link: a published folder holds plain files only")
+        for name in names:
+            path = Path(base) / name
+            if not path.is_file():
+                raise _fail(path, "not a regular file")
+            files[PurePosixPath(path.relative_to(root)).as_posix()] = path
+    return files
+
+
+def _tensor_fault(expected: Path, published: Path) -> str:
+    """What differs between two safetensors files, for the message (the files already differ byte for byte)."""
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(expected), "pt") as a, safe_open(str(published), "pt") as b:
+            ours, theirs = set(a.keys()), set(b.keys())
+            if ours != theirs:
+                extra, missing = sorted(theirs - ours), sorted(ours - theirs)
+                return (f"tensor {extra[0]} is not one of the model's" if extra else f"tensor {missing[0]} is missing")
+            for name in sorted(ours):
+                x, y = a.get_tensor(name), b.get_tensor(name)
+                if x.dtype != y.dtype or x.shape != y.shape:
+                    return f"tensor {name} is {y.dtype} {tuple(y.shape)}; the rebuilt one is {x.dtype} {tuple(x.shape)}"
+                if not x.reshape(-1).view(torch.uint8).equal(y.reshape(-1).view(torch.uint8)):
+                    return f"tensor {name} differs from the rebuilt one (bit for bit)"
+            return "its header or metadata differs from the rebuilt file's"
+    except Exception:  # a file safetensors cannot read: the byte comparison has said enough
+        return "not the safetensors file the rebuilt model gives"
+
+
+def compare_trees(expected: Path, published: Path, *, skip: Callable[[str], bool] = lambda rel: False) -> int:
+    """Refuse unless ``published`` holds exactly the files of ``expected`` (``skip`` aside), byte for byte; returns
+    the number of files compared."""
+    ours = {k: v for k, v in _walk(expected).items() if not skip(k)}
+    theirs = {k: v for k, v in _walk(published).items() if not skip(k)}
+    extra = sorted(set(theirs) - set(ours))
+    if extra:
+        raise _fail(published / extra[0], "not part of what the settings, the transcript and the base model give "
+                                          "(an extra file)")
+    missing = sorted(set(ours) - set(theirs))
+    if missing:
+        raise _fail(published / missing[0], "missing")
+    for rel in sorted(ours, key=lambda rel: (not rel.startswith(f"{EXPORT_DIR}/"), rel)):  # the record first
+        if not filecmp.cmp(ours[rel], theirs[rel], shallow=False):
+            why = (_tensor_fault(ours[rel], theirs[rel]) if rel.endswith(".safetensors") else
+                   "differs from what the settings, the transcript and the base model give")
+            raise _fail(theirs[rel], why)
+    return len(ours)
+
+
+def replay_steps(loaded: LoadedModel, steps: list[TranscriptStep], cfg: Config, show: bool) -> None:
+    """Apply ``steps``' updates to ``loaded`` in place (the replay of :mod:`paczero.replay`)."""
     from paczero.replay import replay_transcript
 
-    cfg = published.cfg
-    check_schedule(cfg, published.steps)
-    loaded = build_model(cfg)
-    done, lines = 0, []
-    for label, folder, fmt, upto in sorted(published.targets, key=lambda x: x[3]):
-        if not folder.is_dir():
-            raise PaczeroError(f"{folder} not found ({label})")
-        replay_transcript(loaded, published.steps[done:upto], eps=cfg.zo.eps, weight_decay=cfg.train.weight_decay,
-                          show=show)
-        done = upto
-        diff = first_difference(loaded, folder, fmt, lora=cfg.model.tuning == "lora")
-        if diff is not None:
-            raise VerificationFailed(f"NOT verified: {label} ({folder}) differs from the base model updated by the "
-                                     f"first {upto} transcript steps, first at tensor {diff}")
-        lines.append(f"{label} = base model + the first {upto} of {len(published.steps)} public transcript steps")
+    replay_transcript(loaded, steps, eps=cfg.zo.eps, weight_decay=cfg.train.weight_decay, show=show)
+
+
+def build_base(cfg: Config) -> LoadedModel:
+    """θ_0 without adapters (what an adapter export writes beside itself)."""
+    from paczero.build import build_model
+
+    base_cfg = copy.deepcopy(cfg)
+    base_cfg.model.tuning, base_cfg.model.train_top_layers = "full", None
+    return build_model(base_cfg)
+
+
+def regenerate_export(folder: Path, published: Published, loaded: LoadedModel, *, model_cfg: Config) -> None:
+    """The export ``published`` should be, written into ``folder`` (``loaded``: the weights after its steps;
+    ``model_cfg``: the settings the base model is built from)."""
+    record, info = published.record, published.export
+    lora = record.cfg.model.tuning == "lora"
+    base = build_base(model_cfg) if info["format"] == "adapter" else None
+    if info["format"] in ("adapter", "merged") and not lora:
+        raise _fail(published.path / EXPORT_DIR / "export.json", f"format {info['format']} for a run without LoRA")
+    if info["format"] == "full" and lora:
+        raise _fail(published.path / EXPORT_DIR / "export.json", "format full for a LoRA run")
+    write_export(folder, record, loaded, checkpoint=info["checkpoint"], fmt=info["format"], base=base)
+
+
+def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, show: bool) -> None:
+    """The public side of the finished run of ``record``, written into ``folder`` (``loaded`` at θ_0; replayed)."""
+    from paczero.fileio import write_json, write_text
+
+    cfg, lora = record.cfg, record.cfg.model.tuning == "lora"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "config.yaml", cfg.to_yaml())
+    membership = public_membership(cfg)
+    if membership is not None:
+        write_membership(folder / "membership.npy", membership)
+    (folder / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
+    if record.evaluations:
+        (folder / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
+    write_json(folder / "metrics.json", document(record, loaded))
+    replay_steps(loaded, record.steps[:record.best_step], cfg, show)
+    save_weights(loaded, folder / "checkpoints" / "best", lora=lora)
+    replay_steps(loaded, record.steps[record.best_step:], cfg, show)
+    save_weights(loaded, folder / "checkpoints" / "last", lora=lora, progress=last_progress(record))
+
+
+def check_files(published: Published, *, model_cfg: Config | None = None, show: bool = True) -> int:
+    """Regenerate every published file from the public record and the base model, and compare; returns the number
+    of files checked (``model_cfg``: the settings to build the base model with, where they say more than the
+    published ones: where the tiny test model finds the public texts of its vocabulary)."""
+    from paczero.build import build_model
+
+    record = published.record
+    model_cfg = model_cfg or record.cfg
+    with progress.phase("rebuilding the model from the base model and the transcript", enabled=show):
+        loaded = build_model(model_cfg)
+    with tempfile.TemporaryDirectory(prefix="paczero-verify-") as scratch:
+        expected = Path(scratch) / "expected"
+        if published.is_export:
+            replay_steps(loaded, record.steps[:published.upto], record.cfg, show)
+            regenerate_export(expected, published, loaded, model_cfg=model_cfg)
+            return compare_trees(expected, published.path)
+        regenerate_run(expected, record, loaded, show=show)
+        return compare_trees(expected, published.path, skip=lambda rel: rel.split("/", 1)[0] == "private")
+
+
+# ---------------------------------------------------------------------------------------------- with the data
+def _close(a: Any, b: Any) -> bool:
+    """Equal evaluation figures: numbers to :data:`TOLERANCE`, everything else exactly (recursively)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if _number(a) and _number(b):
+        return math.isclose(a, b, **TOLERANCE)
+    return a == b
+
+
+def _same(what: str, recomputed: Any, published: Any) -> None:
+    if not _close(recomputed, published):
+        raise VerificationFailed(f"NOT verified: {what} published as {published}; the data gives {recomputed}")
+
+
+def with_paths(cfg: Config, paths: list[str]) -> Config:
+    """``cfg`` with data paths the published settings withhold (``data.KEY=PATH``, keys of :data:`PATH_KEYS`)."""
+    cfg = copy.deepcopy(cfg)
+    for item in paths:
+        key, sep, value = item.partition("=")
+        name = key.removeprefix("data.")
+        if not sep or not key.startswith("data.") or name not in PATH_KEYS or name == "data_dir":
+            raise PaczeroError(f"--set {item!r}: expected data.KEY=PATH with KEY one of "
+                               f"{', '.join(k for k in PATH_KEYS if k != 'data_dir')} (--data-dir gives the folder)")
+        setattr(cfg.data, name, value)
+    return cfg
+
+
+def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (), show: bool = True) -> list[str]:
+    """Recompute every release the pool determines (ZPL, MI) and every dev and test figure; returns what was done."""
+    from paczero.build import build
+
+    record = published.record
+    cfg = with_paths(record.cfg, list(paths))
+    cfg.data.data_dir = data_dir
+    c = build(cfg)
+    mechanism = cfg.privacy.mechanism
+    if len(c.split.pool) != cfg.data.n_pool:
+        raise VerificationFailed(f"NOT verified: the pool read from the data has {len(c.split.pool)} records; the "
+                                 f"settings give {cfg.data.n_pool}")
+    f = record.figures
+    _same("data (dev and test sizes, truncated prompts)",
+          {"n_dev": len(c.split.dev), "n_test": len(c.split.test),
+           "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}}, f["data"])
+    if cfg.train.eval_before:
+        _same("zero_shot_test", c.evaluate("test"), f["zero_shot_test"])
+    rules = mechanism in RULE_MECHANISMS
+    mi = MIRule(n_subsets=cfg.privacy.n_subsets, budget=cfg.privacy.budget, steps=cfg.train.steps,
+                schedule=cfg.privacy.budget_schedule, free_threshold=cfg.privacy.free_threshold, seed=cfg.run.seed,
+                channel=cfg.privacy.mi_channel) if mechanism == "mi" else None
+    evaluations = {e["step"]: e for e in record.evaluations}
+    desc = "checking releases and evaluations against the data" if rules else "checking the evaluations"
+    with progress.bar(total=len(record.steps), desc=desc, unit="step", enabled=show) as bar:
+        for s in record.steps:
+            if rules:
+                _check_releases(c, s, mi)
+            c.engine.update([(d.seed, d.value / len(s.directions)) for d in s.directions], lr=s.lr,
+                            weight_decay=cfg.train.weight_decay)
+            done = s.step + 1
+            if done in evaluations:
+                dev = c.evaluate("dev")
+                _same(f"the dev evaluation of step {done}", {"step": done, **scalar_metrics(dev)}, evaluations[done])
+                if done == record.best_step:
+                    _same("best_dev", {**f["best_dev"], **dev}, f["best_dev"])
+                if done == len(record.steps):
+                    _same("final_dev", dev, f["final_dev"])
+            if done == record.best_step:
+                _same("test", c.evaluate("test"), f["test"])
+            bar.update(1)
+    if mi is not None and not mi.spent <= cfg.privacy.budget * (1 + 1e-9):
+        raise VerificationFailed(f"NOT verified: the releases charge {mi.spent!r} nats, more than the budget "
+                                 f"{cfg.privacy.budget!r}")
+    lines = ["dev and test figures recomputed from the data"]
+    if rules:
+        lines.insert(0, f"every release follows the {mechanism} rules on the pool")
     return lines
 
 
-def verify_rules(published: Published, *, data_dir: str | None, show: bool = True) -> dict[str, Any]:
-    """Recompute every release from the pool and check it against the mechanism's rules; returns the statement.
-
-    Needs the pool (``data_dir``), never the secret. Applies to the PAC mechanisms (ZPL, MI); the other
-    mechanisms' releases depend on secret noise or batches, or follow no rule a pool holder could check.
-    """
-    import numpy as np
-
-    from paczero.build import build
-    from paczero.mechanisms.mi import ENTROPY_CAP, calibrate, step_budget
-    from paczero.mechanisms.registry import run_statement
-    from paczero.privacy.channel import binary_entropy
-    from paczero.privacy.posterior import agreeing_sign, bit_update, q_plus, uniform_log_posterior
-    from paczero.subsets import clip_estimates, subset_means, subset_signs
-
-    cfg = copy.deepcopy(published.cfg)
-    mechanism = cfg.privacy.mechanism
-    if mechanism not in ("zpl", "mi"):
-        raise PaczeroError(f"verify --data-dir checks the rules of zpl and mi runs; a {mechanism} run's releases "
-                           "depend on its secret noise or batches (the weights check still applies)")
-    if data_dir is not None:
-        cfg.data.data_dir = data_dir
-    check_schedule(cfg, published.steps)
-    c = build(cfg)
-    if len(c.split.pool) != cfg.data.n_pool:
-        raise VerificationFailed(f"the pool read from the data has {len(c.split.pool)} records; the settings give "
-                                 f"{cfg.data.n_pool}")
-    log_post, spent, T, K = uniform_log_posterior(cfg.privacy.n_subsets), 0.0, cfg.train.steps, cfg.zo.directions
-    with progress.bar(total=len(published.steps), desc="verifying releases against the pool", unit="step",
-                      enabled=show) as bar:
-        for s in published.steps:
-            beta_step = step_budget(budget=cfg.privacy.budget, spent=spent, step=s.step, steps=T,
-                                    schedule=cfg.privacy.budget_schedule) / K if mechanism == "mi" else 0.0
-            for k, d in enumerate(s.directions):
-                g, _ = c.engine.estimates(c.objective, c.encoded["pool"], direction=d.seed)
-                g = np.where(np.isfinite(g), g, 0.0)
-                signs = subset_signs(subset_means(c.membership, clip_estimates(g, cfg.zo.clip)[0]))
-                where = f"step {s.step}, direction {k}"
-                if mechanism == "zpl":
-                    agreed, skips = bool(np.all(signs == signs[0])), cfg.privacy.zpl_disagreement == "skip"
-                    expected = (float(signs[0]) if agreed else 0.0 if skips
-                                else float(public_coin(cfg.run.seed, s.step, k)))
-                    if d.value != expected:
-                        what = ("the sign all subsets agree on" if agreed else "0, no update (the subsets disagree)"
-                                if skips else "the public coin (the subsets disagree)")
-                        raise VerificationFailed(f"NOT verified: {where} released {d.value:+g}; ZPL releases {what}, "
-                                                 f"{expected:+g}")
-                    continue
-                common = agreeing_sign(log_posterior=log_post, signs=signs, threshold=cfg.privacy.free_threshold)
-                q = q_plus(log_posterior=log_post, signs=signs)
-                beta = min(beta_step, ENTROPY_CAP * binary_entropy(q))
-                if common is not None or beta <= 0.0:
-                    expected = float(common) if common is not None else float(public_coin(cfg.run.seed, s.step, k))
-                    if d.value != expected:
-                        what = "the free sign of the posterior's support" if common is not None else "the public coin"
-                        raise VerificationFailed(f"NOT verified: {where} released {d.value:+g}; MI releases {what}, "
-                                                 f"{expected:+g}")
-                    continue
-                if d.value not in (1.0, -1.0):
-                    raise VerificationFailed(f"NOT verified: {where} released {d.value!r}, not a bit")
-                flip, _, charged = calibrate(q=q, beta=beta, channel=cfg.privacy.mi_channel)
-                if not charged <= beta:
-                    raise VerificationFailed(f"NOT verified: {where} would charge {charged!r} > its budget {beta!r}")
-                log_post = bit_update(log_posterior=log_post, signs=signs, bit=int(d.value), flip=flip)
-                spent += charged
-            c.engine.update([(d.seed, d.value / K) for d in s.directions], lr=s.lr, weight_decay=cfg.train.weight_decay)
-            bar.update(1)
-    if mechanism == "mi" and not spent <= cfg.privacy.budget * (1 + 1e-9):
-        raise VerificationFailed(f"NOT verified: the releases charge {spent!r} nats, more than the budget "
-                                 f"{cfg.privacy.budget!r}")
-    statement = run_statement(cfg, steps=len(published.steps),
-                              releases=sum(len(s.directions) for s in published.steps)).to_dict()
-    return {"statement": statement, "charged_nats": spent}
+def _check_releases(c: Any, s: TranscriptStep, mi: MIRule | None) -> None:
+    """Step ``s``'s releases recomputed at the current weights with the mechanism's own rule."""
+    cfg = c.cfg
+    beta = mi.step_budget(step=s.step, directions=len(s.directions)) if mi is not None else 0.0
+    for k, d in enumerate(s.directions):
+        g, _ = c.engine.estimates(c.objective, c.encoded["pool"], direction=d.seed)
+        g = np.where(np.isfinite(g), g, 0.0)
+        signs = subset_signs(subset_means(c.membership, clip_estimates(g, cfg.zo.clip)[0]))
+        where = f"NOT verified: step {s.step}, direction {k} released {d.value:+g}"
+        coin = public_coin(cfg.run.seed, s.step, k)
+        if mi is None:
+            skip = cfg.privacy.zpl_disagreement == "skip"
+            expected = zpl_release(signs, coin=coin, skip=skip)
+            if d.value != expected.value:
+                what = ("the sign all subsets agree on" if expected.agreed else
+                        "0, no update (the subsets disagree)" if skip else "the public coin (the subsets disagree)")
+                raise VerificationFailed(f"{where}; ZPL releases {what}, {expected.value:+g}")
+            continue
+        plan = mi.plan(signs, step=s.step, k=k, budget=beta)
+        if not isinstance(plan, NoisyPlan):
+            if d.value != plan.value:
+                what = "the free sign of the posterior's support" if plan.agreed else "the public coin"
+                raise VerificationFailed(f"{where}; MI releases {what}, {plan.value:+g}")
+            continue
+        if not plan.charged <= plan.beta:
+            raise VerificationFailed(f"{where}, charging {plan.charged!r} > its budget {plan.beta!r}")
+        mi.observe(signs, bit=int(d.value), plan=plan)
 
 
+# ---------------------------------------------------------------------------------------------- the command
+def _not_checked(published: Published) -> str:
+    f = published.record.figures
+    shown = [f"test {k} {v:.4f}" for k, v in f["test"].items() if _number(v)]
+    return ("not checked without the data (paczero verify DIR --data-dir DATA recomputes them): the dev and test "
+            f"figures ({', '.join(shown)}) and the software versions recorded")
+
+
+def verify(target: str | Path, *, data_dir: str | None = None, paths: list[str] = (),
+           show: bool = True) -> list[str]:
+    """Every check that ``target`` (an export or a finished run folder) admits; returns the lines to print
+    (``paths``: ``data.KEY=PATH`` for data files the published settings withhold)."""
+
+    published = read_published(target)
+    record, where = published.record, published.path
+    metrics_path = where / EXPORT_DIR / "metrics.json" if published.is_export else where / "metrics.json"
+    check_schedule(record.cfg, record.steps)
+    check_values(record.cfg, record.steps)
+    check_selection(record, metrics_path)
+    model_cfg = with_paths(record.cfg, list(paths))
+    model_cfg.data.data_dir = data_dir
+    files = check_files(published, model_cfg=model_cfg, show=show)
+    what = (f"the {published.export['format']} weights of the {published.export['checkpoint']} checkpoint"
+            if published.is_export else "both checkpoints")
+    lines = [f"{files} published files are exactly what the settings, the base model and the public transcript "
+             f"give; {what} = the base model + the first {published.upto} of {len(record.steps)} transcript steps"]
+    if data_dir is None:
+        lines.append(_not_checked(published))
+    else:
+        lines += check_with_data(published, data_dir=data_dir, paths=list(paths), show=show)
+    return lines

@@ -391,7 +391,7 @@ class ZOEngine:
         with self._autocast():
             return objective.losses(forward, enc)
 
-    def evaluate(self, objective: Objective, enc, *, private: bool = True) -> dict[str, float]:
+    def evaluate(self, objective: Objective, enc, *, private: bool = True) -> dict[str, Any]:
         """The objective's metrics at the stored weights (staged, so a cached prefix is used).
 
         ``private=False`` says that ``enc`` holds public records (dev, test): an out-of-memory warning may then

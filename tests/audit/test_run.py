@@ -83,7 +83,8 @@ def test_zpl_attacks_are_consistent_with_chance(zpl_audit):
 def test_leaky_mi_run_is_found_by_the_transcript_attack(data_dir, tmp_path):
     """A budget of 5 nats on 8 subsets lets the bits single out S*; the attack must find it, within the (then
     vacuous) bound, and its posterior must be the one the mechanism itself tracked."""
-    run = _train(data_dir, tmp_path, "run.name=mi", "privacy.mechanism=mi", "privacy.budget=5")
+    run = _train(data_dir, tmp_path, "run.name=mi", "privacy.mechanism=mi", "privacy.budget=5",
+                 "privacy.allow_vacuous=true")
     summary = audit_run(run.path, show=False)
     transcript = summary["attacks"]["transcript"]
     assert transcript["auc"] > 0.95 and transcript["bayes_success"] > 0.9
@@ -164,5 +165,7 @@ def test_cli_audit_prints_every_attack_as_private(zpl_run, capsys):
     assert "uses the secret" in out and "loss attack: AUC" in out and "reference attack: AUC" in out
     assert "Bayes-optimal success 0.500" in out and "bound 0.5000" in out
     assert all(line.startswith("[private] ") for line in out.splitlines())
-    assert main(["audit", str(zpl_run.path), "--json"]) == 0
+    assert main(["audit", str(zpl_run.path), "--json"]) == 0  # untagged: only where the private summary is
+    assert json.loads(capsys.readouterr().out) == {"private_summary": str(zpl_run.private / "audit" / "summary.json")}
+    assert main(["audit", str(zpl_run.path), "--json", "--private"]) == 0
     assert json.loads(capsys.readouterr().out)["attacks"]["transcript"]["bayes_success"] == 0.5

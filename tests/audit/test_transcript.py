@@ -53,8 +53,7 @@ def _synthetic_releases(rng, *, m: int, steps: int, k: int, j_true: int, flip_ra
                 flip = float(rng.uniform(*flip_range))
                 bit = -signs[j_true] if rng.random() < flip else signs[j_true]
                 releases.append(NoisyBit(value=float(bit), signs=text, q_plus=0.5, beta=0.1, flip=flip,
-                                         sigma=sigma_of_flip(flip), mi=0.01, channel="bsc",
-                                         carried_true_sign=bool(bit == signs[j_true])))
+                                         sigma=sigma_of_flip(flip), mi=0.01, channel="bsc"))
             elif kind == "free":
                 # The common sign of the posterior's support: the most probable subset's sign.
                 best = int(np.argmax(_brute_subset_posterior(out + [releases], m)))
@@ -118,8 +117,8 @@ def test_bayes_success_counts_ties_as_half():
 
 @pytest.mark.parametrize("release, match", [
     (Unanimous(value=1.0, signs="++-+"), "unanimous"),
-    (NoisyBit(value=0.3, signs="++-+", q_plus=0.5, beta=0.1, flip=0.2, sigma=1.0, mi=0.01, channel="bsc",
-              carried_true_sign=True), "noisy"),
+    (NoisyBit(value=0.3, signs="++-+", q_plus=0.5, beta=0.1, flip=0.2, sigma=1.0, mi=0.01, channel="bsc"),
+     "noisy"),
     (Free(value=-1.0, signs="++++", q_plus=1.0), "free"),
     (Coin(value=0.5, signs="++-+"), "coin"),
     (Coin(value=1.0, signs="++-"), "3 subset signs"),

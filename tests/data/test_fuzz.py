@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paczero.config import load_config
+from paczero.config import DataConfig, load_config
 from paczero.data import Example, GenerationExample
 from paczero.data.jsonl import read_jsonl
 from paczero.data.squad import read_squad_json
@@ -136,8 +136,8 @@ def test_squad_json(tmp_path, content):
 def test_jsonl(tmp_path, kind, data):
     content = data.draw(malformed(_jsonl_rows(kind)))
     record = Example if kind == "classification" else GenerationExample
-    _check(lambda p: read_jsonl(p, kind=kind, label_words=[" terrible", " great"]), _path(tmp_path, ".jsonl"),
-           content, record)
+    data = DataConfig(task="jsonl", kind=kind, label_words=[" terrible", " great"])
+    _check(lambda p: read_jsonl(p, data), _path(tmp_path, ".jsonl"), content, record)
 
 
 def _csv_rows() -> st.SearchStrategy[bytes]:

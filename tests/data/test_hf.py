@@ -21,6 +21,8 @@ NLI = [("A man sleeps.", "A person rests.", "entailment"), ("A dog runs, fast.",
 PROMPT = "{premise} Question: {hypothesis} Yes or no?"
 CLASSIFY = ["data.task=hf", "data.kind=classification", f"data.prompt={PROMPT}", 'data.label_words=[" yes"," no"]',
             "data.label_names=[entailment,contradiction]", "data.n_pool=3", "data.n_dev=2"]
+DRAWN = "data.dev_source=train"
+"""The dev set drawn from the train records (a user's own data has none unless asked)."""
 
 
 def _csv(path, header, rows) -> str:
@@ -59,7 +61,7 @@ def _all(split) -> list:
 def test_csv_with_two_text_fields_and_string_labels(tmp_path):
     train = _csv(tmp_path / "train.csv", ["premise", "hypothesis", "label"], NLI)
     test = _csv(tmp_path / "test.csv", ["premise", "hypothesis", "label"], NLI[:2])
-    task, split = _load(*CLASSIFY, f"data.train_file={train}", f"data.test_file={test}", "data.n_pool=4")
+    task, split = _load(*CLASSIFY, f"data.train_file={train}", f"data.test_file={test}", "data.n_pool=4", DRAWN)
     assert task.kind == "classification" and task.label_words == (" yes", " no")
     # Pool and dev hold every train record once; the test set keeps the file's order; "NA" and "None" stay text.
     assert _all(split) == sorted(_nli_expected(NLI), key=repr)
@@ -139,7 +141,7 @@ def test_a_data_set_folder_and_its_named_splits(tmp_path, monkeypatch):
         _csv(folder / f"{name}.csv", header, [(p, h, ["entailment", "contradiction"].index(label))
                                               for p, h, label in rows])
     base = [*CLASSIFY, f"data.dataset={folder}"]
-    _, split = _load(*base, "data.n_pool=2", "data.n_dev=1")
+    _, split = _load(*base, "data.n_pool=2", "data.n_dev=1", DRAWN)
     assert split.test == _nli_expected(nli[3:]) and set(split.pool + split.dev) == set(_nli_expected(nli[:3]))
     _, split = _load(*base, "data.dev_split=validation", "data.test_split=test", "data.n_pool=3", "data.n_dev=2")
     assert set(split.dev) == set(_nli_expected(nli[3:])) and split.test == _nli_expected(nli[:2])
@@ -147,6 +149,9 @@ def test_a_data_set_folder_and_its_named_splits(tmp_path, monkeypatch):
         _load(*base, "data.test_split=tset")
     with pytest.raises(PaczeroError, match="cannot load data.dataset="):
         _load(*CLASSIFY, f"data.dataset={tmp_path / 'nowhere'}")
+    # The owner's local records leave no copy in the global datasets cache (--forget-secret could not find it).
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] if (tmp_path / "cache").exists() else []
+    assert not any(b"Kids play" in p.read_bytes() or p.suffix == ".arrow" for p in cached), cached
 
 
 def _nli_file(tmp_path, rows, header=("premise", "hypothesis", "label")) -> str:
@@ -155,31 +160,31 @@ def _nli_file(tmp_path, rows, header=("premise", "hypothesis", "label")) -> str:
 
 @pytest.mark.parametrize("setup, overrides, match", [
     (lambda t: _nli_file(t, NLI), ["data.prompt={premise} vs {hypotesis}"],
-     r"bad\.csv: data\.prompt names the column 'hypotesis', which is not there "
-     r"\(columns: premise, hypothesis, label\)"),
+     r"bad\.csv: data\.prompt names the column 'hypotesis', which is not there \(3 columns"),
     (lambda t: _nli_file(t, NLI), ["data.label_field=gold"], r"data\.label_field names the column 'gold'"),
     (lambda t: _nli_file(t, NLI), ["data.prompt={sentence}", "data.text_field=text"],
      r"data\.text_field names the column 'text'"),
     (lambda t: _nli_file(t, NLI[:2] + [("a", "b", "neutral")]), [],
-     r"bad\.csv: row 3 has label 'neutral', which maps to no label word \(expected an index 0\.\.1 or one of "
+     r"bad\.csv: row 3: the label \(column 'label'\) maps to no label word \(expected an index 0\.\.1 or one of "
      r"data\.label_names \['entailment', 'contradiction'\]\)"),
-    (lambda t: _nli_file(t, [("a", "b", 2)]), ["data.label_names=null"], r"row 1 has label 2, which maps to no label"),
-    (lambda t: _nli_file(t, [("a", "b", "")]), [], "row 1 has label '', which maps"),
+    (lambda t: _nli_file(t, [("a", "b", 2)]), ["data.label_names=null"],
+     r"row 1: the label \(column 'label'\) maps to"),
+    (lambda t: _nli_file(t, [("a", "b", "")]), [], r"row 1: the label \(column 'label'\) maps to"),
     (lambda t: _nli_file(t, []), [], r"bad\.csv holds no records"),
     (lambda t: _bytes(t / "bad.csv", b""), [], r"bad\.csv is empty"),
     (lambda t: _parquet(t / "bad.parquet", {"premise": pa.array([], pa.string()), "hypothesis": pa.array(
         [], pa.string()), "label": pa.array([], pa.int64())}), [], r"bad\.parquet holds no records"),
     (lambda t: _parquet(t / "bad.parquet", {"premise": [1], "hypothesis": ["b"], "label": [0]}), [],
-     r"bad\.parquet: row 1: column 'premise' is 1, a int; expected text"),
+     r"bad\.parquet: row 1: column 'premise' holds a int; expected text"),
     (lambda t: _parquet(t / "bad.parquet", {"premise": [None], "hypothesis": ["b"], "label": [0]}), [],
-     "column 'premise' is None"),
+     "column 'premise' holds a NoneType"),
     (lambda t: _bytes(t / "bad.txt", b"x"), [],
      r"reads files ending in \.csv, \.json, \.jsonl, \.parquet, not '\.txt'"),
     (lambda t: str(t / "missing.csv"), [], r"data file not found: .*missing\.csv"),
     (lambda t: _bytes(t / "bad.parquet", b"PAR1 not parquet"), [],
-     r"bad\.parquet cannot be read as parquet: ArrowInvalid"),
+     r"bad\.parquet cannot be read as parquet \(ArrowInvalid"),
     (lambda t: _bytes(t / "bad.csv", b'premise,label\n"open quote\n'), [],
-     r"bad\.csv cannot be read: ParserError"),
+     r"bad\.csv cannot be read \(ParserError"),
 ])
 def test_bad_classification_data_is_refused_with_one_line(tmp_path, setup, overrides, match):
     path = setup(tmp_path)
@@ -190,9 +195,9 @@ def test_bad_classification_data_is_refused_with_one_line(tmp_path, setup, overr
 
 
 @pytest.mark.parametrize("answers, match", [
-    ([[]], r"row 1: answers \[\] are not a string, a non-empty list of strings or SQuAD's"),
-    ([{"text": [], "answer_start": []}], r"answers \{'text': \[\], 'answer_start': \[\]\} are not"),
-    ([[1, 2]], r"answers \[1, 2\] are not"),
+    ([[]], r"row 1: column 'answers' is not a string, a non-empty list of strings or SQuAD's"),
+    ([{"text": [], "answer_start": []}], r"column 'answers' is not"),
+    ([[1, 2]], r"column 'answers' is not"),
 ])
 def test_bad_answers_are_refused(tmp_path, answers, match):
     path = _parquet(tmp_path / "g.parquet", {"q": ["Q?"], "answers": answers})
@@ -201,11 +206,12 @@ def test_bad_answers_are_refused(tmp_path, answers, match):
               f"data.test_file={path}")
 
 
-def test_a_long_field_is_quoted_short(tmp_path):
+def test_a_bad_label_is_named_not_quoted_and_shown_only_as_private(tmp_path):
     path = _csv(tmp_path / "long.csv", ["sentence", "label"], [("x", "y" * 100_000)])
     with pytest.raises(PaczeroError) as info:
         _load("data.task=hf", "data.kind=classification", f"data.train_file={path}", f"data.test_file={path}")
-    assert len(str(info.value)) < 400 and "…" in str(info.value)
+    assert len(str(info.value)) < 400 and "yy" not in str(info.value) and "row 1" in str(info.value)
+    assert len(info.value.private) < 100 and "yyy" in info.value.private and "…" in info.value.private
 
 
 @pytest.mark.parametrize("overrides, key, match", [
@@ -221,7 +227,7 @@ def test_a_long_field_is_quoted_short(tmp_path):
     (["data.kind=classification", "data.dataset=x", "data.label_names=[a]"], "data.label_names",
      "expected 2 distinct names"),
     (["data.kind=classification", "data.dataset=x", "data.prompt=no fields"], "data.prompt",
-     "naming at least one column"),
+     "naming at least one field"),
     (["data.kind=generation", "data.dataset=x", "data.prompt_field=q", "data.prompt=Q: {q}"], "data.prompt",
      "leave data.prompt unset"),
 ])
@@ -230,11 +236,23 @@ def test_hf_options_are_checked(overrides, key, match):
         load_config(None, ["data.task=hf", *overrides])
 
 
-@pytest.mark.parametrize("override", ["data.dataset=x", "data.text_field=text", "data.train_split=all",
-                                      "data.label_names=[a,b]"])
-def test_hf_options_are_refused_for_other_tasks(override):
-    with pytest.raises(PaczeroError, match="only data.task=hf reads it"):
+@pytest.mark.parametrize("override, readers", [
+    ("data.dataset=x", "data.task=hf reads it"), ("data.train_split=all", "data.task=hf reads it"),
+    ("data.text_field=text", "data.task=jsonl and data.task=hf read it"),
+    ("data.label_names=[a,b]", "data.task=jsonl and data.task=hf read it"),
+])
+def test_hf_options_are_refused_for_other_tasks(override, readers):
+    with pytest.raises(PaczeroError, match=f"only {readers}"):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("prompt", ["{sentence} It was", "{text} It was"])
+def test_sentence_stands_for_a_text_column_too(tmp_path, prompt):
+    """One field-name rule for hf columns and JSONL keys: {text} is the column text, {sentence} falls back to it."""
+    path = _csv(tmp_path / "a.csv", ["text", "label"], [("fine film", 1)])
+    _, split = _load("data.task=hf", "data.kind=classification", f"data.train_file={path}", f"data.test_file={path}",
+                     "data.n_pool=1", f"data.prompt={prompt}")
+    assert split.test == [Example("fine film It was", 1)]
 
 
 def test_without_the_datasets_package_the_config_is_refused(monkeypatch):
@@ -263,3 +281,22 @@ def test_local_files_are_read_without_the_network_or_a_cache(tmp_path, monkeypat
                      "data.n_pool=1", "data.n_dev=1")
     assert len(split.test) == 2 and hosts == [] and not (tmp_path / "cache").exists()
     assert datasets.config.HF_UPDATE_DOWNLOAD_COUNTS  # restored
+
+
+def test_a_hub_data_set_fails_at_once_when_the_hub_is_unreachable(monkeypatch):
+    """No network lookup and no retries: the cache only, then one line saying why."""
+    import socket
+
+    import paczero.hub
+    from paczero.data.files import load_hub_dataset
+
+    lookups: list[str] = []
+    monkeypatch.setattr(paczero.hub, "hub_reachable", lambda: False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or [])
+    with pytest.raises(PaczeroError, match=r"^cannot load nobody/nothing-here from the HF hub: the hub is unreachable "
+                                           r"and the data set is not in the Hugging Face cache$"):
+        load_hub_dataset("nobody/nothing-here")
+    with pytest.raises(PaczeroError, match=r"^cannot load data\.dataset=nobody/nothing-here: it is not a local folder, "
+                                           r"the hub is unreachable and it is not in the Hugging Face cache$"):
+        _load("data.task=hf", "data.kind=generation", "data.dataset=nobody/nothing-here", "data.prompt_field=q")
+    assert lookups == []

@@ -6,10 +6,18 @@ import json
 
 import pytest
 
-from paczero.config import load_config
+from paczero.config import DataConfig, load_config
 from paczero.data import Example, GenerationExample, load_task
 from paczero.data.jsonl import read_jsonl
 from paczero.errors import PaczeroError
+
+WORDS = [" bad", " good"]
+
+
+def _data(kind: str = "classification", **options) -> DataConfig:
+    """Options of a JSONL task whose prompt is the text alone (so a record's prompt is its text)."""
+    return DataConfig(task="jsonl", kind=kind, label_words=WORDS, prompt=options.pop("prompt", "{sentence}"),
+                      **options)
 
 
 def _lines(path, rows) -> str:
@@ -19,22 +27,44 @@ def _lines(path, rows) -> str:
 
 def test_classification_labels_by_index_or_word(tmp_path):
     _lines(tmp_path / "a.jsonl", [{"text": "fine film", "label": 1}, "", {"text": "dull", "label": "bad", "id": 7}])
-    assert read_jsonl(tmp_path / "a.jsonl", kind="classification", label_words=[" bad", " good"]) == [
-        Example("fine film", 1), Example("dull", 0)]
+    assert read_jsonl(tmp_path / "a.jsonl", _data()) == [Example("fine film", 1), Example("dull", 0)]
+
+
+@pytest.mark.parametrize("prompt", ["{sentence} It was", "{text} It was"])
+def test_sentence_and_text_name_the_same_field_as_for_hf(tmp_path, prompt):
+    """One rule for JSONL keys and hf columns: {text} is the key text, and {sentence} falls back to it."""
+    _lines(tmp_path / "a.jsonl", [{"text": "fine film", "label": 1}])
+    assert read_jsonl(tmp_path / "a.jsonl", _data(prompt=prompt)) == [Example("fine film It was", 1)]
+
+
+def test_any_key_fills_the_prompt_and_label_options_apply(tmp_path):
+    _lines(tmp_path / "n.jsonl", [{"premise": "A cat sleeps.", "hypothesis": "An animal rests.", "gold": "yes"}])
+    data = _data(prompt="{premise} Q: {hypothesis}", label_field="gold", label_names=["no", "yes"])
+    assert read_jsonl(tmp_path / "n.jsonl", data) == [Example("A cat sleeps. Q: An animal rests.", 1)]
+
+
+def test_an_old_jsonl_config_reads_the_same_prompts(tmp_path):
+    """A record {"text", "label"} under the default prompt gives the prompt the template rendered before."""
+    rows = [{"text": "fine film", "label": 1}, {"text": "dull {x}", "label": " terrible"}]
+    train = _lines(tmp_path / "train.jsonl", rows * 4)
+    cfg = load_config(None, ["data.task=jsonl", "data.kind=classification", f"data.train_file={train}",
+                             f"data.test_file={train}", "data.n_pool=4", "data.n_dev=2", "data.dev_source=train"])
+    task, split = load_task(cfg.data, seed=0)
+    assert sorted({task.render(r) for r in split.test}) == ["dull {x} It was", "fine film It was"]
 
 
 def test_generation_records(tmp_path):
     _lines(tmp_path / "g.jsonl", [{"prompt": "Q: 2+2?\nA:", "answers": ["4", "four"]}])
-    assert read_jsonl(tmp_path / "g.jsonl", kind="generation") == [GenerationExample("Q: 2+2?\nA:", ("4", "four"))]
+    assert read_jsonl(tmp_path / "g.jsonl", _data("generation")) == [GenerationExample("Q: 2+2?\nA:", ("4", "four"))]
 
 
 @pytest.mark.parametrize("kind, row, match", [
     ("classification", {"text": "x"}, "missing key 'label'"),
-    ("classification", {"label": 0}, "missing key 'text'"),
-    ("classification", {"text": "x", "label": 2}, "label 2 is outside the label words"),
-    ("classification", {"text": "x", "label": "meh"}, "label 'meh' is outside"),
-    ("classification", {"text": "x", "label": True}, "outside"),
-    ("classification", {"text": 5, "label": 0}, "'text' must be a string"),
+    ("classification", {"label": 0}, "missing key 'sentence'"),
+    ("classification", {"text": "x", "label": 2}, "maps to no label word"),
+    ("classification", {"text": "x", "label": "meh"}, "maps to no label word"),
+    ("classification", {"text": "x", "label": True}, "maps to no label word"),
+    ("classification", {"text": 5, "label": 0}, "column 'text' holds a int; expected text"),
     ("generation", {"prompt": "p"}, "missing key 'answers'"),
     ("generation", {"prompt": "p", "answers": []}, "non-empty list"),
     ("generation", {"prompt": "p", "answers": "x"}, "non-empty list"),
@@ -46,17 +76,17 @@ def test_bad_records_name_the_line(tmp_path, kind, row, match):
     good = {"text": "ok", "label": 0} if kind == "classification" else {"prompt": "ok", "answers": ["a"]}
     _lines(tmp_path / "bad.jsonl", [good, row])
     with pytest.raises(PaczeroError, match=match) as info:
-        read_jsonl(tmp_path / "bad.jsonl", kind=kind, label_words=[" bad", " good"])
-    assert "bad.jsonl:2:" in str(info.value)
+        read_jsonl(tmp_path / "bad.jsonl", _data(kind))
+    assert "bad.jsonl:2:" in str(info.value) and "meh" not in str(info.value)
 
 
 def test_empty_and_undecodable_files(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(PaczeroError, match="holds no records"):
-        read_jsonl(tmp_path / "empty.jsonl", kind="generation")
+        read_jsonl(tmp_path / "empty.jsonl", _data("generation"))
     (tmp_path / "bin.jsonl").write_bytes(b'{"prompt": "\xfe", "answers": ["a"]}\n')
     with pytest.raises(PaczeroError, match="not valid UTF-8"):
-        read_jsonl(tmp_path / "bin.jsonl", kind="generation")
+        read_jsonl(tmp_path / "bin.jsonl", _data("generation"))
 
 
 def test_split_with_and_without_a_dev_file(tmp_path):
@@ -65,10 +95,12 @@ def test_split_with_and_without_a_dev_file(tmp_path):
     test = _lines(tmp_path / "test.jsonl", [{"prompt": f"t{i}", "answers": ["y"]} for i in range(9)])
     base = ["data.task=jsonl", "data.kind=generation", f"data.train_file={train}", f"data.test_file={test}",
             "data.n_pool=20", "data.n_dev=10"]
-    task, split = load_task(load_config(None, base).data, seed=0)
+    task, split = load_task(load_config(None, [*base, "data.dev_source=train"]).data, seed=0)
     assert task.kind == "generation" and len(split.test) == 9
     assert {r.prompt for r in split.pool + split.dev} <= {f"p{i}" for i in range(30)}
     assert len({r.prompt for r in split.pool + split.dev}) == 30
+    _, split = load_task(load_config(None, base).data, seed=0)  # a user's file: no dev set unless asked
+    assert len(split.pool) == 20 and split.dev == []
     _, split = load_task(load_config(None, [*base, f"data.dev_file={dev}", "data.n_pool=30"]).data, seed=0)
     assert len(split.pool) == 30 and {r.prompt for r in split.dev} <= {f"d{i}" for i in range(12)}
     with pytest.raises(PaczeroError, match="exceed"):
@@ -92,12 +124,12 @@ def test_task_options_are_checked(overrides, key):
 @pytest.mark.parametrize("line, match", [
     (b"[" * 100_000, r"bad\.jsonl:1: not valid JSON \(RecursionError"),
     (b'{"text": "x", "label": ' + b"1" * 5000 + b"}", r"bad\.jsonl:1: not valid JSON \(ValueError: Exceeds the limit"),
-    (b'{"text": "x", "label": "' + b"z" * 10_000 + b'"}', r"label 'z+… is outside the label words"),
+    (b'{"text": "x", "label": "' + b"z" * 10_000 + b'"}', r"bad\.jsonl:1: the label \(column 'label'\) maps to no"),
 ])
 def test_lines_that_used_to_raise_tracebacks(tmp_path, line, match):
     (tmp_path / "bad.jsonl").write_bytes(line + b"\n")
     with pytest.raises(PaczeroError, match=match) as info:
-        read_jsonl(tmp_path / "bad.jsonl", kind="classification", label_words=[" bad", " good"])
+        read_jsonl(tmp_path / "bad.jsonl", _data())
     assert len(str(info.value)) < 400
 
 
@@ -105,4 +137,4 @@ def test_line_separators_inside_strings_stay_in_the_record(tmp_path):
     """JSON Lines ends a record at ``\\n`` only: U+2028 and U+0085 in a string (``ensure_ascii=False``) are text."""
     row = {"prompt": "a\u2028b\x85c\x0cd", "answers": ["x"]}
     (tmp_path / "g.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\r\n", encoding="utf-8")
-    assert read_jsonl(tmp_path / "g.jsonl", kind="generation") == [GenerationExample(row["prompt"], ("x",))]
+    assert read_jsonl(tmp_path / "g.jsonl", _data("generation")) == [GenerationExample(row["prompt"], ("x",))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from paczero.data import ClassificationTask, Example, make_split
@@ -52,22 +54,26 @@ def test_split_is_disjoint_seeded_and_sized():
 
 def test_labels_outside_label_words_are_refused():
     task = ClassificationTask(prompt="{sentence} It was", label_words=(" bad", " good"))
-    with pytest.raises(PaczeroError, match="label 2"):
+    with pytest.raises(PaczeroError, match="train: record 1 has a label outside") as info:
         task.check_labels([Example("x", 0), Example("y", 2)], where="train")
+    assert info.value.private == "its label: 2"
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"label\tsentence\n--1\tgood\n", r"bad\.tsv:2: label '--1' is not an integer"),
-    ("label\tsentence\n\u00b2\tgood\n".encode(), r"label '\u00b2' is not an integer"),
-    (b"label\tsentence\n" + b"1" * 5000 + b"\tgood\n", r"label '1+… is not an integer"),
-    (b"label\t" + b"x" * 100_000 + b"\n", r"header \['label', 'x+… lacks a 'label' column and a text column"),
+@pytest.mark.parametrize("content, match, private", [
+    (b"label\tsentence\n--1\tgood\n", r"bad\.tsv:2: the label column is not an integer", r"'--1'"),
+    ("label\tsentence\n\u00b2\tgood\n".encode(), r"bad\.tsv:2: the label column is not an integer", r"'\u00b2'"),
+    (b"label\tsentence\n" + b"1" * 5000 + b"\tgood\n", r"label column is not an integer", r"'1+…"),
+    (b"label\t" + b"x" * 100_000 + b"\n", r"bad\.tsv:1: the header line lacks a 'label' column and a text column",
+     r"\['label', 'x+…"),
 ])
-def test_labels_and_headers_that_used_to_raise_tracebacks(tmp_path, content, match):
-    """``int('--1')``, ``int('²')`` and a 5000-digit ``int()`` raised ValueError; a long header filled the screen."""
+def test_labels_and_headers_that_used_to_raise_tracebacks(tmp_path, content, match, private):
+    """``int('--1')``, ``int('²')`` and a 5000-digit ``int()`` raised ValueError; a long header filled the screen.
+    The message names the line; the value (a record's, when the file has no header) is shown only as private."""
     (tmp_path / "bad.tsv").write_bytes(content)
     with pytest.raises(PaczeroError, match=match) as info:
         read_sst2_tsv(tmp_path / "bad.tsv")
-    assert len(str(info.value)) < 300
+    assert len(str(info.value)) < 300 and "x" * 10 not in str(info.value) and "1" * 10 not in str(info.value)
+    assert re.search(private, info.value.private) and len(info.value.private) < 100
 
 
 def test_a_field_over_the_csv_module_limit_reads(tmp_path):
@@ -92,3 +98,22 @@ def test_rows_match_the_csv_module(tmp_path):
         csv.field_size_limit(limit)
     expected = [Example(r[1].strip(), int(r[0])) for r in rows[1:] if r and any(c.strip() for c in r)]
     assert read_sst2_tsv(tmp_path / "a.tsv") == expected and len(expected) == 4
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: p.symlink_to("/dev/zero"), "it is a device, pipe or socket, not a regular file"),
+    (lambda p: p.mkdir(), "it is a folder, not a regular file"),
+], ids=["link to /dev/zero", "folder"])
+def test_a_file_that_is_not_a_regular_file_is_refused_before_reading(tmp_path, make, match):
+    make(tmp_path / "train.tsv")
+    with pytest.raises(PaczeroError, match=match):
+        read_sst2_tsv(tmp_path / "train.tsv")
+
+
+def test_an_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
+    from paczero.data import files
+
+    (tmp_path / "train.tsv").write_bytes(b"label\tsentence\n" + b"1\tgood\n" * 100)
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 500)
+    with pytest.raises(PaczeroError, match=r"holds 715 bytes, more than the 500 a data file may hold"):
+        read_sst2_tsv(tmp_path / "train.tsv")

@@ -169,3 +169,20 @@ def test_dp_posterior_bound_with_delta_is_the_best_test_under_the_dp_constraints
 def test_dp_posterior_bound_rejects_bad_delta():
     with pytest.raises(ValueError, match="delta"):
         dp_posterior_bound(1.0, 1.0)
+
+
+def _binary_entropy(p: float) -> float:
+    return 0.0 if p in (0.0, 1.0) else -p * math.log(p) - (1 - p) * math.log(1 - p)
+
+
+def test_the_vacuous_limits_sit_at_an_mia_bound_of_0999():
+    """The MI budget and the DP ε whose MIA bound is exactly VACUOUS_BOUND, against the direct formulas."""
+    from paczero.privacy.bounds import VACUOUS_BOUND, vacuous_dp_epsilon, vacuous_mi_budget
+
+    assert VACUOUS_BOUND == 0.999
+    assert vacuous_mi_budget() == pytest.approx(LN2 - _binary_entropy(0.999), rel=1e-12)
+    for delta in (0.0, 1e-5, 0.5):
+        eps = vacuous_dp_epsilon(delta)
+        assert (math.exp(eps) + delta) / (1 + math.exp(eps)) == pytest.approx(0.999, rel=1e-12)
+    assert vacuous_dp_epsilon(0.9995) == 0.0  # δ alone promises nothing
+    assert mia_posterior_bound(0.68) < 0.999 < mia_posterior_bound(0.686)  # the paper's 0.68 nats stays allowed

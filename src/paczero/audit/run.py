@@ -143,7 +143,7 @@ def _write_outputs(out: Path, *, summary: dict[str, Any], columns: dict[str, np.
 def audit_run(run_dir: str | Path, *, checkpoint: str = "best", overrides: Sequence[str] = (),
               show: bool = True) -> dict[str, Any]:
     """Audit a finished run; writes ``private/audit/`` and returns the (private) summary."""
-    from paczero.config import load_run_config
+    from paczero.config import dev_source, load_run_config
     from paczero.mechanisms.registry import spec
 
     run = RunDir.open(run_dir)
@@ -152,6 +152,9 @@ def audit_run(run_dir: str | Path, *, checkpoint: str = "best", overrides: Seque
     if metrics is None:
         raise PaczeroError(f"{run.path} has not finished (no metrics.json): there is no released model to audit")
     secret_subset = spec(cfg.privacy.mechanism).trains_on_secret_subset
+    if not secret_subset and dev_source(cfg.data) == "none":
+        raise PaczeroError(f"the audit of a {cfg.privacy.mechanism} run compares the pool (trained on) with the dev set "
+                           "(never trained on), and this run has no dev set (data.dev_source=none)")
     membership, j_star = (_secret_subset(run, metrics["data"]["n_pool"], cfg.privacy.n_subsets) if secret_subset
                           else (None, None))
     base, final = _losses(run, cfg, checkpoint=checkpoint, splits=["pool"] if secret_subset else ["pool", "dev"],

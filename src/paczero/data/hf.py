@@ -7,7 +7,9 @@ reads; ``data.subset`` names its configuration), split ``data.train_split`` for 
 Parquet, streamed (nothing is cached: every run reads the files as they are now).
 
 A record's prompt is ``data.prompt`` with each ``{name}`` replaced by the record's column ``name``
-(``{sentence}`` by the column ``data.text_field``), filled in when the data is read:
+(``{sentence}`` by the column ``data.text_field``; left at its default ``sentence``, a record without that column
+uses its column ``text``), filled in when the data is read (JSON Lines classification records follow the same
+rule, :mod:`paczero.data.jsonl`):
 
 - ``data.kind=classification``: the label is ``data.label_field``: an integer (or a string of digits)
   is the index of a label word; another string is mapped by ``data.label_names`` (name i → word i),
@@ -21,6 +23,7 @@ Errors name the file (or ``dataset[split]``) and the row (1 = the first record).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tempfile
@@ -29,13 +32,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from paczero.data.files import preview, reason
+from paczero.data.files import check_regular, data_folder, locate, preview, reason
 from paczero.data.prompts import fill_template, template_fields
 from paczero.data.tasks import Example, GenerationExample, Record
 from paczero.errors import PaczeroError
 
 if TYPE_CHECKING:
     from paczero.config import DataConfig
+    from paczero.data.memory import InMemory
 
 BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 """The ``datasets`` builder of a local file, by its extension."""
@@ -89,48 +93,53 @@ def _rows(dataset: Iterable[dict], source: str) -> Iterator[dict]:
         except StopIteration:
             return
         except Exception as exc:  # any parser's failure on the user's bytes (pyarrow, pandas, json)
-            raise PaczeroError(f"{source} cannot be read: {reason(exc)}") from None
+            raise PaczeroError(f"{source} cannot be read ({type(exc).__name__}; the parser's words, which may "
+                               "quote the file, follow tagged)", private=reason(exc)) from None
         yield row
 
 
-def _file_rows(name: str, cache: str) -> tuple[Iterator[dict], str]:
+def _file_rows(path: Path, cache: str) -> tuple[Iterator[dict], str]:
     """The rows of one local data file, and its path for error messages (``cache``: the builder's lock files)."""
     import datasets
 
-    path = Path(name).expanduser()
     builder = BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise PaczeroError(f"{path}: data.task=hf reads files ending in {', '.join(BUILDERS)}, not {path.suffix!r}")
-    try:
-        with path.open("rb") as fh:
-            empty = not fh.read(1)
-    except FileNotFoundError:
-        raise PaczeroError(f"data file not found: {path}") from None
-    except OSError as exc:
-        raise PaczeroError(f"cannot read {path}: {exc.strerror}") from None
-    if empty:
+    if not check_regular(path, what="data file"):
         raise PaczeroError(f"{path} is empty")
     try:
         stream = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", streaming=True,
                                        cache_dir=cache, **_OPTIONS.get(builder, {}))
     except Exception as exc:  # the builder refusing the file
-        raise PaczeroError(f"{path} cannot be read as {builder}: {reason(exc)}") from None
+        raise PaczeroError(f"{path} cannot be read as {builder} ({type(exc).__name__}; the reader's words, which may "
+                           "quote the file, follow tagged)", private=reason(exc)) from None
     return _rows(stream, str(path)), str(path)
 
 
-def _dataset_splits(data: "DataConfig") -> list[tuple[Iterator[dict], str] | None]:
-    """The rows of ``data.dataset``'s train, dev (``None`` without ``data.dev_split``) and test splits."""
+def _dataset_splits(data: "DataConfig", cache: str | None) -> list[tuple[Iterator[dict], str] | None]:
+    """The rows of ``data.dataset``'s train, dev (``None`` without ``data.dev_split``) and test splits (``cache``: a
+    scratch folder for a local data set, read into memory, so that no copy of it outlives the run's reading)."""
     import datasets
 
+    from paczero.hub import cache_only, hub_reachable
+
     name = data.dataset if data.subset is None else f"{data.dataset} ({data.subset})"
+    local = Path(data.dataset).expanduser().is_dir()
+    online = local or hub_reachable()
+    options = {"cache_dir": cache, "keep_in_memory": True} if cache is not None else {}
     try:
-        loaded = datasets.load_dataset(data.dataset, data.subset)
+        with cache_only(not online):
+            loaded = datasets.load_dataset(data.dataset, data.subset, **options)
     except Exception as exc:  # network, auth, layout, a missing subset: all the user's to fix
-        raise PaczeroError(f"cannot load data.dataset={name}: {reason(exc)}") from None
+        if not online:
+            raise PaczeroError(f"cannot load data.dataset={name}: it is not a local folder, the hub is unreachable "
+                               "and it is not in the Hugging Face cache") from None
+        raise PaczeroError(f"cannot load data.dataset={name} ({type(exc).__name__}; the reader's words follow "
+                           "tagged)", private=reason(exc)) from None
     out: list[tuple[Iterator[dict], str] | None] = []
     for key in ("train_split", "dev_split", "test_split"):
         split = getattr(data, key)
-        if split is None:
+        if split is None or (key == "test_split" and data.test_fraction is not None):
             out.append(None)
             continue
         if split not in loaded:
@@ -145,21 +154,33 @@ def _column(row: dict, column: str, *, source: str, key: str) -> Any:
     if column not in row:
         names = [str(name) if len(str(name)) <= 40 else f"{str(name)[:39]}…" for name in row]
         shown = ", ".join(names[:12]) + (f", … ({len(names)} in all)" if len(names) > 12 else "")
-        raise PaczeroError(f"{source}: {key} names the column {column!r}, which is not there (columns: {shown})")
+        # A file without a header line makes its first record the column names: they are shown tagged.
+        raise PaczeroError(f"{source}: {key} names the column {column!r}, which is not there ({len(names)} "
+                           "columns, named on the next line)", private=f"columns: {shown}")
     return row[column]
 
 
-def _text(row: dict, column: str, *, source: str, n: int, key: str) -> str:
+def _text(row: dict, column: str, *, source: str, where: str, key: str) -> str:
     value = _column(row, column, source=source, key=key)
     if not isinstance(value, str):
-        raise PaczeroError(f"{source}: row {n}: column {column!r} is {preview(value)}, a "
-                           f"{type(value).__name__}; expected text")
+        raise PaczeroError(f"{where}: column {column!r} holds a {type(value).__name__}; expected text",
+                           private=f"its value: {preview(value)}")
     return value
 
 
-def _prompt(row: dict, data: "DataConfig", *, source: str, n: int) -> str:
-    """``data.prompt`` filled from ``row`` (``{sentence}`` from ``data.text_field``)."""
-    values = {name: _text(row, data.text_field if name == "sentence" else name, source=source, n=n,
+def field_of(name: str, row: dict, data: "DataConfig") -> str:
+    """The column that ``{name}`` of ``data.prompt`` stands for in ``row``."""
+    if name != "sentence":
+        return name
+    default = type(data)().text_field
+    if data.text_field == default and default not in row and "text" in row:
+        return "text"
+    return data.text_field
+
+
+def _prompt(row: dict, data: "DataConfig", *, source: str, where: str) -> str:
+    """``data.prompt`` filled from ``row`` (``{sentence}`` from ``data.text_field``, or ``text``)."""
+    values = {name: _text(row, field_of(name, row, data), source=source, where=where,
                           key="data.text_field" if name == "sentence" else "data.prompt")
               for name in template_fields(data.prompt)}
     return fill_template(data.prompt, values)
@@ -177,20 +198,25 @@ def _label_index(value: Any, names: dict[str, int], n_labels: int) -> int | None
     return None
 
 
-def _classification(rows: Iterator[dict], data: "DataConfig", source: str) -> list[Example]:
+def classification_record(row: dict, data: "DataConfig", *, source: str, where: str) -> Example:
+    """One classification record: ``data.prompt`` filled from ``row``, the label mapped to a label word's index.
+    Errors name ``source`` (a missing column) or ``where`` (the row), never a value."""
     words = list(data.label_words)
     names = {name.strip(): i for i, name in enumerate(data.label_names or [w.strip() for w in words])}
-    records = []
-    for n, row in enumerate(rows, start=1):
-        prompt = _prompt(row, data, source=source, n=n)
-        value = _column(row, data.label_field, source=source, key="data.label_field")
-        label = _label_index(value, names, len(words))
-        if label is None:
-            named = "data.label_names" if data.label_names else "the label words"
-            raise PaczeroError(f"{source}: row {n} has label {preview(value)}, which maps to no label word (expected "
-                               f"an index 0..{len(words) - 1} or one of {named} {list(names)})")
-        records.append(Example(text=prompt, label=label))
-    return records
+    prompt = _prompt(row, data, source=source, where=where)
+    value = _column(row, data.label_field, source=source, key="data.label_field")
+    label = _label_index(value, names, len(words))
+    if label is None:
+        named = "data.label_names" if data.label_names else "the label words"
+        raise PaczeroError(f"{where}: the label (column {data.label_field!r}) maps to no label word (expected an "
+                           f"index 0..{len(words) - 1} or one of {named} {list(names)})",
+                           private=f"its value: {preview(value)}")
+    return Example(text=prompt, label=label)
+
+
+def _classification(rows: Iterator[dict], data: "DataConfig", source: str) -> list[Example]:
+    return [classification_record(row, data, source=source, where=f"{source}: row {n}")
+            for n, row in enumerate(rows, start=1)]
 
 
 def _answers(value: Any) -> tuple[str, ...] | None:
@@ -207,15 +233,16 @@ def _answers(value: Any) -> tuple[str, ...] | None:
 def _generation(rows: Iterator[dict], data: "DataConfig", source: str) -> list[GenerationExample]:
     records = []
     for n, row in enumerate(rows, start=1):
+        where = f"{source}: row {n}"
         if data.prompt_field is None:
-            prompt = _prompt(row, data, source=source, n=n)
+            prompt = _prompt(row, data, source=source, where=where)
         else:
-            prompt = _text(row, data.prompt_field, source=source, n=n, key="data.prompt_field")
+            prompt = _text(row, data.prompt_field, source=source, where=where, key="data.prompt_field")
         value = _column(row, data.answers_field, source=source, key="data.answers_field")
         answers = _answers(value)
         if answers is None:
-            raise PaczeroError(f"{source}: row {n}: answers {preview(value)} are not a string, a non-empty list of "
-                               "strings or SQuAD's {'text': [...]}")
+            raise PaczeroError(f"{source}: row {n}: column {data.answers_field!r} is not a string, a non-empty list "
+                               "of strings or SQuAD's {'text': [...]}", private=f"its value: {preview(value)}")
         records.append(GenerationExample(prompt=prompt, answers=answers))
     return records
 
@@ -232,18 +259,35 @@ def _records(rows: tuple[Iterator[dict], str], data: "DataConfig") -> list[Recor
     return records
 
 
-def _read(splits: list[tuple[Iterator[dict], str] | None], data: "DataConfig") -> tuple[list, list | None, list]:
+def _read(splits: list[tuple[Iterator[dict], str] | None], data: "DataConfig",
+          ) -> tuple[list, list | None, list | None]:
     train, dev, test = splits
-    assert train is not None and test is not None  # config validation requires both
-    return _records(train, data), None if dev is None else _records(dev, data), _records(test, data)
+    assert train is not None  # config validation requires it
+    return _records(train, data), *(None if s is None else _records(s, data) for s in (dev, test))
 
 
-def load_hf(data: "DataConfig") -> tuple[list[Record], list[Record] | None, list[Record]]:
-    """``(train, dev or None, test)`` records of ``data.task=hf``, prompts filled in."""
-    with _quiet(), _uncounted():
+def _memory_splits(memory: "InMemory") -> list[tuple[Iterator[dict], str] | None]:
+    """The rows of the train, dev and test records passed in memory (``None`` for one not given)."""
+    given = memory.splits()
+    return [(_rows(given[name], f"{name} records (in memory)"), f"{name} records (in memory)") if name in given
+            else None for name in ("train", "dev", "test")]
+
+
+def load_hf(data: "DataConfig", memory: "InMemory | None" = None,
+            ) -> tuple[list[Record], list[Record] | None, list[Record] | None]:
+    """``(train, dev or None, test or None)`` records of ``data.task=hf``, prompts filled in (no test records
+    with ``data.test_fraction``: the split draws them from train)."""
+    folder = data_folder(data.data_dir)
+    with _quiet(), _uncounted(), tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
+        if memory is not None:
+            return _read(_memory_splits(memory), data)
         if data.dataset is not None:
-            return _read(_dataset_splits(data), data)
-        # Streamed files leave only the builders' lock files behind: in a folder of their own, removed afterwards.
-        with tempfile.TemporaryDirectory(prefix="paczero-datasets-") as cache:
-            return _read([_file_rows(name, cache) if name else None
-                          for name in (data.train_file, data.dev_file, data.test_file)], data)
+            # A hub data set is public and cached where datasets caches; a local folder (the owner's records) is
+            # prepared in the scratch folder and read into memory, so no copy is left in a global cache.
+            local = locate(data.dataset, folder=folder, key="data.dataset")
+            if local.exists():
+                data = dataclasses.replace(data, dataset=str(local))
+            return _read(_dataset_splits(data, cache if local.exists() else None), data)
+        # Streamed files leave only the builders' lock files behind: in the scratch folder, removed afterwards.
+        return _read([_file_rows(locate(getattr(data, key), folder=folder, key=f"data.{key}"), cache)
+                      if getattr(data, key) else None for key in ("train_file", "dev_file", "test_file")], data)

@@ -29,8 +29,8 @@ def read_sst2_tsv(path: Path) -> list[Example]:
     header = [h.strip().lower() for h in rows[0]]
     text_col = next((header.index(c) for c in _TEXT_COLUMNS if c in header), None)
     if "label" not in header or text_col is None:
-        raise PaczeroError(f"{path}: header {preview(rows[0])} lacks a 'label' column and a text column "
-                           f"(one of {', '.join(_TEXT_COLUMNS)})")
+        raise PaczeroError(f"{path}:1: the header line lacks a 'label' column and a text column (one of "
+                           f"{', '.join(_TEXT_COLUMNS)})", private=f"line 1: {preview(rows[0])}")
     label_col = header.index("label")
     examples = []
     for line_no, row in enumerate(rows[1:], start=2):
@@ -40,7 +40,8 @@ def read_sst2_tsv(path: Path) -> list[Example]:
             raise PaczeroError(f"{path}:{line_no}: expected {len(header)} tab-separated columns, got {len(row)}")
         label = row[label_col].strip()
         if not _LABEL.fullmatch(label):
-            raise PaczeroError(f"{path}:{line_no}: label {preview(label)} is not an integer label index")
+            raise PaczeroError(f"{path}:{line_no}: the label column is not an integer label index",
+                               private=f"its value: {preview(label)}")
         examples.append(Example(text=row[text_col].strip(), label=int(label)))
     if not examples:
         raise PaczeroError(f"{path} holds no records (only a header)")

@@ -3,13 +3,18 @@
 The split follows the paper's protocol (paczero-notes §7): the pool (N private records) and the
 dev set (public, for checkpoint selection) are disjoint draws from the train split made with the
 public seed; the test set is the task's validation split, or ``n_test`` records of it drawn by the
-same seed (SQuAD: 1000 of the 10,570 dev questions).
+same seed (SQuAD: 1000 of the 10,570 dev questions). A user's own records (``jsonl``, ``hf``) may instead
+have a separate dev set or none (``data.dev_source``), and a test set drawn from the train records
+(``data.test_fraction``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence, Union
+
+import numpy as np
 
 from paczero.data.prompts import fill_template, prompt_ids
 from paczero.errors import PaczeroError
@@ -17,6 +22,7 @@ from paczero.rng import public_generator
 
 if TYPE_CHECKING:
     from paczero.config import DataConfig
+    from paczero.data.memory import InMemory
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ Record = Union[Example, GenerationExample]
 
 
 FILLED = "{sentence}"
-"""The template of records whose text is already the whole prompt (``data.task=hf`` fills its own)."""
+"""The template of records whose text is already the whole prompt (``data.task=jsonl`` and ``hf`` fill their own)."""
 
 
 class _Prompted:
@@ -47,9 +53,12 @@ class _Prompted:
 
     chat_template: bool
 
-    def prompt_ids(self, tokenizer, example) -> list[int]:
-        """The token ids of ``example``'s prompt (wrapped in the chat template with ``chat_template``)."""
-        return prompt_ids(tokenizer, self.render(example), chat=self.chat_template)  # type: ignore[attr-defined]
+    def prompt_ids(self, tokenizer, example, *, max_chars: int | None = None) -> tuple[list[int], bool]:
+        """The token ids of ``example``'s prompt (wrapped in the chat template with ``chat_template``), its text cut
+        to its last ``max_chars`` characters first; and whether it was cut."""
+        text = self.render(example)  # type: ignore[attr-defined]
+        clipped = max_chars is not None and len(text) > max_chars
+        return prompt_ids(tokenizer, text[-max_chars:] if clipped else text, chat=self.chat_template), clipped
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,18 @@ class ClassificationTask(_Prompted):
     prompt: str
     label_words: tuple[str, ...]
     chat_template: bool = False
+    label_names: tuple[str, ...] | None = None
+    """What each label is called in reports (``data.label_names``); default: the label words."""
     kind = "classification"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """One name per label for per-class metrics: the label names, else the label words without their
+        surrounding spaces (as written when stripping would make two equal or one empty)."""
+        if self.label_names:
+            return tuple(self.label_names)
+        stripped = tuple(w.strip() for w in self.label_words)
+        return stripped if all(stripped) and len(set(stripped)) == len(stripped) else self.label_words
 
     def render(self, example: Example) -> str:
         """The prompt of ``example``: ``data.prompt`` with ``{sentence}`` replaced by its text."""
@@ -75,8 +95,9 @@ class ClassificationTask(_Prompted):
         n = len(self.label_words)
         for i, ex in enumerate(examples):
             if not 0 <= ex.label < n:
-                raise PaczeroError(f"{where}: record {i} has label {ex.label}, outside the {n} label words "
-                                   f"{list(self.label_words)} (labels must be 0..{n - 1})")
+                raise PaczeroError(f"{where}: record {i} has a label outside the {n} label words "
+                                   f"{list(self.label_words)} (labels must be 0..{n - 1})",
+                                   private=f"its label: {ex.label}")
 
 
 @dataclass(frozen=True)
@@ -113,22 +134,38 @@ class Split:
     test: list
 
 
+def hold_out(train: Sequence[Record], fraction: float, *, seed: int) -> tuple[list[Record], list[Record]]:
+    """``(rest, held)``: ⌈fraction·n⌉ records of ``train`` drawn by the public seed as a test set, both parts in
+    their original order (``data.test_fraction``)."""
+    k = math.ceil(fraction * len(train))
+    if k >= len(train):
+        raise PaczeroError(f"data.test_fraction={fraction} of {len(train)} training records leaves none for the pool")
+    held = np.zeros(len(train), dtype=bool)
+    held[public_generator(seed, "test_fraction").permutation(len(train))[:k]] = True
+    return [r for r, h in zip(train, held) if not h], [r for r, h in zip(train, held) if h]
+
+
 def make_split(train: Sequence[Record], validation: Sequence[Record], *, n_pool: int, n_dev: int,
-               n_test: int | None, seed: int, dev: Sequence[Record] | None = None) -> Split:
+               n_test: int | None, seed: int, dev: Sequence[Record] | None = None, dev_source: str = "train") -> Split:
     """Draw pool and dev (disjoint) from ``train`` and the test set from ``validation`` by the public seed.
 
-    With ``dev`` given, the pool is drawn from ``train`` and the dev set from ``dev`` instead.
+    ``dev_source="separate"``: the pool is drawn from ``train`` and the dev set from ``dev`` instead; ``"none"``: no
+    dev set.
     """
-    if dev is None and n_pool + n_dev > len(train):
+    if dev_source == "train" and n_pool + n_dev > len(train):
         raise PaczeroError(f"data.n_pool={n_pool} + data.n_dev={n_dev} exceeds the {len(train)} training "
                            "records available")
-    if dev is not None and (n_pool > len(train) or n_dev > len(dev)):
+    if dev_source == "none" and n_pool > len(train):
+        raise PaczeroError(f"data.n_pool={n_pool} exceeds the {len(train)} training records available")
+    if dev_source == "separate" and (dev is None or n_pool > len(train) or n_dev > len(dev)):
         raise PaczeroError(f"data.n_pool={n_pool} and data.n_dev={n_dev} exceed the {len(train)} training and "
-                           f"{len(dev)} dev records available")
+                           f"{len(dev or [])} dev records available")
     order = public_generator(seed, "split").permutation(len(train))
     pool = [train[i] for i in order[:n_pool]]
-    if dev is None:
+    if dev_source == "train":
         dev_records = [train[i] for i in order[n_pool:n_pool + n_dev]]
+    elif dev_source == "none":
+        dev_records = []
     else:
         dev_records = [dev[i] for i in public_generator(seed, "dev").permutation(len(dev))[:n_dev]]
     if n_test is None or n_test >= len(validation):
@@ -141,10 +178,14 @@ def make_split(train: Sequence[Record], validation: Sequence[Record], *, n_pool:
     return Split(pool=pool, dev=dev_records, test=test)
 
 
-def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
-    """The task named by ``data.task`` and its pool/dev/test split (labels checked against the label words)."""
-    from paczero.config import task_kind
+def load_task(data: "DataConfig", *, seed: int, memory: "InMemory | None" = None) -> tuple[Task, Split]:
+    """The task named by ``data.task`` and its pool/dev/test split (labels checked against the label words);
+    ``memory`` holds the records of ``data.in_memory``."""
+    from paczero.config import dev_source, task_kind
 
+    if data.in_memory and memory is None:
+        raise PaczeroError("this run's records were passed in memory (data.in_memory=true) and are not stored: only "
+                           "paczero.train(..., data=...) given the same objects can read them again")
     dev = None
     if data.task == "sst2":
         from paczero.data.sst2 import load_sst2
@@ -162,15 +203,20 @@ def load_task(data: "DataConfig", *, seed: int) -> tuple[Task, Split]:
     elif data.task == "hf":
         from paczero.data.hf import load_hf
 
-        train, dev, validation = load_hf(data)
+        train, dev, validation = load_hf(data, memory if data.in_memory else None)
     else:
         raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl, hf")
+    if data.test_fraction is not None:
+        train, validation = hold_out(train, data.test_fraction, seed=seed)
+    if validation is None:
+        raise PaczeroError("no test records: give data.test_file (or the test records) or data.test_fraction")
     task: Task = GenerationTask(chat_template=data.chat_template)
     if task_kind(data) == "classification":
-        task = ClassificationTask(prompt=FILLED if data.task == "hf" else data.prompt,
-                                  label_words=tuple(data.label_words), chat_template=data.chat_template)
+        task = ClassificationTask(prompt=FILLED if data.task in ("jsonl", "hf") else data.prompt,
+                                  label_words=tuple(data.label_words), chat_template=data.chat_template,
+                                  label_names=tuple(data.label_names) if data.label_names else None)
         for records, name in [(train, "train"), (dev or [], "dev"), (validation, "validation")]:
             task.check_labels(records, where=f"{data.task} {name}")
     split = make_split(train, validation, n_pool=data.n_pool, n_dev=data.n_dev, n_test=data.n_test, seed=seed,
-                       dev=dev)
+                       dev=dev, dev_source=dev_source(data))
     return task, split

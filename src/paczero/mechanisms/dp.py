@@ -54,6 +54,26 @@ def to_grid(x: np.ndarray, clip: float) -> np.ndarray:
     return np.rint(np.asarray(x, dtype=np.float64) / clip * _SCALE).astype(np.int64).astype(object)
 
 
+def grid_value(noisy: int, *, clip: float, scale: float, sample_rate: float, n: int) -> float:
+    """The value released for the noisy grid total ``noisy``: ``scale``·C·2⁻⁴⁰·noisy/(qN) (the DP baselines' rule)."""
+    return scale * clip * (noisy / _SCALE) / (sample_rate * n)
+
+
+def grid_integer(value: float, *, clip: float, scale: float, sample_rate: float, n: int) -> int | None:
+    """The integer whose :func:`grid_value` is exactly ``value``, or None when ``value`` is not on the grid.
+
+    Everything a DP baseline publishes is the image of an integer under :func:`grid_value`; a value that is not
+    (real-valued noise, an edited transcript) is refused by ``paczero verify``.
+    """
+    if not math.isfinite(value):
+        return None
+    guess = round(value * sample_rate * n / (scale * clip) * _SCALE)
+    for k in sorted(range(guess - 2, guess + 3), key=lambda k: abs(k - guess)):
+        if grid_value(k, clip=clip, scale=scale, sample_rate=sample_rate, n=n) == value:
+            return k
+    return None
+
+
 def poisson_sample(secret: SecretState, *, step: int, n: int, rate: float) -> np.ndarray:
     """Indices of step ``step``'s Poisson batch: record i is in iff its 64-bit word is below ⌊q·2⁶⁴⌋.
 
@@ -81,7 +101,7 @@ class _PoissonDiscreteGaussian(Mechanism):
         """``scale``·C·2⁻⁴⁰·(total + noise)/(qN), noise ~ N_Z(0, (σ·sensitivity)²) from the keyed stream."""
         variance = Fraction(self.noise_multiplier) ** 2 * sensitivity**2
         noisy = total + discrete_gaussian(variance, self._secret.stream("dp-noise", step, k))
-        return scale * self.clip * (noisy / _SCALE) / (self.sample_rate * self.n)
+        return grid_value(noisy, clip=self.clip, scale=scale, sample_rate=self.sample_rate, n=self.n)
 
 
 class DPZero(_PoissonDiscreteGaussian):

@@ -18,7 +18,7 @@ from paczero.mechanisms.mezo import MeZO
 from paczero.mechanisms.mi import PacMI
 from paczero.mechanisms.zpl import ZPL
 from paczero.privacy.accounting import RELATION, noise_multiplier
-from paczero.privacy.statement import PrivacyStatement, dp_statement, no_statement, pac_statement
+from paczero.privacy.statement import DevSet, PrivacyStatement, dp_statement, no_statement, pac_statement
 from paczero.releases import Abstain, AblationValue, Coin, DPNoisy, Free, NoisyBit, Projected, Release, Unanimous
 from paczero.secret import SecretState
 
@@ -58,23 +58,32 @@ def dp_noise_multiplier(cfg: "Config") -> float:
                             relation=RELATION)
 
 
+def dev_set(cfg: "Config") -> DevSet:
+    """The dev set of a run of ``cfg``, as its statement describes it."""
+    from paczero.config import dev_source
+
+    source = dev_source(cfg.data)
+    return DevSet(source=source, n=0 if source == "none" else cfg.data.n_dev,
+                  from_private_file=source == "train" and cfg.data.task in ("jsonl", "hf"))
+
+
 def _pac(mi_bound: Callable[["Config"], float]) -> Callable[["Config", int, int], PrivacyStatement]:
     def statement(cfg: "Config", steps: int, releases: int) -> PrivacyStatement:
         channel = cfg.privacy.mi_channel if cfg.privacy.mechanism == "mi" else None
         skips = cfg.privacy.mechanism == "zpl" and cfg.privacy.zpl_disagreement == "skip"
         return pac_statement(mechanism=cfg.privacy.mechanism, mi_bound=mi_bound(cfg), steps=steps, releases=releases,
-                             n_subsets=cfg.privacy.n_subsets, channel=channel, skips=skips)
+                             n_subsets=cfg.privacy.n_subsets, channel=channel, skips=skips, dev=dev_set(cfg))
     return statement
 
 
 def _dp(cfg: "Config", steps: int, releases: int) -> PrivacyStatement:
     p = cfg.privacy
     return dp_statement(mechanism=p.mechanism, noise_multiplier=dp_noise_multiplier(cfg), sample_rate=p.sample_rate,
-                        delta=p.delta, steps=steps, releases=releases, relation=RELATION)
+                        delta=p.delta, steps=steps, releases=releases, relation=RELATION, dev=dev_set(cfg))
 
 
 def _none(cfg: "Config", steps: int, releases: int) -> PrivacyStatement:
-    return no_statement(mechanism=cfg.privacy.mechanism, steps=steps, releases=releases)
+    return no_statement(mechanism=cfg.privacy.mechanism, steps=steps, releases=releases, dev=dev_set(cfg))
 
 
 def _dp_build(cls: type) -> Callable[["Config", np.ndarray | None, SecretState], Mechanism]:

@@ -5,7 +5,8 @@ otherwise release a fair coin. Both the unanimity event and the coin are functio
 the PAC game knows (the pool, the membership matrix, the public seed), so I(S*; Y_t | Y_<t) = 0 for every
 step and, by the chain rule, I(S*; Y_1:T) = 0: the MIA posterior equals the prior 1/2.
 
-The mechanism is never given the secret: there is nothing it could leak.
+The mechanism is never given the secret: there is nothing it could leak. :func:`zpl_release` is the rule
+itself, a pure function that the mechanism releases with and ``paczero verify --data-dir`` checks with.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ from paczero.rng import public_coin
 from paczero.subsets import format_signs, subset_means, subset_signs
 
 
+def zpl_release(signs: np.ndarray, *, coin: int, skip: bool = False) -> Unanimous | Coin | Abstain:
+    """ZPL's release rule: the sign all M subsets agree on, else the public ``coin`` (±1), or with ``skip``
+    (``privacy.zpl_disagreement=skip``) 0, no update. Either way the release is a function of the pool, the
+    membership matrix and the public seed alone."""
+    shown = format_signs(signs)
+    if np.all(signs == signs[0]):
+        return Unanimous(value=float(signs[0]), signs=shown)
+    if skip:
+        return Abstain(value=0.0, signs=shown)
+    return Coin(value=float(coin), signs=shown)
+
+
 class ZPL(Mechanism):
     """PACZero-ZPL (paczero-notes §3.7): the common sign if all M subsets agree, else a public coin; I = 0."""
     name = "zpl"
@@ -31,14 +44,6 @@ class ZPL(Mechanism):
         self.disagreement = disagreement
 
     def release_step(self, estimates: np.ndarray, *, step: int) -> list[Release]:
-        out: list[Release] = []
-        for k in range(estimates.shape[1]):
-            signs = subset_signs(subset_means(self.membership, self.clipped(estimates, k)))
-            shown = format_signs(signs)
-            if np.all(signs == signs[0]):
-                out.append(Unanimous(value=float(signs[0]), signs=shown))
-            elif self.disagreement == "skip":
-                out.append(Abstain(value=0.0, signs=shown))
-            else:
-                out.append(Coin(value=float(public_coin(self.seed, step, k)), signs=shown))
-        return out
+        skip = self.disagreement == "skip"
+        return [zpl_release(subset_signs(subset_means(self.membership, self.clipped(estimates, k))),
+                            coin=public_coin(self.seed, step, k), skip=skip) for k in range(estimates.shape[1])]

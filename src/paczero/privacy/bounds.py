@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 
 from scipy.optimize import brentq
-from scipy.special import expit
+from scipy.special import expit, logit
 
 _LN2 = math.log(2.0)
+VACUOUS_BOUND = 0.999
+"""A statement whose MIA posterior bound is at least this promises nothing a reader can use (an attacker may be right
+about 999 records in 1000): such a budget is refused unless ``privacy.allow_vacuous`` is set (docs/privacy.md)."""
 # D(40) = ln 2 − O(80·e^{−80}) rounds to ln 2, so for any I < ln 2 the root lies below it.
 _Z_MAX = 40.0
 _SERIES_MI = 1e-20
@@ -82,3 +85,18 @@ def mia_posterior_bound(mi: float) -> float:
     I ≥ ln 2 gives 1. Tighter than Pinsker's 1/2 + √(I/2), which is vacuous for I ≥ 1/2.
     """
     return float(expit(dp_epsilon_for_mi(mi)))
+
+
+def vacuous_mi_budget() -> float:
+    """The smallest MI budget (nats) whose MIA bound p* reaches :data:`VACUOUS_BOUND` (0.6852 nats for 0.999)."""
+    return mi_for_dp_epsilon(float(logit(VACUOUS_BOUND)))
+
+
+def vacuous_dp_epsilon(delta: float) -> float:
+    """The smallest ε whose (ε, δ) MIA bound (e^ε + δ)/(1 + e^ε) reaches :data:`VACUOUS_BOUND` (0 when δ alone
+    does)."""
+    if not 0.0 <= delta < 1.0:
+        raise ValueError(f"delta={delta!r} is invalid; expected 0 <= delta < 1")
+    if delta >= VACUOUS_BOUND:
+        return 0.0
+    return max(0.0, float(logit((VACUOUS_BOUND - delta) / (1.0 - delta))))

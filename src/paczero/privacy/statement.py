@@ -11,7 +11,9 @@ Pure functions of numbers (no config, model or mechanism objects), one per famil
   relation, recomputed by the accountant from σ, q and T; the MIA bound (e^ε + δ)/(1 + e^ε).
 * :func:`no_statement` — MeZO and the non-private ablations: no guarantee (bound 1).
 
-A statement is a frozen :class:`PrivacyStatement`; ``to_dict`` gives what ``metrics.json`` holds.
+A statement is a frozen :class:`PrivacyStatement`; ``to_dict`` gives what ``metrics.json`` holds. It says what the
+dev set is (:class:`DevSet`) and whether it promises nothing (``vacuous``: an MIA bound of
+:data:`~paczero.privacy.bounds.VACUOUS_BOUND` or more).
 """
 
 from __future__ import annotations
@@ -20,24 +22,57 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from paczero.privacy.accounting import RELATION_TEXT, dp_epsilon
-from paczero.privacy.bounds import dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound
+from paczero.privacy.bounds import (dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound,
+                                    vacuous_dp_epsilon, vacuous_mi_budget)
 
 PUBLIC_PAC = (
     "the settings (config.yaml) and the public seed: data split, membership matrix, direction seeds, coins",
     "the membership matrix of the M candidate subsets (membership.npy)",
     "the transcript: per step the learning rate, the direction seeds and one released value per direction",
     "the weights (a function of the base model and the transcript)",
-    "the dev set used for checkpoint selection (disjoint from the pool) and the dev/test metrics",
 )
 PUBLIC_DP = (
     "the settings (config.yaml), including the pool size N, and the public seed (data split, direction seeds)",
     "the transcript: per step the learning rate, the direction seeds and the released noisy values",
     "the weights (a function of the base model and the transcript)",
-    "the dev set used for checkpoint selection (disjoint from the pool) and the dev/test metrics",
 )
 PROTECTED_PAC = "membership of each pool record in the secret subset S* (prior 1/2 per record)"
 PROTECTED_DP = "each pool record, against replacement by any other record"
-NOT_PROTECTED = ("the existence and size of the pool", "the public dev set", "the base model")
+NOT_PROTECTED = ("the existence and size of the pool", "the base model")
+VACUOUS_SUMMARY = "promises nothing: "
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """The dev set that selected the released checkpoint: where it came from and how many records it holds."""
+
+    source: str
+    """``train`` (drawn from the train file or split, disjoint from the pool), ``separate`` (its own file or split)
+    or ``none`` (no selection: the last checkpoint is released)."""
+    n: int
+    from_private_file: bool
+    """``source=train`` on a user's own records (not a built-in public data set): those records are published."""
+
+    @property
+    def summary(self) -> str:
+        """A few words for the statement's one-line summary."""
+        if self.source == "none":
+            return "no dev set"
+        return f"{self.n} records of the private file public as dev set" if self.from_private_file \
+            else "dev set public"
+
+    @property
+    def text(self) -> str:
+        """One sentence: what the dev set is and what publishing it means."""
+        if self.source == "none":
+            return "no dev set: no checkpoint selection, the last checkpoint is released"
+        if self.source == "separate":
+            return f"the dev set ({self.n} records of a separate dev file or split), its records and metrics public"
+        if self.from_private_file:
+            return (f"the dev set: {self.n} records drawn from the private train file, disjoint from the pool; they "
+                    "and their metrics are public, and nothing protects them")
+        return (f"the dev set: {self.n} records drawn from the public data set's train split, disjoint from the pool, "
+                "and their metrics")
 
 
 @dataclass(frozen=True)
@@ -74,6 +109,12 @@ class PrivacyStatement:
     protects: str | None = None
     not_protected: tuple[str, ...] = NOT_PROTECTED
     public: tuple[str, ...] = field(default_factory=tuple)
+    vacuous: bool = False
+    """Whether the statement promises nothing a reader can use: an MIA bound of 0.999 or more (an MI budget or a DP
+    ε run with ``privacy.allow_vacuous``), or no guarantee at all. Such a run is never published with a privacy
+    card."""
+    dev_set: str = ""
+    """What the dev set is (:attr:`DevSet.text`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The statement as plain JSON-ready values."""
@@ -86,59 +127,74 @@ class PrivacyStatement:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["not_protected"], d["public"] = tuple(d.get("not_protected", ())), tuple(d.get("public", ()))
+        d.setdefault("vacuous", d["family"] == "none")
         return cls(**d)
 
 
+def _public(listed: tuple[str, ...], dev: DevSet) -> tuple[str, ...]:
+    return listed + (dev.text, "the test metrics")
+
+
+def _not_protected(dev: DevSet) -> tuple[str, ...]:
+    return NOT_PROTECTED + (() if dev.source == "none" else ("the records of the dev set",))
+
+
 def pac_statement(*, mechanism: str, mi_bound: float, steps: int, releases: int, n_subsets: int,
-                  channel: str | None = None, skips: bool = False) -> PrivacyStatement:
+                  channel: str | None = None, dev: DevSet, skips: bool = False) -> PrivacyStatement:
     """The statement of a PAC run whose transcript carries at most ``mi_bound`` nats about S*; ``skips``: a ZPL run
     that releases 0 (no update) instead of a coin where the subsets disagree."""
     if not 0.0 <= mi_bound:
         raise ValueError(f"mi_bound={mi_bound!r} is invalid; expected >= 0 nats")
     bound = mia_posterior_bound(mi_bound)
+    vacuous = mi_bound >= vacuous_mi_budget()
     if skips:
         how = ("Every released value is either the sign all M subsets agree on or 0 (no update) when they disagree: "
                "whether they agree is a function of the pool and the public membership matrix, not of which subset "
                "is secret, so I(S*; transcript) = 0 and the attacker's posterior equals the prior 1/2.")
-        summary = "I = 0 nats, MIA posterior <= 0.5, dev set public"
+        summary = f"I = 0 nats, MIA posterior <= 0.5, {dev.summary}"
     elif mi_bound == 0.0:
         how = ("Every released value is either the sign all M subsets agree on or a fair coin drawn from the public "
                "seed: neither depends on which subset is secret, so I(S*; transcript) = 0 and the attacker's "
                "posterior equals the prior 1/2.")
-        summary = "I = 0 nats, MIA posterior <= 0.5, dev set public"
+        summary = f"I = 0 nats, MIA posterior <= 0.5, {dev.summary}"
     else:
         how = (f"Each non-free release is one bit, its flip probability calibrated on the {channel or 'bsc'} "
                f"channel so that it carries at most its step budget; the budgets sum to at most B = {mi_bound:.6g} "
                "nats, so I(S*; transcript) <= B (chain rule), and ln 2 - H_b(p) <= I bounds the attacker's "
                "success p.")
-        summary = f"I <= {mi_bound:.6g} nats, MIA posterior <= {bound:.6g}, dev set public"
+        summary = (VACUOUS_SUMMARY if vacuous else "") + \
+            f"I <= {mi_bound:.6g} nats, MIA posterior <= {bound:.6g}, {dev.summary}"
     return PrivacyStatement(
         mechanism=mechanism, family="pac", private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
         summary=summary, derivation=how, mi_bound_nats=mi_bound, dp_epsilon_equivalent=dp_epsilon_for_mi(mi_bound),
-        channel=channel, protects=f"{PROTECTED_PAC}, one of M = {n_subsets} candidate subsets", public=PUBLIC_PAC)
+        channel=channel, protects=f"{PROTECTED_PAC}, one of M = {n_subsets} candidate subsets",
+        not_protected=_not_protected(dev), public=_public(PUBLIC_PAC, dev), vacuous=vacuous, dev_set=dev.text)
 
 
 def dp_statement(*, mechanism: str, noise_multiplier: float, sample_rate: float, delta: float, steps: int,
-                 releases: int, relation: str) -> PrivacyStatement:
+                 releases: int, relation: str, dev: DevSet) -> PrivacyStatement:
     """(ε, δ) of ``steps`` Poisson-subsampled discrete Gaussian releases, recomputed by the accountant."""
     eps = 0.0 if steps == 0 else dp_epsilon(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps,
                                             delta=delta, relation=relation)
     bound = dp_posterior_bound(eps, delta)
+    vacuous = eps >= vacuous_dp_epsilon(delta)
     rel = RELATION_TEXT[relation]
     return PrivacyStatement(
         mechanism=mechanism, family="dp", private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
-        summary=f"({eps:.4g}, {delta:g})-DP ({relation.replace('_', '-')}), MIA posterior <= {bound:.6g}",
+        summary=(VACUOUS_SUMMARY if vacuous else "") +
+        f"({eps:.4g}, {delta:g})-DP ({relation.replace('_', '-')}), MIA posterior <= {bound:.6g}, {dev.summary}",
         derivation=(f"{steps} Poisson-subsampled (q = {sample_rate:g}) discrete Gaussian releases of noise multiplier "
                     f"{noise_multiplier:.6g}, composed by a privacy-loss-distribution accountant (dp-accounting) "
                     f"under {rel}; (e^eps + delta)/(1 + e^eps) bounds the attacker's success."),
         dp_epsilon=eps, dp_delta=delta, mi_nats_matched=mi_for_dp_epsilon(eps), neighbouring_relation=rel,
-        noise_multiplier=noise_multiplier, sample_rate=sample_rate, protects=PROTECTED_DP, public=PUBLIC_DP)
+        noise_multiplier=noise_multiplier, sample_rate=sample_rate, protects=PROTECTED_DP,
+        not_protected=_not_protected(dev), public=_public(PUBLIC_DP, dev), vacuous=vacuous, dev_set=dev.text)
 
 
-def no_statement(*, mechanism: str, steps: int, releases: int) -> PrivacyStatement:
+def no_statement(*, mechanism: str, steps: int, releases: int, dev: DevSet) -> PrivacyStatement:
     """MeZO and the non-private ablations: nothing is guaranteed."""
     return PrivacyStatement(
         mechanism=mechanism, family="none", private=False, steps=steps, releases=releases, mia_posterior_bound=1.0,
-        summary="no privacy guarantee",
+        summary=f"no privacy guarantee, {dev.summary}",
         derivation="The released values are functions of the pool's records with no noise; nothing is protected.",
-        public=PUBLIC_DP)
+        not_protected=_not_protected(dev), public=_public(PUBLIC_DP, dev), vacuous=True, dev_set=dev.text)
