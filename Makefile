@@ -9,6 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
+WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 SHARED_DATA := $(abspath ../shared/data)
 export PACZERO_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/sst2),$(SHARED_DATA),)
@@ -29,11 +30,11 @@ $(STAMP): pyproject.toml Makefile
 run: venv
 	$(VENV)/bin/paczero train --config configs/sst2-smollm2-review-zpl.yaml $(ARGS)
 
-test: venv
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+test: venv  # two workers (pytest-xdist), the slowest tests' durations at the end
+	$(PY) -m pytest -q -n $(WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: venv  # the quick loop: no subprocess, torchrun, notebook, docs-build or statistical-attack cases
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

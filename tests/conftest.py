@@ -103,3 +103,14 @@ def tiny_squad_config(data_dir, tmp_path):
                                                *overrides])
 
     return make
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs two workers on two cores) each worker computes on one thread, so the
+    workers do not oversubscribe the cores; subprocesses the tests start keep torch's default."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -66,7 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         distributed.shutdown()
     if not dist.main:
-        return 0
+        return _leave(0, dist)
     run, zero, metric = trainer.run_dir.path, metrics["zero_shot_test"], trainer.c.objective.metric
     best = metrics["best_dev"]
     selected = (f"the last checkpoint, step {best['step']}: no dev set" if best["selected_on"] == "last"
@@ -84,7 +85,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"{PRIVATE_TAG} unanimity rate {figures['unanimity_rate']:.3f}, MI charged "
               f"{figures['achieved_mi_nats']:.4g} nats (computed on the pool; in {trainer.run_dir.privacy_path})")
     print(f"next: paczero privacy {run}  |  paczero export {run} --out <folder>  |  paczero audit {run}")
-    return 0
+    return _leave(0, dist)
+
+
+def _leave(code: int, dist: "distributed.Dist") -> int:
+    """A finished process of a torchrun job exits at once, its output flushed and every file closed: under load,
+    gloo's threads now and then aborted the interpreter's own teardown after a finished run ("terminate called
+    without an active exception", exit -6), which made torchrun report a complete run as failed."""
+    if dist.world <= 1:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _forget_secret(run: Path) -> int:
