@@ -49,7 +49,8 @@ class Components:
     mechanism: Mechanism | None
     """The release mechanism (rank 0 of a training run), else None."""
     optimizer: FirstOrder | None = None
-    """A first-order method's optimiser over the trainable tensors (``privacy.mechanism=firstorder``), else None."""
+    """A first-order method's optimiser over the trainable tensors (``firstorder``, ``dpsgd``; on rank 0 of a training
+    run), else None."""
     dist: Dist = field(default_factory=Dist)
     local: tuple[np.ndarray, Any] | None = None
     """Under torchrun: this rank's share of the whole pool (indices, encoded), encoded and cached once."""
@@ -161,5 +162,6 @@ def _with_mechanism(c: Components, secret: SecretState | None) -> Components:
     if secret is not None and c.dist.main:
         with phase("calibrating the mechanism", enabled=cfg.run.progress and c.dist.main):
             mechanism = build_mechanism(cfg, membership=membership, secret=secret)
-    optimizer = FirstOrder(c.loaded.trainable) if spec(cfg.privacy.mechanism).first_order else None
+    make = spec(cfg.privacy.mechanism).optimizer
+    optimizer = make(cfg, c.loaded.trainable, secret) if make is not None and secret is not None else None
     return dataclasses.replace(c, membership=membership, mechanism=mechanism, optimizer=optimizer)

@@ -242,7 +242,8 @@ class PrivacyConfig:
     mechanism: str = "zpl"
     """``zpl`` (I = 0), ``mi`` (budget of ``budget`` nats), the baselines ``mezo`` (non-private), ``dpzero``
     and ``dpaggzo`` ((ε, δ)-DP), the non-private first-order reference ``firstorder`` (autograd and Adam over the
-    trainable set, full batch: :mod:`paczero.firstorder`), or an ablation: ``raw_full``, ``quant_full``,
+    trainable set, full batch: :mod:`paczero.firstorder`), DP-SGD ``dpsgd`` (per-record gradients of a Poisson batch,
+    clipped and noised, then Adam: (ε, δ)-DP), or an ablation: ``raw_full``, ``quant_full``,
     ``raw_half``, ``quant_half``, ``random_sign``."""
     n_subsets: int = 128
     """M candidate subsets; each record is in exactly M/2 of them."""
@@ -259,12 +260,14 @@ class PrivacyConfig:
     free_threshold: float = 1e-12
     """Subsets with posterior mass at or below this are ignored by the free-release test (``mi``)."""
     epsilon: Optional[float] = None
-    """Target DP ε of the whole run (``dpzero``, ``dpaggzo``) under replace-one; the noise multiplier is found for
-    it."""
+    """Target DP ε of the whole run (``dpzero``, ``dpaggzo``, ``dpsgd``) under replace-one; the noise multiplier is
+    found for it."""
     delta: float = 1e-5
-    """DP δ (``dpzero``, ``dpaggzo``)."""
+    """DP δ (``dpzero``, ``dpaggzo``, ``dpsgd``)."""
     sample_rate: float = 0.064
     """Poisson sampling rate q of the DP baselines (expected batch qN)."""
+    grad_clip: float = 1.0
+    """``dpsgd``: each sampled record's gradient over the trainable set is clipped to this L2 norm C."""
     allow_vacuous: bool = False
     """Run an MI budget or a DP ε whose MIA bound is 0.999 or more (refused otherwise): its statement says it
     promises nothing (``vacuous``), and it is never exported with a privacy card."""
@@ -444,6 +447,13 @@ def _validate_dp(cfg: Config) -> None:
              f"at delta={p.delta:g} an epsilon of {limit:.4g} or more bounds membership inference only by "
              f"(e^eps + delta)/(1 + e^eps) >= {VACUOUS_BOUND}: {_VACUOUS}")
     _require(0 < p.sample_rate <= 1, "privacy.sample_rate", p.sample_rate, "expected 0 < q <= 1")
+    if p.mechanism == "dpsgd":
+        _require(math.isfinite(p.grad_clip) and p.grad_clip > 0, "privacy.grad_clip", p.grad_clip,
+                 "dpsgd bounds each record's gradient by this L2 norm: expected a finite clip > 0")
+        _require(cfg.model.tuning == "set", "model.tuning", cfg.model.tuning,
+                 "dpsgd computes per-record gradients over a trainable set: expected set, with model.trainable "
+                 "(e.g. model.trainable.head_rows=true)")
+        return
     _require(math.isfinite(cfg.zo.clip), "zo.clip", cfg.zo.clip,
              f"privacy.mechanism={p.mechanism} bounds each record's contribution by the clip: expected a finite "
              "clip > 0")

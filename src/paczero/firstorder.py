@@ -14,9 +14,9 @@ hidden state for the head set, from the cached bottom for a set in the top layer
 trainable tensor runs, with autograd. Nothing is released per step, so a first-order run has no transcript; its
 optimiser state (computed on the pool) is private and saved with each checkpoint for resuming bit for bit.
 
-A private first-order method on the same path (DP-SGD) needs per-record gradients: ``differentiable_losses`` is a
-per-record loss over cached features, so ``torch.func.vmap`` of ``torch.func.grad`` over it (or micro-batches of one
-record), then clipping and noise before :meth:`FirstOrder.apply`, fit here unchanged.
+:class:`DPSGD` (``privacy.mechanism: dpsgd``) is the private first-order method on the same path: per step a secret
+Poisson batch, each record's gradient (:meth:`paczero.zo.ZOEngine.per_record_gradients`), clipped, rounded and
+noised with discrete Gaussian noise (:mod:`paczero.mechanisms.dpsgd`), then the same :meth:`FirstOrder.apply`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ from __future__ import annotations
 import base64
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from safetensors.torch import load as load_tensors, save as save_tensors
 
-from paczero.zo import decays
+from paczero.mechanisms.dp import poisson_sample
+from paczero.mechanisms.dpsgd import noisy_gradient
+from paczero.secret import SecretState
+from paczero.zo import ZOEngine, decays
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -43,6 +47,13 @@ class FirstOrder:
         self.trainable = list(trainable)
         self.optimizer = torch.optim.Adam([p for _, p in self.trainable], lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS,
                                           foreach=False)
+
+    def train_step(self, engine: ZOEngine, objective: Any, pool: Any, *, step: int, lr: float,
+                   weight_decay: float = 0.0) -> np.ndarray:
+        """One step on the encoded ``pool``; returns the per-record losses it computed (private), float64."""
+        losses = engine.differentiable_losses(objective, pool)
+        self.step(losses, lr=lr, weight_decay=weight_decay)
+        return losses.detach().double().numpy()
 
     def step(self, losses: torch.Tensor, *, lr: float, weight_decay: float = 0.0) -> None:
         """One update from the per-record ``losses`` (differentiable): the gradient of their mean, then :meth:`apply`."""
@@ -79,3 +90,28 @@ class FirstOrder:
             per.setdefault(int(i), {})[name] = value
         full["state"] = per
         self.optimizer.load_state_dict(full)
+
+
+class DPSGD(FirstOrder):
+    """DP-SGD: Adam on the noisy mean of the clipped per-record gradients of a secret Poisson batch (:mod:`paczero.
+    mechanisms.dpsgd`). The noisy gradient is never published; Adam's state, a function of it, is kept private like
+    the first-order reference's."""
+
+    def __init__(self, trainable: Sequence[tuple[str, torch.nn.Parameter]], *, secret: SecretState, n: int,
+                 sample_rate: float, noise_multiplier: float, clip: float):
+        super().__init__(trainable)
+        self._secret = secret
+        self.n, self.sample_rate, self.noise_multiplier, self.clip = n, sample_rate, noise_multiplier, clip
+
+    def train_step(self, engine: ZOEngine, objective: Any, pool: Any, *, step: int, lr: float,
+                   weight_decay: float = 0.0) -> np.ndarray:
+        batch = poisson_sample(self._secret, step=step, n=len(pool), rate=self.sample_rate)
+        grads, losses = engine.per_record_gradients(objective, pool.subset(batch))
+        noisy = noisy_gradient(grads.numpy(), secret=self._secret, step=step, clip=self.clip,
+                               noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, n=self.n)
+        offset = 0
+        for _, p in self.trainable:
+            p.grad = torch.from_numpy(noisy[offset:offset + p.numel()]).reshape(p.shape).to(p.dtype)
+            offset += p.numel()
+        self.apply(lr=lr, weight_decay=weight_decay)
+        return losses.numpy()

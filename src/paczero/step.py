@@ -118,12 +118,12 @@ def apply_update(c: Components, result: StepResult, *, stop: bool = False) -> bo
 
 
 def first_order_step(c: Components, *, step: int, lr: float) -> StepResult:
-    """One step of a first-order method (:mod:`paczero.firstorder`): the pool's per-record losses at θ, the gradient of
-    their mean, the optimiser's update. Nothing is released (no seeds, no releases); the losses are private."""
-    losses = c.engine.differentiable_losses(c.objective, c.encoded["pool"])
-    c.optimizer.step(losses, lr=lr, weight_decay=c.cfg.train.weight_decay)
-    return StepResult(step=step, lr=lr, seeds=(), releases=None, losses=losses.detach().double().numpy()[:, None],
-                      nonfinite=0)
+    """One step of a first-order method (:mod:`paczero.firstorder`): the gradient of the pool's per-record losses at θ
+    (DP-SGD: of a secret Poisson batch's, clipped and noised), the optimiser's update. Nothing is released (no seeds,
+    no releases); the losses are private."""
+    losses = c.optimizer.train_step(c.engine, c.objective, c.encoded["pool"], step=step, lr=lr,
+                                    weight_decay=c.cfg.train.weight_decay)
+    return StepResult(step=step, lr=lr, seeds=(), releases=None, losses=losses[:, None], nonfinite=0)
 
 
 def zo_step(c: Components, *, step: int) -> StepResult:

@@ -422,6 +422,42 @@ class ZOEngine:
                 lambda size: self._staged_pass(objective, enc, 0, [0.0], evaluate=False, grad=True)[0],
                 what="evaluating", private=True)
 
+    def per_record_gradients(self, objective: Objective, enc) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each record's gradient of its own loss over the trainable tensors, flattened and concatenated in their
+        order ((n, d), float64), and the records' losses ((n,), float64) — DP-SGD's per-example gradients.
+
+        From the cached final states (the head set) by ``torch.func.vmap`` of ``torch.func.grad`` over one
+        record's loss, logsumexp(logits) − logits[y] as :meth:`Objective.losses_from_scores` computes it; otherwise
+        one record at a time through :meth:`differentiable_losses` (a one-record subset: its own batching, which
+        changes the hidden states by float rounding only).
+        """
+        from torch.func import grad_and_value, vmap
+
+        params = tuple(p.detach() for _, p in self.trainable)
+        if not len(enc):
+            return torch.zeros((0, sum(p.numel() for p in params)), dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+        features = self._features_of(enc)
+        if features is not None:
+            head = self._head
+            gold = torch.nn.functional.one_hot(torch.from_numpy(enc.labels), len(objective.candidates)).to(
+                features.device, torch.float32)
+
+            def loss(values: tuple[torch.Tensor, ...], h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                logits = head.logits(h[None], dict(enumerate(values))).float()[0]
+                return torch.logsumexp(logits, 0) - (logits * y).sum()
+
+            with one_thread():
+                grads, losses = vmap(grad_and_value(loss), in_dims=(None, 0, 0))(params, features, gold)
+            flat = torch.cat([g.reshape(len(enc), -1) for g in grads], dim=1)
+            return flat.double().cpu(), losses.double().cpu()
+        rows, losses = [], []
+        for i in range(len(enc)):
+            one = self.differentiable_losses(objective, enc.subset(np.array([i])))
+            grads = torch.autograd.grad(one.sum(), [p for _, p in self.trainable])
+            rows.append(torch.cat([g.reshape(-1) for g in grads]).double().cpu())
+            losses.append(float(one.detach().double().sum()))
+        return torch.stack(rows), torch.tensor(losses, dtype=torch.float64)
+
     def estimates(self, objective: Objective, enc, *, direction: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-record two-point estimates (float64, unclipped) and per-record losses averaged over both evaluations.
 

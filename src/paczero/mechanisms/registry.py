@@ -24,6 +24,7 @@ from paczero.secret import SecretState
 
 if TYPE_CHECKING:
     from paczero.config import Config
+    from paczero.firstorder import FirstOrder
 
 FAMILIES = ("pac", "dp", "none")
 
@@ -46,9 +47,14 @@ class MechanismSpec:
     """``None`` for a first-order method: it releases nothing per step (:mod:`paczero.firstorder`)."""
     statement: Callable[["Config", int, int], PrivacyStatement]
     """(config, steps in the transcript, releases in the transcript) → the run's statement."""
-    first_order: bool = False
-    """Trains by autograd on the trainable set (:mod:`paczero.firstorder`) instead of zeroth-order releases: no
-    transcript."""
+    optimizer: Callable[["Config", list, SecretState | None], "FirstOrder"] | None = None
+    """A first-order method's optimiser (config, trainable tensors, secret): it trains by autograd on the trainable set
+    (:mod:`paczero.firstorder`) instead of zeroth-order releases, and publishes no transcript."""
+
+    @property
+    def first_order(self) -> bool:
+        """Whether it trains by autograd (:attr:`optimizer`): no transcript, nothing released per step."""
+        return self.optimizer is not None
 
 
 def dp_noise_multiplier(cfg: "Config") -> float:
@@ -56,6 +62,22 @@ def dp_noise_multiplier(cfg: "Config") -> float:
     p = cfg.privacy
     return noise_multiplier(epsilon=p.epsilon, delta=p.delta, sample_rate=p.sample_rate, steps=cfg.train.steps,
                             relation=RELATION)
+
+
+def _first_order(cfg: "Config", trainable: list, secret: SecretState | None) -> "FirstOrder":
+    from paczero.firstorder import FirstOrder
+
+    return FirstOrder(trainable)
+
+
+def _dpsgd(cfg: "Config", trainable: list, secret: SecretState | None) -> "FirstOrder":
+    from paczero.firstorder import DPSGD
+
+    if secret is None:
+        raise ValueError("dpsgd's optimiser draws its batches and noise from the run's secret; none was given")
+    p = cfg.privacy
+    return DPSGD(trainable, secret=secret, n=cfg.data.n_pool, sample_rate=p.sample_rate,
+                 noise_multiplier=dp_noise_multiplier(cfg), clip=p.grad_clip)
 
 
 def dev_set(cfg: "Config") -> DevSet:
@@ -79,7 +101,8 @@ def _pac(mi_bound: Callable[["Config"], float]) -> Callable[["Config", int, int]
 def _dp(cfg: "Config", steps: int, releases: int) -> PrivacyStatement:
     p = cfg.privacy
     return dp_statement(mechanism=p.mechanism, noise_multiplier=dp_noise_multiplier(cfg), sample_rate=p.sample_rate,
-                        delta=p.delta, steps=steps, releases=releases, relation=RELATION, dev=dev_set(cfg))
+                        delta=p.delta, steps=steps, releases=releases, relation=RELATION, dev=dev_set(cfg),
+                        gradients=spec(p.mechanism).first_order)
 
 
 def _none(cfg: "Config", steps: int, releases: int) -> PrivacyStatement:
@@ -139,7 +162,12 @@ REGISTRY: dict[str, MechanismSpec] = {spec.name: spec for spec in [
         name="firstorder", family="none",
         description="first-order reference: autograd and Adam over the trainable set, full batch (no privacy)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(), build=None, statement=_none,
-        first_order=True),
+        optimizer=_first_order),
+    MechanismSpec(
+        name="dpsgd", family="dp",
+        description="DP-SGD: per-record gradients of a Poisson batch, L2 clip, discrete Gaussian, Adam ((eps, delta)-DP)",
+        trains_on_secret_subset=False, uses_subsets=False, releases=(), build=None, statement=_dp,
+        optimizer=_dpsgd),
     *[_ablation(v) for v in ABLATIONS],
 ]}
 NAMES = tuple(REGISTRY)

@@ -36,6 +36,10 @@ PUBLIC_DP = (
     "the transcript: per step the learning rate, the direction seeds and the released noisy values",
     "the weights (a function of the base model and the transcript)",
 )
+PUBLIC_DPSGD = (
+    "the settings (config.yaml), including the pool size N, and the public seed (data split)",
+    "the weights of the dev-selected and of the last step (no per-step value: no gradient, batch, norm or timing)",
+)
 PROTECTED_PAC = "membership of each pool record in the secret subset S* (prior 1/2 per record)"
 PROTECTED_DP = "each pool record, against replacement by any other record"
 NOT_PROTECTED = ("the existence and size of the pool", "the base model")
@@ -172,8 +176,9 @@ def pac_statement(*, mechanism: str, mi_bound: float, steps: int, releases: int,
 
 
 def dp_statement(*, mechanism: str, noise_multiplier: float, sample_rate: float, delta: float, steps: int,
-                 releases: int, relation: str, dev: DevSet) -> PrivacyStatement:
-    """(ε, δ) of ``steps`` Poisson-subsampled discrete Gaussian releases, recomputed by the accountant."""
+                 releases: int, relation: str, dev: DevSet, gradients: bool = False) -> PrivacyStatement:
+    """(ε, δ) of ``steps`` Poisson-subsampled discrete Gaussian releases, recomputed by the accountant;
+    ``gradients``: DP-SGD's steps, whose noisy gradients are used by the optimiser and never published."""
     eps = 0.0 if steps == 0 else dp_epsilon(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps,
                                             delta=delta, relation=relation)
     bound = dp_posterior_bound(eps, delta)
@@ -183,12 +188,16 @@ def dp_statement(*, mechanism: str, noise_multiplier: float, sample_rate: float,
         mechanism=mechanism, family="dp", private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
         summary=(VACUOUS_SUMMARY if vacuous else "") +
         f"({eps:.4g}, {delta:g})-DP ({relation.replace('_', '-')}), MIA posterior <= {bound:.6g}, {dev.summary}",
-        derivation=(f"{steps} Poisson-subsampled (q = {sample_rate:g}) discrete Gaussian releases of noise multiplier "
-                    f"{noise_multiplier:.6g}, composed by a privacy-loss-distribution accountant (dp-accounting) "
-                    f"under {rel}; (e^eps + delta)/(1 + e^eps) bounds the attacker's success."),
+        derivation=(f"{steps} Poisson-subsampled (q = {sample_rate:g}) discrete Gaussian "
+                    f"{'noisy gradients (clipped per record, never published)' if gradients else 'releases'} of noise "
+                    f"multiplier {noise_multiplier:.6g}, composed by a privacy-loss-distribution accountant "
+                    f"(dp-accounting) under {rel}; "
+                    f"{'the weights are post-processing of them; ' if gradients else ''}"
+                    "(e^eps + delta)/(1 + e^eps) bounds the attacker's success."),
         dp_epsilon=eps, dp_delta=delta, mi_nats_matched=mi_for_dp_epsilon(eps), neighbouring_relation=rel,
         noise_multiplier=noise_multiplier, sample_rate=sample_rate, protects=PROTECTED_DP,
-        not_protected=_not_protected(dev), public=_public(PUBLIC_DP, dev), vacuous=vacuous, dev_set=dev.text)
+        not_protected=_not_protected(dev), public=_public(PUBLIC_DPSGD if gradients else PUBLIC_DP, dev),
+        vacuous=vacuous, dev_set=dev.text)
 
 
 def no_statement(*, mechanism: str, steps: int, releases: int, dev: DevSet) -> PrivacyStatement:
