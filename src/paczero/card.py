@@ -18,6 +18,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from paczero.config import DataConfig
+from paczero.mechanisms.registry import spec
 from paczero.data.squad import PROMPT as SQUAD_PROMPT
 from paczero.metrics import scalar_metrics
 
@@ -89,7 +90,8 @@ def card_data(metrics: dict[str, Any], *, kind: str, adapter: bool) -> ModelCard
     return ModelCardData(
         base_model=hub_base_model(cfg["model"]), license=license_of(cfg["model"]),
         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
-        tags=["paczero", "zeroth-order", f"privacy-{privacy['family']}", cfg["privacy"]["mechanism"]],
+        tags=["paczero", "first-order" if spec(cfg["privacy"]["mechanism"]).first_order else "zeroth-order",
+              f"privacy-{privacy['family']}", cfg["privacy"]["mechanism"]],
         datasets=[dataset] if dataset else None, metrics=[headline], model_name=f"paczero-{cfg['privacy']['mechanism']}",
         eval_results=results)
 
@@ -219,13 +221,24 @@ def _results(metrics: dict[str, Any], headline: str) -> list[str]:
 def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     cfg, privacy = metrics["config"], metrics["privacy"]
     top = cfg["model"].get("train_top_layers")
+    first_order = spec(cfg["privacy"]["mechanism"]).first_order
+    trainable = [k for k, v in (cfg["model"].get("trainable") or {}).items() if v]
     settings = [("mechanism", cfg["privacy"]["mechanism"]), ("base model", base_model_label(cfg["model"])),
                 ("licence", license_of(cfg["model"])),
-                ("tuning", cfg["model"]["tuning"] + (f", top {top} layers" if top else "")),
-                ("pool size N", metrics["data"]["n_pool"]), ("candidate subsets M", cfg["privacy"]["n_subsets"]),
-                ("steps T", metrics["steps_run"]), ("directions per step K", cfg["zo"]["directions"]),
-                ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']})"),
-                ("clip", cfg["zo"]["clip"]), ("public seed", cfg["run"]["seed"])]
+                ("tuning", cfg["model"]["tuning"] + (f", top {top} layers" if top else "") +
+                 (f" ({', '.join(trainable)})" if trainable else "")),
+                ("pool size N", metrics["data"]["n_pool"])]
+    if first_order:
+        settings += [("steps T", metrics["steps_run"]),
+                     ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']}, Adam)")]
+        if cfg["privacy"]["mechanism"] == "dpsgd":
+            settings.append(("per-record gradient clip C (L2)", cfg["privacy"]["grad_clip"]))
+        settings.append(("public seed", cfg["run"]["seed"]))
+    else:
+        settings += [("candidate subsets M", cfg["privacy"]["n_subsets"]),
+                     ("steps T", metrics["steps_run"]), ("directions per step K", cfg["zo"]["directions"]),
+                     ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']})"),
+                     ("clip", cfg["zo"]["clip"]), ("public seed", cfg["run"]["seed"])]
     if privacy["family"] == "pac" and cfg["privacy"]["mechanism"] == "mi":
         settings.append(("MI budget B (nats)", cfg["privacy"]["budget"]))
     if privacy["family"] == "dp":
@@ -244,10 +257,26 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
     source = repository()
     install = f"pip install git+{source}" if source else "pip install paczero"
     licence = license_of(cfg["model"])
+    first_order = spec(cfg["privacy"]["mechanism"]).first_order
+    how = ("first-order optimisation (autograd; DP-SGD's clipped, noised per-record gradients)" if first_order
+           else "zeroth-order (forward-only) optimisation")
+    if first_order:
+        where = f"after {step} of its {privacy['steps']} steps"
+        check = [
+            "There is no public transcript: this method publishes no per-step value (no gradient, batch, norm or "
+            "timing), so nobody — its owner included — can rebuild these weights from public inputs, and the "
+            "guarantee above rests on the training code. What can be checked is: the statement, recomputed from the "
+            "settings; and that every file here is what the settings, the base model and the trained tensors in "
+            "`paczero/trainable.safetensors` give (every other weight is the base model's), byte for byte:", ""]
+    else:
+        where = f"after {step} of the transcript's {privacy['steps']} steps"
+        check = [
+            "Every file here is a deterministic function of the base model and the public transcript in `paczero/`. "
+            "Anyone can regenerate them and compare, byte for byte, on the device type the run used:", ""]
     body = [
         f"# {base} fine-tuned with paczero ({cfg['privacy']['mechanism']})", "",
-        f"Fine-tuned on {DATASET_NAMES.get(cfg['data']['task'], 'private records')} with zeroth-order "
-        f"(forward-only) optimisation by [paczero]({source or PAPER}) {metrics['versions']['paczero']} "
+        f"Fine-tuned on {DATASET_NAMES.get(cfg['data']['task'], 'private records')} with {how} by "
+        f"[paczero]({source or PAPER}) {metrics['versions']['paczero']} "
         f"([PACZero]({PAPER})). Privacy in one line: {privacy['summary']}.", "",
         "## Privacy: what this model promises, and what it does not", "", *promise(metrics), "",
         f"How the bound follows: {privacy['derivation']}", "",
@@ -255,15 +284,14 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
         "## How to use it", "", *usage(metrics, kind=kind, fmt=fmt), "",
         "## Results", "", *_results(metrics, headline), "",
         "## Settings", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in _settings(metrics)], "",
-        f"These weights are the `{checkpoint}` checkpoint, after {step} of the transcript's {privacy['steps']} steps.",
+        f"These weights are the `{checkpoint}` checkpoint, {where}.",
         *([] if licence != "other" else ["", "Licence: the base model's licence applies (the run did not name it: "
                                              "set `model.license`)."]),
-        "", "## Verify", "",
-        "Every file here is a deterministic function of the base model and the public transcript in `paczero/`. "
-        "Anyone can regenerate them and compare, byte for byte, on the device type the run used:", "",
+        "", "## Verify", "", *check,
         "```bash", f"{install}", f"{verify_command}", "```", "",
-        "Whoever holds the data (no secret needed) can also recompute the dev and test figures and check every "
-        "release against the mechanism's rules with `--data-dir`.", "",
+        "Whoever holds the data (no secret needed) can also recompute the dev and test figures " +
+        ("of these weights with `--data-dir`." if first_order else
+         "and check every release against the mechanism's rules with `--data-dir`."), "",
     ]
     return str(ModelCard("---\n" + card_data(metrics, kind=kind, adapter=adapter).to_yaml() + "\n---\n\n"
                          + "\n".join(body)))

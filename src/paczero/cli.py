@@ -229,8 +229,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, paths=args.paths)
     how = {"full": "AutoModelForCausalLM.from_pretrained", "merged": "AutoModelForCausalLM.from_pretrained",
            "adapter": "PeftModel.from_pretrained"}[written["format"]]
+    record = "public record (no transcript: a first-order run)" if written["first_order"] else "public transcript"
     print(f"exported the {written['checkpoint']} checkpoint (step {written['step']}) of {args.run} to "
-          f"{written['folder']}: {written['format']} weights ({how}), README.md model card, public transcript in "
+          f"{written['folder']}: {written['format']} weights ({how}), README.md model card, {record} in "
           f"{written['folder'] / 'paczero'}; check it with: paczero verify {written['folder']}")
     if args.push_to_hub:
         url = push_to_hub(written["folder"], args.push_to_hub, private=args.hub_private)

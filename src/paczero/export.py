@@ -8,7 +8,8 @@ hub (the packaged GGUF, a local folder, the tiny test model) is written beside a
 It is built from the run's public record only — the settings, the transcript, the dev evaluations and the
 evaluation figures — and carries it in ``DIR/paczero/`` so that anyone can verify it (``paczero verify DIR``);
 ``private/`` is never read. The weights are not copied from the checkpoint: they are rebuilt from the base model and
-the transcript. Before anything is written the run folder must pass ``paczero verify``'s checks of its public files
+the transcript. A first-order run (DP-SGD, the first-order reference) has no transcript: its checkpoint's trained
+tensors are exported as they are, and travel as ``paczero/trainable.safetensors`` for ``verify``. Before anything is written the run folder must pass ``paczero verify``'s checks of its public files
 (so a tampered run folder — an edited statement, a shadow weights file, a checkpoint that is not the transcript's —
 is refused), and every file is written by :func:`paczero.publication.write_export`, the function ``verify``
 regenerates it with.
@@ -31,6 +32,7 @@ from paczero.verify import (
     check_schedule,
     check_selection,
     check_values,
+    load_trained,
     read_published,
     replay_steps,
     with_paths,
@@ -42,7 +44,7 @@ def check_promise(record: PublicRecord) -> None:
     statement is vacuous (an MIA bound of 0.999 or more). A non-private baseline (MeZO, an ablation) is exported,
     its card saying plainly that it has no privacy guarantee."""
     cfg = record.cfg
-    statement = run_statement(cfg, steps=len(record.steps), releases=sum(len(s.directions) for s in record.steps))
+    statement = run_statement(cfg, steps=record.n_steps, releases=sum(len(s.directions) for s in record.steps))
     if cfg.privacy.allow_vacuous or (statement.vacuous and statement.family != "none"):
         raise PaczeroError(f"this run's guarantee promises nothing ({statement.summary}; privacy.allow_vacuous="
                            f"{str(cfg.privacy.allow_vacuous).lower()}): paczero does not publish it with a privacy card")
@@ -100,7 +102,10 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     check_files(published, model_cfg=model_cfg, show=show)
     fmt = "adapter" if lora and not merge_lora else "merged" if lora else "full"
     loaded = build_model(model_cfg)
-    replay_steps(loaded, record.steps[:export_step(record, checkpoint)], cfg, show)
+    if record.first_order:  # no transcript to rebuild them from: the checkpoint's weights as trained (checked above)
+        load_trained(loaded, run_dir / "checkpoints" / checkpoint, lora=lora)
+    else:
+        replay_steps(loaded, record.steps[:export_step(record, checkpoint)], cfg, show)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with progress.phase(f"writing {out}", enabled=show):
@@ -111,4 +116,5 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         tmp.rename(out)
-    return {"folder": out, "format": fmt, "checkpoint": checkpoint, "step": export_step(record, checkpoint)}
+    return {"folder": out, "format": fmt, "checkpoint": checkpoint, "step": export_step(record, checkpoint),
+            "first_order": record.first_order}

@@ -35,6 +35,9 @@ FORMATS = ("full", "adapter", "merged")
 CHECKPOINTS = ("best", "last")
 ON_THE_HUB = "/"
 """A model name with a slash and no local folder of that name is taken to be a hub name (``facebook/opt-1.3b``)."""
+TRAINABLE_FILE = "trainable.safetensors"
+"""An export of a first-order run: its trained tensors as the run's checkpoint holds them (``paczero/``), from which
+``verify`` regenerates the rest of the export (it has no transcript to rebuild them from)."""
 EVALUATION_KEYS = ("zero_shot_test", "best_dev", "final_dev", "test")
 """The figures of ``metrics.json`` computed by evaluating on the (public) dev and test data."""
 DATA_KEYS = ("n_dev", "n_test", "truncated")
@@ -80,6 +83,17 @@ class PublicRecord:
     def best_step(self) -> int:
         return int(self.figures["best_dev"]["step"])
 
+    @property
+    def first_order(self) -> bool:
+        """A first-order method's run (``firstorder``, ``dpsgd``): it has no transcript, and its weights cannot be
+        rebuilt from public inputs (they are published as trained: :data:`TRAINABLE_FILE`)."""
+        return spec(self.cfg.privacy.mechanism).first_order
+
+    @property
+    def n_steps(self) -> int:
+        """The steps the run took: the transcript's, or a finished first-order run's ``train.steps``."""
+        return self.cfg.train.steps if self.first_order else len(self.steps)
+
 
 def metrics_document(cfg: Config, *, trainable_parameters: int, steps: int, releases: int,
                      figures: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +123,7 @@ def figures_of(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def document(record: PublicRecord, loaded: LoadedModel) -> dict[str, Any]:
     """The ``metrics.json`` of ``record``."""
-    return metrics_document(record.cfg, trainable_parameters=loaded.n_trainable, steps=len(record.steps),
+    return metrics_document(record.cfg, trainable_parameters=loaded.n_trainable, steps=record.n_steps,
                             releases=sum(len(s.directions) for s in record.steps), figures=record.figures)
 
 
@@ -144,7 +158,7 @@ def public_membership(cfg: Config) -> np.ndarray | None:
 def last_progress(record: PublicRecord) -> dict[str, Any]:
     """The public ``progress.json`` of a finished run's ``checkpoints/last``."""
     f = record.figures
-    return asdict(Progress(step=len(record.steps), zero_shot=f["zero_shot_test"], best=f["best_dev"],
+    return asdict(Progress(step=record.n_steps, zero_shot=f["zero_shot_test"], best=f["best_dev"],
                            final_dev=f["final_dev"], evaluations=len(record.evaluations),
                            fingerprint=record.cfg.fingerprint()))
 
@@ -156,7 +170,7 @@ def on_the_hub(name: str) -> bool:
 
 def export_step(record: PublicRecord, checkpoint: str) -> int:
     """The transcript steps the ``checkpoint`` (``best`` or ``last``) includes."""
-    return record.best_step if checkpoint == "best" else len(record.steps)
+    return record.best_step if checkpoint == "best" else record.n_steps
 
 
 def export_info(record: PublicRecord, *, checkpoint: str, fmt: str) -> dict[str, Any]:
@@ -211,9 +225,14 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
     public = folder / EXPORT_DIR
     public.mkdir()
     write_text(public / "run.yaml", cfg.to_yaml())
-    (public / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
+    if not record.first_order:
+        (public / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
     if record.evaluations:  # a run without a dev set has none
         (public / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
+    if record.first_order:
+        from safetensors.torch import save_file
+
+        save_file({n: p.detach().contiguous().cpu() for n, p in loaded.trainable}, str(public / TRAINABLE_FILE))
     metrics = document(record, loaded)
     write_json(public / "metrics.json", metrics)
     membership = public_membership(cfg)

@@ -14,6 +14,13 @@ are reported as not checked.
 is recomputed at the replayed weights and checked with the mechanism's own rule (:func:`~paczero.mechanisms.zpl.
 zpl_release`, :class:`~paczero.mechanisms.mi.MIRule`), and the dev and test figures are recomputed and compared.
 
+**A first-order run** (DP-SGD, the non-private first-order reference) has no transcript: it publishes no per-step
+value, so nothing public rebuilds its weights and ``verify`` says so. It checks what it can: the settings and the
+dev selection, the statement recomputed from the settings, and every file regenerated from the settings, the base
+model and the published trained tensors (the checkpoints, an export's ``paczero/trainable.safetensors``) — so the
+frozen weights must be the base model's, the exported model exactly those tensors on it, and no file may be added.
+With the data, the dev and test figures are recomputed from the published weights.
+
 A failed check raises :class:`VerificationFailed` (exit code 1) with one line naming the file and the first fault.
 """
 
@@ -33,14 +40,14 @@ import numpy as np
 import yaml
 
 from paczero import progress
-from paczero.checkpoint import save_weights
+from paczero.checkpoint import WEIGHTS_FILE, load_weights, save_weights
 from paczero.config import PATH_KEYS, Config, config_from_dict, dev_source, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
 from paczero.ledger import TranscriptStep, parse_transcript
 from paczero.mechanisms.dp import grid_integer
 from paczero.mechanisms.mi import MIRule, NoisyPlan
-from paczero.mechanisms.registry import spec
+from paczero.mechanisms.registry import run_statement, spec
 from paczero.mechanisms.zpl import zpl_release
 from paczero.metrics import scalar_metrics
 from paczero.models import LoadedModel
@@ -48,6 +55,7 @@ from paczero.publication import (
     CHECKPOINTS,
     EXPORT_DIR,
     FORMATS,
+    TRAINABLE_FILE,
     PublicRecord,
     document,
     evaluations_bytes,
@@ -156,7 +164,7 @@ def read_record(cfg_path: Path, transcript: Path, evaluations: Path, metrics_pat
     """The public record behind a folder's files, each read strictly (a fault names the file)."""
     cfg = _config(cfg_path)
     try:
-        steps = parse_transcript(_jsonl(transcript))
+        steps = [] if spec(cfg.privacy.mechanism).first_order else parse_transcript(_jsonl(transcript))
     except ValueError as exc:
         raise _fail(transcript, str(exc)) from None
     metrics = _json(metrics_path)
@@ -190,7 +198,10 @@ def read_published(path: str | Path) -> Published:
 
 # ---------------------------------------------------------------------------------------------- public checks
 def check_schedule(cfg: Config, steps: list[TranscriptStep]) -> None:
-    """Every seed is the public seed's direction and every learning rate the configured schedule's."""
+    """Every seed is the public seed's direction and every learning rate the configured schedule's (a first-order run
+    has no transcript: nothing to check)."""
+    if spec(cfg.privacy.mechanism).first_order:
+        return
     t = cfg.train
     if len(steps) != t.steps:
         raise VerificationFailed(f"NOT verified: the transcript holds {len(steps)} steps; the settings give "
@@ -355,8 +366,43 @@ def regenerate_export(folder: Path, published: Published, loaded: LoadedModel, *
     write_export(folder, record, loaded, checkpoint=info["checkpoint"], fmt=info["format"], base=base)
 
 
-def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, show: bool) -> None:
-    """The public side of the finished run of ``record``, written into ``folder`` (``loaded`` at θ_0; replayed)."""
+def load_trained(loaded: LoadedModel, path: Path, *, lora: bool) -> None:
+    """Put a first-order run's published trained tensors (a checkpoint folder, or an export's
+    :data:`~paczero.publication.TRAINABLE_FILE`) into ``loaded``; a file that does not hold exactly the trainable
+    tensors, each of the model's dtype and shape, is a fault."""
+    from safetensors import safe_open
+
+    if lora and path.is_dir():
+        try:
+            load_weights(loaded, path, lora=True)
+        except Exception as exc:  # peft's own errors: a fault of the published adapter
+            raise _fail(path, f"not the run's adapter ({type(exc).__name__})") from None
+        return
+    file = path / WEIGHTS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise _fail(file, "missing")
+    try:
+        with safe_open(str(file), "pt") as f:
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception:  # anything safetensors cannot read
+        raise _fail(file, "not a safetensors file") from None
+    expected = {name: p for name, p in loaded.trainable}
+    if set(state) != set(expected):
+        raise _fail(file, f"holds tensors {sorted(state)}; the trainable set is {sorted(expected)}")
+    import torch
+
+    with torch.no_grad():
+        for name, p in expected.items():
+            if state[name].dtype != p.dtype or state[name].shape != p.shape:
+                raise _fail(file, f"tensor {name} is {state[name].dtype} {tuple(state[name].shape)}; the model's is "
+                                  f"{p.dtype} {tuple(p.shape)}")
+            p.copy_(state[name])
+
+
+def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, show: bool,
+                   published: Path | None = None) -> None:
+    """The public side of the finished run of ``record``, written into ``folder`` (``loaded`` at θ_0; replayed, or for a
+    first-order run given the trained tensors of the checkpoints in ``published``)."""
     from paczero.fileio import write_json, write_text
 
     cfg, lora = record.cfg, record.cfg.model.tuning == "lora"
@@ -365,13 +411,20 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     membership = public_membership(cfg)
     if membership is not None:
         write_membership(folder / "membership.npy", membership)
-    (folder / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
+    if not record.first_order:
+        (folder / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
     if record.evaluations:
         (folder / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
     write_json(folder / "metrics.json", document(record, loaded))
-    replay_steps(loaded, record.steps[:record.best_step], cfg, show)
+    if record.first_order:
+        load_trained(loaded, published / "checkpoints" / "best", lora=lora)
+    else:
+        replay_steps(loaded, record.steps[:record.best_step], cfg, show)
     save_weights(loaded, folder / "checkpoints" / "best", lora=lora)
-    replay_steps(loaded, record.steps[record.best_step:], cfg, show)
+    if record.first_order:
+        load_trained(loaded, published / "checkpoints" / "last", lora=lora)
+    else:
+        replay_steps(loaded, record.steps[record.best_step:], cfg, show)
     save_weights(loaded, folder / "checkpoints" / "last", lora=lora, progress=last_progress(record))
 
 
@@ -388,10 +441,13 @@ def check_files(published: Published, *, model_cfg: Config | None = None, show: 
     with tempfile.TemporaryDirectory(prefix="paczero-verify-") as scratch:
         expected = Path(scratch) / "expected"
         if published.is_export:
-            replay_steps(loaded, record.steps[:published.upto], record.cfg, show)
+            if record.first_order:
+                load_trained(loaded, published.path / EXPORT_DIR / TRAINABLE_FILE, lora=False)
+            else:
+                replay_steps(loaded, record.steps[:published.upto], record.cfg, show)
             regenerate_export(expected, published, loaded, model_cfg=model_cfg)
             return compare_trees(expected, published.path)
-        regenerate_run(expected, record, loaded, show=show)
+        regenerate_run(expected, record, loaded, show=show, published=published.path)
         return compare_trees(expected, published.path, skip=lambda rel: rel.split("/", 1)[0] == "private")
 
 
@@ -443,6 +499,8 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
            "truncated": {k: c.encoded[k].truncated for k in ("dev", "test")}}, f["data"])
     if cfg.train.eval_before:
         _same("zero_shot_test", c.evaluate("test"), f["zero_shot_test"])
+    if record.first_order:
+        return _check_trained_with_data(c, published)
     rules = mechanism in RULE_MECHANISMS
     mi = MIRule(n_subsets=cfg.privacy.n_subsets, budget=cfg.privacy.budget, steps=cfg.train.steps,
                 schedule=cfg.privacy.budget_schedule, free_threshold=cfg.privacy.free_threshold, seed=cfg.run.seed,
@@ -473,6 +531,28 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
     if rules:
         lines.insert(0, f"every release follows the {mechanism} rules on the pool")
     return lines
+
+
+def _check_trained_with_data(c: Any, published: Published) -> list[str]:
+    """A first-order run: the dev and test figures of its published weights (the best checkpoint: best_dev and test;
+    the last: final_dev), recomputed from the data."""
+    record, lora = published.record, published.record.cfg.model.tuning == "lora"
+    f = record.figures
+    if published.is_export:
+        targets = {published.export["checkpoint"]: published.path / EXPORT_DIR / TRAINABLE_FILE}
+    else:
+        targets = {name: published.path / "checkpoints" / name for name in CHECKPOINTS}
+    for name, path in targets.items():
+        load_trained(c.loaded, path, lora=lora and path.is_dir())
+        if f["final_dev"] is not None:
+            dev = c.evaluate("dev")
+            if name == "best":
+                _same("best_dev", {**f["best_dev"], **dev}, f["best_dev"])
+            else:
+                _same("final_dev", dev, f["final_dev"])
+        if name == "best":
+            _same("test", c.evaluate("test"), f["test"])
+    return ["dev and test figures recomputed from the data with the published weights"]
 
 
 def _check_releases(c: Any, s: TranscriptStep, mi: MIRule | None) -> None:
@@ -528,8 +608,17 @@ def verify(target: str | Path, *, data_dir: str | None = None, paths: list[str] 
     files = check_files(published, model_cfg=model_cfg, show=show)
     what = (f"the {published.export['format']} weights of the {published.export['checkpoint']} checkpoint"
             if published.is_export else "both checkpoints")
-    lines = [f"{files} published files are exactly what the settings, the base model and the public transcript "
-             f"give; {what} = the base model + the first {published.upto} of {len(record.steps)} transcript steps"]
+    if record.first_order:
+        statement = run_statement(record.cfg, steps=record.n_steps, releases=0)
+        lines = [f"{record.cfg.privacy.mechanism} publishes no transcript (no per-step value): its weights cannot be "
+                 "rebuilt from public inputs, and no replay is claimed; its guarantee "
+                 f"({statement.summary}) rests on the code that trained them",
+                 f"{files} published files are exactly what the settings, the base model and the published trained "
+                 f"tensors give (the statement recomputed from the settings; {what} = the base model with its trained "
+                 "tensors, every other weight the base model's)"]
+    else:
+        lines = [f"{files} published files are exactly what the settings, the base model and the public transcript "
+                 f"give; {what} = the base model + the first {published.upto} of {len(record.steps)} transcript steps"]
     if data_dir is None:
         lines.append(_not_checked(published))
     else:
