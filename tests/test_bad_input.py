@@ -159,6 +159,21 @@ CASES = {
                              "zo.cache_prefix: nothing to cache"),
     "first order without a gradient": (TINY_SQUAD_CONFIG, lambda t: ["privacy.mechanism=firstorder"],
                                        "data.objective='f1' is invalid; .*expected lm"),
+    "dpsgd without a trainable set": (TINY_CONFIG, lambda t: ["privacy.mechanism=dpsgd", "privacy.epsilon=1"],
+                                      "model.tuning='full' is invalid; dpsgd computes per-record gradients over a "
+                                      "trainable set"),
+    "dpsgd with a vacuous epsilon": (TINY_CONFIG, lambda t: [*SET, "model.trainable.head_rows=true",
+                                                             "privacy.mechanism=dpsgd", "privacy.epsilon=8"],
+                                     r"privacy.epsilon=8.0 is invalid; at delta=1e-05 an epsilon of .* or more bounds "
+                                     "membership inference only by"),
+    "dpsgd without epsilon": (TINY_CONFIG, lambda t: [*SET, "model.trainable.head_rows=true",
+                                                      "privacy.mechanism=dpsgd"],
+                              "privacy.epsilon=None is invalid; expected a finite DP epsilon > 0 for "
+                              "privacy.mechanism=dpsgd"),
+    "dpsgd with an infinite clip": (TINY_CONFIG, lambda t: [*SET, "model.trainable.head_rows=true",
+                                                            "privacy.mechanism=dpsgd", "privacy.epsilon=1",
+                                                            "privacy.grad_clip=inf"],
+                                    "privacy.grad_clip=inf is invalid; dpsgd bounds each record's gradient"),
 }
 
 

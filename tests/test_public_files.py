@@ -126,6 +126,69 @@ def test_public_files_depend_on_the_secret_only_through_the_released_values(data
     assert _public(a.path) == _public(b.path)
 
 
+DPSGD = ["model.tuning=set", "model.trainable.head_rows=true", "model.trainable.final_norm=true",
+         "zo.cache_prefix=true", "privacy.mechanism=dpsgd", "privacy.epsilon=2", "privacy.sample_rate=0.5",
+         "train.lr=0.05"]
+
+
+@pytest.mark.slow
+def test_dpsgd_public_files_depend_on_the_secret_only_through_the_noisy_gradients(data_dir, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """DP-SGD publishes no per-step value. Two runs with other secrets (other Poisson batches, other noise): their
+    public files differ in the weights and what is evaluated from them only, and hold no transcript, batch size,
+    norm or timing; made to use the first run's noisy gradients, the second writes byte-identical public files and
+    prints the same untagged lines — nothing else of the secret, the pool or the batches reaches them."""
+    import json
+
+    import paczero.firstorder as firstorder
+
+    real = firstorder.noisy_gradient
+    seen: dict[str, list] = {"a": [], "b": [], "c": []}
+    runs, printed = {}, {}
+    for where, secret in (("a", SecretState(key=bytes(32), j_star=0)), ("b", SecretState(key=bytes(range(32)),
+                                                                                         j_star=0)),
+                          ("c", SecretState(key=bytes(range(32)), j_star=0))):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)
+
+        def noisy(grads, *, step, where=where, **kw):
+            own = real(grads, step=step, **kw)
+            seen[where].append((len(grads), own))
+            return seen["a"][step][1] if where == "c" else own
+
+        monkeypatch.setattr(firstorder, "noisy_gradient", noisy)
+        monkeypatch.setattr("paczero.trainer.Trainer", lambda cfg, *, secret_=secret, **kw: Trainer(
+            cfg, secret=secret_, **kw))
+        assert main(["train", "--config", str(TINY_CONFIG), f"data.data_dir={data_dir}", *ARGS, *DPSGD]) == 0
+        out = capsys.readouterr()
+        printed[where] = (_public_lines(out.out), _public_lines(out.err))
+        runs[where] = _public(Path("runs") / "r")
+    a, b, c = runs["a"], runs["b"], runs["c"]
+    assert [n for n, _ in seen["a"]] != [n for n, _ in seen["b"]]  # other Poisson batches
+    assert set(a) == {"config.yaml", "evaluations.jsonl", "metrics.json", "checkpoints/best/model.safetensors",
+                      "checkpoints/last/model.safetensors", "checkpoints/last/progress.json"}
+    differ = {k for k in a if a[k] != b[k]}
+    assert {"checkpoints/best/model.safetensors", "checkpoints/last/model.safetensors"} <= differ <= {
+        "checkpoints/best/model.safetensors", "checkpoints/last/model.safetensors", "checkpoints/last/progress.json",
+        "evaluations.jsonl", "metrics.json"}
+    evaluated = ("zero_shot_test", "best_dev", "final_dev", "test", "best")
+    for name in ("metrics.json", "checkpoints/last/progress.json"):  # beside the weights' evaluations, the same
+        x, y = json.loads(a[name]), json.loads(b[name])
+        assert {k: v for k, v in x.items() if k not in evaluated} == {k: v for k, v in y.items() if k not in evaluated}
+    metrics = json.loads(a["metrics.json"])
+    assert metrics["privacy"]["releases"] == 0 and metrics["steps_run"] == 8
+    assert all(set(row) == {"step", "loss", "accuracy", "macro_f1"}
+               for row in map(json.loads, a["evaluations.jsonl"].splitlines()))
+
+    def keys(d):
+        return {k for k, v in d.items()} | {x for v in d.values() if isinstance(v, dict) for x in keys(v)}
+
+    published = keys({k: v for k, v in metrics.items() if k != "config"}) | keys(json.loads(
+        a["checkpoints/last/progress.json"]))
+    assert not [k for k in published if any(w in k for w in ("batch", "norm", "grad", "time", "second"))]
+    assert c == a and printed["c"] == printed["a"]
+
+
 def test_mi_runs_with_another_secret_release_other_bits_and_replay_from_the_transcript(data_dir, tmp_path,
                                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)

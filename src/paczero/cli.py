@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="compare YAML (base run config, ε list, per-mechanism overrides)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to every run")
     p.add_argument("--epsilons", help="comma-separated DP ε list, e.g. 0.5,1,2,6")
-    p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo,firstorder")
+    p.add_argument("--mechanisms", help="comma-separated subset of mezo,zpl,mi,dpzero,dpaggzo,dpsgd,firstorder")
     p.add_argument("--out", help="folder for the runs and compare.{csv,md}")
     p.add_argument("--seeds", help="comma-separated public seeds, e.g. 0,1,2 (runs end in -s<seed>; adds a summary)")
     p.add_argument("--finished-only", action="store_true",

@@ -1,6 +1,7 @@
 """The matched comparison (paczero-notes §6.3, §9): every mechanism on one axis, the MIA posterior bound.
 
-For each DP ε: DPZero and DP-AggZO at (ε, δ), and PACZero-MI at the matched MI
+For each DP ε: DPZero, DP-AggZO and DP-SGD (:mod:`paczero.mechanisms.dpsgd`, on a trainable set) at (ε, δ), and
+PACZero-MI at the matched MI
 I(ε) = ln 2 − H_b(e^ε/(1 + e^ε)) (the same MIA bound at prior 1/2); plus PACZero-ZPL (bound 1/2), and
 non-private MeZO and the first-order reference (:mod:`paczero.firstorder`; no bound). Each run is an ordinary run directory under ``out``; a finished run is
 reused and an interrupted one resumed, so a crashed comparison continues where it stopped. The table
@@ -28,7 +29,9 @@ from paczero.privacy.bounds import mi_for_dp_epsilon
 
 log = logging.getLogger("paczero")
 
-MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo", "firstorder")
+MECHANISMS = ("mezo", "zpl", "mi", "dpzero", "dpaggzo", "dpsgd", "firstorder")
+NAMED_ONLY = ("dpsgd", "firstorder")
+"""Run only when named: they need a trainable set (``model.tuning: set``) that the default base config lacks."""
 COLUMNS = ("mechanism", "dp_epsilon", "seed", "mi_bound_nats", "mia_posterior_bound", "test_accuracy",
            "zero_shot_accuracy", "steps_run", "run")
 SUMMARY_COLUMNS = ("cell", "mechanism", "seeds", "mia_posterior_bound_max", "test_accuracy_mean",
@@ -44,6 +47,7 @@ class MechanismOverrides:
     mi: List[str] = field(default_factory=list)
     dpzero: List[str] = field(default_factory=list)
     dpaggzo: List[str] = field(default_factory=list)
+    dpsgd: List[str] = field(default_factory=list)
     firstorder: List[str] = field(default_factory=list)
 
 
@@ -54,9 +58,9 @@ class CompareConfig:
     """Run config every mechanism starts from (path relative to the working directory)."""
     epsilons: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 6.0])
     """DP ε of the DPZero/DP-AggZO runs; PACZero-MI runs at the matched MI of each."""
-    mechanisms: List[str] = field(default_factory=lambda: [m for m in MECHANISMS if m != "firstorder"])
-    """Any of mezo, zpl, mi, dpzero, dpaggzo and firstorder (the non-private first-order reference, not run unless
-    named)."""
+    mechanisms: List[str] = field(default_factory=lambda: [m for m in MECHANISMS if m not in NAMED_ONLY])
+    """Any of mezo, zpl, mi, dpzero, dpaggzo, dpsgd (DP-SGD on the base config's trainable set) and firstorder (the
+    non-private first-order reference); the last two are run only when named."""
     seeds: List[int] = field(default_factory=lambda: [0])
     """Public seeds (``run.seed``: data split, membership matrix, directions; J* is secret and fresh per run).
     With more than one, every run name ends in ``-s<seed>`` and ``compare-summary.{csv,md}`` gives the mean
@@ -115,7 +119,7 @@ def _plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, str, Con
         if mechanism in cfg.mechanisms:
             cells.append((mechanism, mechanism, []))
     for eps in cfg.epsilons:
-        for mechanism in ("dpzero", "dpaggzo"):
+        for mechanism in ("dpzero", "dpaggzo", "dpsgd"):
             if mechanism in cfg.mechanisms:
                 cells.append((f"{mechanism}-eps{eps:g}", mechanism, [f"privacy.epsilon={eps!r}"]))
         if "mi" in cfg.mechanisms:
