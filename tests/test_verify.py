@@ -20,6 +20,8 @@ from paczero.config import load_config
 from paczero.trainer import Trainer
 
 COMMON = ["train.steps=6", "train.eval_every=3", "privacy.n_subsets=2"]
+DPSGD_SET = ["model.tuning=set", "model.trainable.head_rows=true", "model.trainable.final_norm=true",
+             "zo.cache_prefix=true"]
 
 
 def _run(out: Path, data_dir: Path, name: str, *extra: str) -> Path:
@@ -32,12 +34,14 @@ def _run(out: Path, data_dir: Path, name: str, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def honest(data_dir, tmp_path_factory):
-    """Finished tiny runs of ZPL, MI, DPZero and a LoRA ZPL run, each with its export."""
+    """Finished tiny runs of ZPL, MI, DPZero, a LoRA ZPL run and DP-SGD on a trainable set, each with its export."""
     out = tmp_path_factory.mktemp("runs")
     runs = {}
     for name, extra in {"zpl": [], "mi": ["privacy.mechanism=mi", "privacy.budget=0.3"],
                         "dpzero": ["privacy.mechanism=dpzero", "privacy.epsilon=2", "privacy.sample_rate=0.5"],
-                        "lora": ["model.tuning=lora", "train.lr=0.05"]}.items():
+                        "lora": ["model.tuning=lora", "train.lr=0.05"],
+                        "dpsgd": [*DPSGD_SET, "privacy.mechanism=dpsgd", "privacy.epsilon=2",
+                                  "privacy.sample_rate=0.5", "train.lr=0.05"]}.items():
         run = _run(out, data_dir, name, *extra)
         assert main(["export", str(run), "--out", str(out / f"{name}-export"), "--data-dir", str(data_dir)]) == 0
         runs[name] = (run, out / f"{name}-export")
@@ -288,3 +292,63 @@ def test_export_files_are_public(honest):
     modes = {p.relative_to(export): p.stat().st_mode & 0o777 for p in export.rglob("*")}
     assert {m for p, m in modes.items() if (export / p).is_file()} == {0o644}
     assert {m for p, m in modes.items() if (export / p).is_dir()} <= {0o755}
+
+
+def test_a_dpsgd_run_and_export_verify_without_claiming_a_replay(honest, data_dir, tmp_path, capsys):
+    run, export = honest["dpsgd"]
+    card = (export / "README.md").read_text()
+    assert "(2, 1e-05)-differential privacy" in card or "-differential privacy under replace-one" in card
+    assert "There is no public transcript" in card and "transcript.jsonl" not in {p.name for p in export.rglob("*")}
+    for target in (run, export, _copy(export, tmp_path)):
+        assert main(["verify", str(target)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith(f"verified {target}: dpsgd publishes no transcript") and "no replay" in out[0]
+        assert "-DP (replace-one)" in out[0] and "published files are exactly" in out[1]
+        assert not any("transcript steps" in line for line in out)
+    assert main(["verify", str(export), "--data-dir", str(data_dir)]) == 0
+    assert "dev and test figures recomputed from the data with the published weights" in capsys.readouterr().out
+
+
+def _trainable(folder: Path, edit) -> None:
+    _edit_tensors(folder / "paczero" / "trainable.safetensors", edit)
+
+
+DPSGD_FORGERIES = {
+    "statement epsilon": (lambda f: _card_and_metrics(f, lambda d: d["privacy"].update(dp_epsilon=0.1)),
+                          "metrics.json"),
+    "statement settings": (lambda f: _json_edit(f / "paczero" / "metrics.json",
+                                                lambda d: d["config"]["privacy"].update(epsilon=0.1)),
+                           "metrics.json"),
+    "run settings": (lambda f: (f / "paczero" / "run.yaml").write_text(
+        (f / "paczero" / "run.yaml").read_text().replace("epsilon: 2.0", "epsilon: 0.5")), "metrics.json"),
+    "frozen weight": (lambda f: _edit_tensors(f / "model.safetensors",
+                                              lambda s: s["model.embed_tokens.weight"].add_(1.0)), "model.safetensors"),
+    "trained tensor in the model only": (lambda f: _edit_tensors(f / "model.safetensors",
+                                                                 lambda s: s["model.norm.weight"].mul_(3.0)),
+                                         "model.safetensors"),
+    "renamed trained tensor": (lambda f: _trainable(f, lambda s: s.update(renamed=s.pop("lm_head.rows"))),
+                               "trainable.safetensors"),
+    "float16 trained tensors": (lambda f: _trainable(f, lambda s: s.update({k: v.half() for k, v in s.items()})),
+                                "trainable.safetensors"),
+    "a transcript": (lambda f: (f / "paczero" / "transcript.jsonl").write_text(""), "transcript.jsonl"),
+    "model card": (lambda f: (f / "README.md").write_text((f / "README.md").read_text().replace(
+        "There is no public transcript", "Replay the transcript")), "README.md"),
+}
+
+
+@pytest.mark.parametrize("forgery", list(DPSGD_FORGERIES))
+def test_verify_refuses_forgeries_of_a_dpsgd_export(honest, tmp_path, capsys, forgery):
+    tamper, file = DPSGD_FORGERIES[forgery]
+    forged = _copy(honest["dpsgd"][1], tmp_path)
+    tamper(forged)
+    _refused(capsys, ["verify", str(forged)], file)
+
+
+def test_export_refuses_a_dpsgd_run_folder_with_a_forged_checkpoint(honest, tmp_path, capsys):
+    run = _copy(honest["dpsgd"][0], tmp_path)
+    (run / "transcript.jsonl").write_text("")
+    _refused(capsys, ["export", str(run), "--out", str(tmp_path / "out")], "transcript.jsonl")
+    (run / "transcript.jsonl").unlink()
+    _edit_tensors(run / "checkpoints" / "best" / "model.safetensors", lambda s: s.update(backdoor=torch.zeros(3)))
+    _refused(capsys, ["export", str(run), "--out", str(tmp_path / "out")], "checkpoints/best/model.safetensors")
+    assert not (tmp_path / "out").exists()
