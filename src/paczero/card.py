@@ -230,7 +230,8 @@ def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
                 ("pool size N", metrics["data"]["n_pool"])]
     if first_order:
         settings += [("steps T", metrics["steps_run"]),
-                     ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']}, Adam)")]
+                     ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']}, "
+                                       f"{'SGD' if cfg['privacy']['mechanism'] == 'dpsgd' else 'Adam'})")]
         if cfg["privacy"]["mechanism"] == "dpsgd":
             settings.append(("per-record gradient clip C (L2)", cfg["privacy"]["grad_clip"]))
         settings.append(("public seed", cfg["run"]["seed"]))

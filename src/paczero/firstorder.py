@@ -16,7 +16,7 @@ optimiser state (computed on the pool) is private and saved with each checkpoint
 
 :class:`DPSGD` (``privacy.mechanism: dpsgd``) is the private first-order method on the same path: per step a secret
 Poisson batch, each record's gradient (:meth:`paczero.zo.ZOEngine.per_record_gradients`), clipped, rounded and
-noised with discrete Gaussian noise (:mod:`paczero.mechanisms.dpsgd`), then the same :meth:`FirstOrder.apply`.
+noised with discrete Gaussian noise (:mod:`paczero.mechanisms.dpsgd`), then :meth:`FirstOrder.apply` with SGD.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class FirstOrder:
         self.apply(lr=lr, weight_decay=weight_decay)
 
     def apply(self, *, lr: float, weight_decay: float = 0.0) -> None:
-        """Decoupled decay θ ← (1 − η λ)θ on tensors other than biases and norms, then Adam's step on the ``.grad``s."""
+        """Decoupled decay θ ← (1 − η λ)θ on tensors other than biases and norms, then the optimiser's step on the
+        ``.grad``s."""
         with torch.no_grad():
             for name, p in self.trainable:
                 if weight_decay and decays(name):
@@ -93,13 +94,17 @@ class FirstOrder:
 
 
 class DPSGD(FirstOrder):
-    """DP-SGD: Adam on the noisy mean of the clipped per-record gradients of a secret Poisson batch (:mod:`paczero.
-    mechanisms.dpsgd`). The noisy gradient is never published; Adam's state, a function of it, is kept private like
-    the first-order reference's."""
+    """DP-SGD: plain SGD, θ ← θ − η_t ĝ, on the noisy mean ĝ of the clipped per-record gradients of a secret Poisson
+    batch (:mod:`paczero.mechanisms.dpsgd`), never published. SGD and not Adam: Adam divides each coordinate by its
+    own running scale, so where the noise dominates a coordinate (σC/(qN) per coordinate against a clipped mean of
+    norm at most C over d of them) every step moves it by about η whatever the signal — the first sweep on the head
+    set with Adam lost accuracy at every rate; SGD keeps the noise a random walk of size η·σC/(qN) per step, which
+    the signal, summed over steps, outgrows. It has no state between steps."""
 
     def __init__(self, trainable: Sequence[tuple[str, torch.nn.Parameter]], *, secret: SecretState, n: int,
                  sample_rate: float, noise_multiplier: float, clip: float):
         super().__init__(trainable)
+        self.optimizer = torch.optim.SGD([p for _, p in self.trainable], lr=0.0, foreach=False)
         self._secret = secret
         self.n, self.sample_rate, self.noise_multiplier, self.clip = n, sample_rate, noise_multiplier, clip
 

@@ -12,7 +12,7 @@ N_Z(0, σ²Δ²) per coordinate from the keyed stream ``("dp-noise", t)``, and t
 coordinates of the gradient in place of its K directions, so it is accounted the same way: T compositions of a
 Poisson-subsampled Gaussian of multiplier σ, replace-one (:mod:`paczero.privacy.accounting`).
 
-Nothing of a step is published — not ĝ, not the batch, not a norm: the optimiser (Adam) turns ĝ into the next
+Nothing of a step is published — not ĝ, not the batch, not a norm: the optimiser (SGD) turns ĝ into the next
 weights, and only the dev-selected and last weights and the public evaluations are released. The weights are a
 deterministic function of the base model and the integers Σ_i k_i + noise, each with exactly the discrete Gaussian
 mechanism's distribution, so their floating-point bits say nothing beyond them (the attack of Mironov 2012 on

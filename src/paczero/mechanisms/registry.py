@@ -165,7 +165,7 @@ REGISTRY: dict[str, MechanismSpec] = {spec.name: spec for spec in [
         optimizer=_first_order),
     MechanismSpec(
         name="dpsgd", family="dp",
-        description="DP-SGD: per-record gradients of a Poisson batch, L2 clip, discrete Gaussian, Adam ((eps, delta)-DP)",
+        description="DP-SGD: per-record gradients of a Poisson batch, L2 clip, discrete Gaussian, SGD ((eps, delta)-DP)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(), build=None, statement=_dp,
         optimizer=_dpsgd),
     *[_ablation(v) for v in ABLATIONS],
