@@ -64,7 +64,23 @@ def test_plan_matches_mi_budgets_to_each_epsilon(tmp_path, data_dir):
         assert runs[f"dpzero-eps{eps:g}"].privacy.epsilon == eps
 
 
-@pytest.mark.parametrize("kwargs, match", [({"epsilons": [0.0]}, "epsilons"), ({"mechanisms": ["dpsgd"]}, "dpsgd")])
+def test_dpsgd_runs_when_named_at_each_epsilon_beside_the_matched_mi(tmp_path, data_dir):
+    """DP-SGD needs a trainable set: not a default cell; named, at each ε with MI at the matched bound, on the set the
+    base config (here overrides) gives; without a set every run config is refused up front, naming the key."""
+    assert "dpsgd" not in {c.privacy.mechanism for _, c in plan(load_compare_config(_write(tmp_path, data_dir)))}
+    cfg = load_compare_config(_write(tmp_path, data_dir), epsilons=[0.5, 2.0], mechanisms=["dpsgd", "mi"])
+    with pytest.raises(PaczeroError, match="model.tuning='full' is invalid; dpsgd computes per-record gradients"):
+        plan(cfg)
+    cfg.overrides.common += ["model.tuning=set", "model.trainable.head_rows=true"]
+    runs = dict(plan(cfg))
+    assert sorted(runs) == ["dpsgd-eps0.5", "dpsgd-eps2", "mi-eps0.5", "mi-eps2"]
+    for eps in (0.5, 2.0):
+        assert runs[f"dpsgd-eps{eps:g}"].privacy.epsilon == eps
+        assert mia_posterior_bound(runs[f"mi-eps{eps:g}"].privacy.budget) == pytest.approx(dp_posterior_bound(eps),
+                                                                                           rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"epsilons": [0.0]}, "epsilons"), ({"mechanisms": ["dpftrl"]}, "dpftrl")])
 def test_bad_compare_settings_are_refused(tmp_path, data_dir, kwargs, match):
     with pytest.raises(PaczeroError, match=match):
         load_compare_config(_write(tmp_path, data_dir), **kwargs)
