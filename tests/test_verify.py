@@ -307,6 +307,8 @@ def test_a_dpsgd_run_and_export_verify_without_claiming_a_replay(honest, data_di
         assert not any("transcript steps" in line for line in out)
     assert main(["verify", str(export), "--data-dir", str(data_dir)]) == 0
     assert "dev and test figures recomputed from the data with the published weights" in capsys.readouterr().out
+    assert main(["replay", str(run), "--out", str(tmp_path / "rebuilt")]) == 2
+    assert "publishes no transcript, so its weights cannot be rebuilt" in capsys.readouterr().err
 
 
 def _trainable(folder: Path, edit) -> None:

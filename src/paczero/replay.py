@@ -49,6 +49,12 @@ def read_steps(run: RunDir, *, upto: int | None = None) -> list[TranscriptStep]:
 
 def replay_run(run_dir: Path, out: Path, *, config: Config, upto: int | None = None) -> LoadedModel:
     """Rebuild ``run_dir``'s weights after its first ``upto`` steps (default: all) into ``out``."""
+    from paczero.mechanisms.registry import spec
+
+    if spec(config.privacy.mechanism).first_order:
+        raise PaczeroError(f"{run_dir} is a privacy.mechanism={config.privacy.mechanism} run: it publishes no "
+                           "transcript, so its weights cannot be rebuilt; they are its checkpoints, as trained "
+                           "(paczero export publishes them, paczero verify checks what it can)")
     steps = read_steps(RunDir.open(run_dir), upto=upto)
     loaded = build_model(config)
     replay_transcript(loaded, steps, eps=config.zo.eps, weight_decay=config.train.weight_decay,

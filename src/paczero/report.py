@@ -26,7 +26,7 @@ from paczero.fileio import atomic_write, write_text
 from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir, check_outside_public_side
 
 FIGSIZE = (6.4, 4.2)
-MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
+MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v", "dpsgd": "P"}
 PRIVATE_TITLE = "PRIVATE (computed on the pool, do not publish): "
 
 
