@@ -1,7 +1,7 @@
 """docs/results.md, "DP-SGD or PACZero?": every run of that section, by name, resumable.
 
-    PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py            # every run, in order
-    PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py GROUP ...  # the runs of some groups
+    PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py            # every run: head, headnorm
+    PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py SET ...    # the runs of some sets
     .venv/bin/python docs/results/dpsgd.py --summary [--runs DIR ...]                # mean ± sd per cell
 
 The set-up is ``scale.py``'s (its runner, its folder ``runs/scale`` and its head config): SST-2 with the review
@@ -12,8 +12,8 @@ validation records as the test set, seeds 0, 1, 2. Two trainable sets: ``head`` 
 The bounds are matched on the membership-inference posterior: (ε, 10⁻⁵)-DP at ε ∈ {0.5, 1, 2, 6} against PACZero-MI
 at the MI whose bound equals (ε, 0)-DP's (0.030, 0.111, 0.328, 0.676 nats, as ``paczero compare`` matches them).
 
-Learning rates are chosen on dev loss at seed 0, never on test: group ``lr`` sweeps DP-SGD at ε = 1 on both sets and,
-on ``headnorm``, ZPL-skip, MI (at 0.111 nats) and the first-order reference; on ``head`` those three take the rates
+Learning rates are chosen on dev loss at seed 0, never on test: each set's runs start with a sweep of DP-SGD at ε = 1
+and, on ``headnorm``, ZPL-skip, MI (at 0.111 nats) and the first-order reference; on ``head`` those three take the rates
 ``scale.py lr`` chose (``SCALE_RATES``), and its runs ``head-zplskip-s*``, ``head-fo-s*``, ``head-mi011-s*`` and
 ``head-mi033-s*`` are cited, not rerun (``--runs`` names the folders to read them from).
 """
@@ -26,6 +26,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import OUT, SEEDS, train  # noqa: E402
@@ -67,7 +68,7 @@ def chosen_lr(s: str, kind: str) -> str:
     for lr in SWEEPS[kind]:
         path = OUT / _sweep_name(s, kind, lr) / "metrics.json"
         if not path.is_file():
-            raise SystemExit(f"dpsgd: the learning-rate sweep has not finished ({path} missing); run group lr first")
+            raise SystemExit(f"dpsgd: the learning-rate sweep has not finished ({path} missing)")
         loss = json.loads(path.read_text())["best_dev"]["loss"]
         if best is None or loss < best[0]:
             best = (loss, lr)
@@ -91,19 +92,20 @@ def _run(s: str, cell: str, kind: str, extra: list[str], seed: int) -> tuple[str
     return f"{cell}-s{seed}", [*base, f"run.seed={seed}"]
 
 
-def group(name: str) -> list[tuple[str, list[str]]]:
-    """(run name, overrides of the head config) of the runs of group ``name``, in order."""
-    if name == "lr":
-        return [(_sweep_name(s, k, lr), [*SETS[s], *KINDS[k], *SWEEP_AT.get(k, []), f"train.lr={lr}"])
-                for s in SETS for k, lrs in SWEEPS.items() if s == "headnorm" or k == "dpsgd" for lr in lrs]
-    if name in SETS:  # seed by seed: one set-up per seed
-        return [_run(name, cell, kind, extra, seed) for seed in SEEDS for cell, kind, extra in cells(name)]
-    raise KeyError(name)
+def chunks(s: str) -> list[Callable[[], Iterator[tuple[str, list[str]]]]]:
+    """The runs of set ``s`` in set-ups: seed 0's sweep, then each seed's cells (their rates resolved when the chunk
+    starts, after the sweep). Every chunk shares one data, model and seed, so it is set up once (the cached
+    features of 2,372 records)."""
+    sweep = [(_sweep_name(s, k, lr), [*SETS[s], *KINDS[k], *SWEEP_AT.get(k, []), f"train.lr={lr}"])
+             for k, lrs in SWEEPS.items() if s == "headnorm" or k == "dpsgd" for lr in lrs]
+    def at(seed: int):  # a generator: the rates are chosen when its first cell is reached, after the sweep
+        yield from sweep if seed == SEEDS[0] else []
+        yield from (_run(s, cell, kind, extra, seed) for cell, kind, extra in cells(s))
+
+    return [lambda seed=seed: at(seed) for seed in SEEDS]
 
 
-GROUPS = ("lr", "head", "headnorm")
-
-
+GROUPS = tuple(SETS)
 def _metrics(run: str, folders: list[Path]) -> dict | None:
     for folder in folders:
         path = folder / run / "metrics.json"
@@ -135,7 +137,7 @@ def summary(folders: list[Path]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("groups", nargs="*", help=f"some of {', '.join(GROUPS)} (default: all, in that order)")
+    parser.add_argument("groups", nargs="*", help=f"some of the sets {', '.join(GROUPS)} (default: both, in order)")
     parser.add_argument("--summary", action="store_true", help="print mean ± sd per cell, train nothing")
     parser.add_argument("--runs", action="append", type=Path, default=[],
                         help=f"also read finished runs from this folder (after {OUT}); repeatable")
@@ -146,8 +148,9 @@ def main() -> int:
     if args.summary:
         summary([OUT, *args.runs])
         return 0
-    for name in args.groups or GROUPS:  # groups resolve their learning rates from the sweep when they start
-        train(group(name))
+    for name in args.groups or GROUPS:
+        for chunk in chunks(name):
+            train(chunk())
     return 0
 
 
