@@ -159,6 +159,32 @@ def test_the_grid_sum_is_the_clipped_sum_and_bounded_by_the_sensitivity():
         assert np.linalg.norm(k) <= sensitivity(7)
 
 
+def test_a_non_finite_gradient_contributes_nothing():
+    g = np.array([[1.0, 2.0], [np.nan, 0.5], [np.inf, -np.inf], [0.25, -0.5]])
+    assert grid_sum(g, clip=10.0) == grid_sum(g[[0, 3]], clip=10.0)
+
+
+@pytest.mark.slow
+def test_a_dpsgd_run_resumes_bit_for_bit(tiny_config, tmp_path, monkeypatch):
+    """Killed after its third checkpoint and resumed, a run's files equal an uninterrupted run's with the same
+    secret: the batches and the noise are keyed by the step, and SGD carries no state."""
+    from paczero.cli import main
+    from paczero.trainer import Trainer
+    from test_resume import _crash_at_third_checkpoint, _hashes
+
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+    cfg = tiny_config(*HEAD, "train.steps=12", "train.eval_every=4", "train.checkpoint_every=3", "train.lr=0.05",
+                      "run.name=r", "run.output_dir=runs")
+    monkeypatch.chdir(tmp_path / "a")
+    crashed = _crash_at_third_checkpoint(cfg, monkeypatch)
+    secret = crashed.run_dir.load_secret()
+    assert main(["train", "--resume", str(crashed.run_dir.path)]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    Trainer(cfg, secret=secret).run()
+    assert _hashes(tmp_path / "a" / "runs" / "r") == _hashes(tmp_path / "b" / "runs" / "r")
+
+
 def test_the_noise_is_a_discrete_gaussian_of_std_sigma_delta_from_the_key_stream():
     """No record sampled: the step's value is the noise alone; per coordinate its integer is N_Z(0, (σΔ)²), drawn in
     turn from the keyed stream ("dp-noise", step)."""

@@ -37,9 +37,13 @@ def sensitivity(dim: int) -> int:
 
 
 def grid_sum(grads: np.ndarray, *, clip: float) -> list[int]:
-    """Σ_i round(2⁴⁰·clip_C(g_i)/C) per coordinate, exact Python integers (``grads``: (n, d) per-record gradients)."""
+    """Σ_i round(2⁴⁰·clip_C(g_i)/C) per coordinate, exact Python integers (``grads``: (n, d) per-record gradients).
+
+    A record whose gradient has a non-finite coordinate contributes 0 (as a DP baseline's non-finite estimate does):
+    clipping cannot bound NaN, and 0 depends on that record alone."""
     if not len(grads):
         return [0] * grads.shape[1]
+    grads = np.where(np.isfinite(grads).all(axis=1, keepdims=True), grads, 0.0)
     k = to_grid(clip_rows(grads, clip), clip).astype(np.int64)  # |k| ≤ 2⁴⁰ per record: the sum fits int64 to n < 2²³
     return [int(x) for x in k.sum(axis=0)]
 
