@@ -82,6 +82,7 @@ class LabelRowsHead(nn.Module):
         self.register_buffer("ids", torch.tensor(list(ids), device=head.weight.device), persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The whole vocabulary's logits, the label words' columns from :attr:`rows`."""
         logits = nn.functional.linear(hidden, self.weight, self.bias)
         rows = nn.functional.linear(hidden, self.rows, None if self.bias is None else self.bias[self.ids])
         return logits.index_copy(-1, self.ids, rows)
