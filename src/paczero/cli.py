@@ -347,7 +347,7 @@ def run_statement(run: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``paczero`` argument parser: one sub-command per job (documented in docs/commands.md)."""
-    from paczero import __version__
+    from paczero.about import __version__
 
     parser = argparse.ArgumentParser(prog="paczero", description="PAC-private zeroth-order fine-tuning (PACZero).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -117,15 +117,6 @@ def _find_layers(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
     return best[1], best[2], best[3]
 
 
-@dataclass
-class StagedCalls:
-    """The recorded micro-batches of one scoring pass and their states between stages."""
-
-    batches: list[Batch]
-    layer_kwargs: list[list[dict[str, Any]]] = field(default_factory=list)
-    """Per micro-batch, the keyword arguments of each decoder layer (from the prefix)."""
-
-
 class StagedModel:
     """Runs a decoder-only causal LM stage by stage (prefix, layers, suffix) with substituted weights.
 

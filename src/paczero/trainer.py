@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from paczero import ledger, progress, versions
+from paczero import ledger, progress
+from paczero.about import versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
 from paczero.config import (Config, config_differences, data_name, dev_source, load_run_config, public_config,

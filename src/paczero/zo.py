@@ -178,7 +178,11 @@ class ZOEngine:
 
     # ------------------------------------------------------------------ staged evaluation
     def _staged(self, objective: Objective, enc) -> bool:
-        return self.staged is not None and getattr(objective, "static_calls", False)
+        if not isinstance(getattr(objective, "static_calls", None), bool):
+            raise TypeError(f"{type(objective).__name__} does not declare static_calls (True or False), which the "
+                            "Objective protocol requires: the engine cannot tell whether it may run it layer by "
+                            "layer")
+        return self.staged is not None and objective.static_calls
 
     def _record(self, objective: Objective, enc, evaluate: bool) -> list[Call]:
         method = objective.evaluate if evaluate else objective.losses

@@ -25,7 +25,6 @@ from paczero.secret import SecretState
 if TYPE_CHECKING:
     from paczero.config import Config
 
-FAMILIES = ("pac", "dp", "none")
 
 
 @dataclass(frozen=True)
