@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.trainer import Trainer
 
 LABELS = ["billing", "bug", "praise"]

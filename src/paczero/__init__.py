@@ -11,7 +11,8 @@ already loaded (:func:`paczero.api.train`).
 """
 
 from paczero.about import __version__, versions  # noqa: E402
-from paczero.config import Config, load_config  # noqa: E402
+from paczero.config import Config  # noqa: E402
+from paczero.settings import load_config  # noqa: E402
 from paczero.errors import PaczeroError  # noqa: E402
 from paczero.api import TrainResult, train  # noqa: E402
 

@@ -37,7 +37,7 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
-    from paczero.config import load_config, load_run_config
+    from paczero.settings import load_config, load_run_config
     from paczero.trainer import Trainer
 
     if args.forget_secret is not None:
@@ -101,7 +101,7 @@ def _leave(code: int, dist: "distributed.Dist") -> int:
 
 
 def _forget_secret(run: Path) -> int:
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
     from paczero.mechanisms.registry import spec
     from paczero.rundir import RunDir
 
@@ -121,7 +121,7 @@ def _forget_secret(run: Path) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from paczero.build import build
     from paczero.checkpoint import load_weights
-    from paczero.config import load_config, load_run_config
+    from paczero.settings import load_config, load_run_config
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.run is not None:
@@ -143,7 +143,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
     from paczero.replay import replay_run
 
     run, out = Path(args.run), Path(args.out)
@@ -320,7 +320,7 @@ def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_statement(run: Path) -> dict[str, Any]:
     """The privacy statement of a run or an export, recomputed from its public files (settings and transcript)."""
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
     from paczero.ledger import parse_transcript
     from paczero.mechanisms.registry import run_statement as statement, spec
     from paczero.publication import EXPORT_DIR

@@ -21,7 +21,8 @@ from typing import Any, List
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from paczero.config import Config, load_config
+from paczero.config import Config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.fileio import write_text
 from paczero.privacy.bounds import mi_for_dp_epsilon

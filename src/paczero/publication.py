@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from paczero.card import base_model_label, card
-from paczero.config import Config, dev_source, task_kind, test_set
+from paczero.config import Config
+from paczero.data.registry import dev_source, task_kind, test_set
 from paczero.fileio import jsonl_line, write_json, write_text
 from paczero.ledger import TranscriptStep
 from paczero.mechanisms.registry import run_statement, spec

@@ -267,7 +267,7 @@ class RunDir:
 
     @property
     def withheld_paths_path(self) -> Path:
-        """The data paths the published settings withhold (read back by :func:`paczero.config.load_run_config`)."""
+        """The data paths the published settings withhold (read back by :func:`paczero.settings.load_run_config`)."""
         return self.path / WITHHELD_PATHS_FILE
 
     @property

@@ -24,8 +24,9 @@ from paczero import ledger, progress
 from paczero.about import versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
-from paczero.config import (Config, config_differences, data_name, dev_source, load_run_config, public_config,
-                            selection_metric)
+from paczero.config import Config, config_differences
+from paczero.settings import load_run_config, public_config
+from paczero.data.registry import data_name, dev_source, selection_metric
 from paczero.data.memory import InMemory
 from paczero.distributed import Dist, DistError
 from paczero.errors import Interrupted, PaczeroError

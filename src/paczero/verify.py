@@ -34,7 +34,9 @@ import yaml
 
 from paczero import progress
 from paczero.checkpoint import save_weights
-from paczero.config import PATH_KEYS, Config, config_from_dict, dev_source, selection_metric
+from paczero.config import PATH_KEYS, Config
+from paczero.settings import config_from_dict
+from paczero.data.registry import dev_source, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
 from paczero.ledger import TranscriptStep, parse_transcript

@@ -16,7 +16,7 @@ from conftest import TINY_CONFIG
 from paczero.audit import audit_run
 from paczero.audit.transcript import membership_posterior
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.mechanisms.base import Mechanism
 from paczero.privacy.bounds import mia_posterior_bound

@@ -143,7 +143,8 @@ def _write_outputs(out: Path, *, summary: dict[str, Any], columns: dict[str, np.
 def audit_run(run_dir: str | Path, *, checkpoint: str = "best", overrides: Sequence[str] = (),
               show: bool = True) -> dict[str, Any]:
     """Audit a finished run; writes ``private/audit/`` and returns the (private) summary."""
-    from paczero.config import dev_source, load_run_config
+    from paczero.settings import load_run_config
+    from paczero.data.registry import dev_source
     from paczero.mechanisms.registry import spec
 
     run = RunDir.open(run_dir)
