@@ -6,6 +6,7 @@ the old checkpoint or the new one, never a mixture.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +22,20 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 PROGRESS_FILE = "progress.json"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def canonical_adapter_config(folder: Path) -> None:
+    """Rewrite the ``adapter_config.json`` peft just saved in ``folder`` with its list fields that peft keeps as sets
+    (``target_modules``) sorted: peft writes a set in hash order, which differs between processes, and the file is
+    public, so the same run would otherwise publish different bytes (and ``verify``, in another process, would see
+    a file that differs from the rebuilt one)."""
+    path = folder / ADAPTER_CONFIG
+    config = json.loads(path.read_text())
+    for key, value in config.items():
+        if key.endswith("modules") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[key] = sorted(value)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
@@ -28,6 +43,7 @@ def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
         # The base is named by the run's settings; the path the base was loaded from is this machine's business.
         loaded.model.peft_config["default"].base_model_name_or_path = None
         loaded.model.save_pretrained(folder, save_embedding_layers=False)
+        canonical_adapter_config(folder)
     else:
         folder.mkdir(parents=True)
         save_file({n: p.detach().contiguous().cpu() for n, p in loaded.trainable}, str(folder / WEIGHTS_FILE))

@@ -181,6 +181,7 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
     """Write the export of ``record`` into the new ``folder``: ``loaded`` holds the weights after
     :func:`export_step` transcript steps; ``base`` (θ_0 without adapters) is written beside an adapter whose base
     model is not on the hub."""
+    from paczero.checkpoint import canonical_adapter_config
     from paczero.models import publishable
 
     from transformers.utils import logging as hf_logging
@@ -197,6 +198,7 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
             model.peft_config["default"].base_model_name_or_path = (cfg.model.name if on_the_hub(cfg.model.name)
                                                                     else "base")
             model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False)
+            canonical_adapter_config(folder)
         else:
             model = copy.deepcopy(loaded.model).merge_and_unload() if fmt == "merged" else publishable(loaded)
             model.save_pretrained(folder, safe_serialization=True)
