@@ -29,8 +29,8 @@ def replay_transcript(loaded: LoadedModel, steps: Sequence[TranscriptStep], *, e
     bar = progress.bar(total=len(steps), desc="replaying the transcript", unit="step", enabled=show)
     with bar:
         for step in steps:
-            k = len(step.directions)
-            engine.update([(d.seed, d.value / k) for d in step.directions], lr=step.lr, weight_decay=weight_decay)
+            engine.apply_step([d.seed for d in step.directions], [d.value for d in step.directions], lr=step.lr,
+                              weight_decay=weight_decay)
             bar.update(1)
 
 

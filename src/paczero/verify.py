@@ -455,8 +455,8 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
         for s in record.steps:
             if rules:
                 _check_releases(c, s, mi)
-            c.engine.update([(d.seed, d.value / len(s.directions)) for d in s.directions], lr=s.lr,
-                            weight_decay=cfg.train.weight_decay)
+            c.engine.apply_step([d.seed for d in s.directions], [d.value for d in s.directions], lr=s.lr,
+                                weight_decay=cfg.train.weight_decay)
             done = s.step + 1
             if done in evaluations:
                 dev = c.evaluate("dev")
