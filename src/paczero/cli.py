@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from paczero.errors import PRIVATE_TAG, PaczeroError
+from paczero.layout import CHECKPOINTS_DIR
 
 EXIT_USAGE = 2
 
@@ -126,7 +127,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.run is not None:
         cfg = load_run_config(Path(args.run), args.overrides)
-        checkpoint = checkpoint or Path(args.run) / "checkpoints" / "best"
+        checkpoint = checkpoint or Path(args.run) / CHECKPOINTS_DIR / "best"
     else:
         cfg = load_config(args.config, args.overrides)
     if checkpoint is not None and not checkpoint.is_dir():

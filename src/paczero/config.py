@@ -307,8 +307,6 @@ COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")
 PATH_KEYS = ("data_dir", "train_file", "dev_file", "test_file", "dataset")
 """``data.*`` keys that may name where the owner keeps the data: never published as they are (:func:`public_config`)."""
 WITHHELD = "<withheld>"
-WITHHELD_PATHS_FILE = "private/paths.json"
-"""Where a run keeps the data paths its published settings withhold (mode 0600; the owner's)."""
 """What the published settings say instead of a data path outside the data folder (the file's suffix follows)."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.mechanisms.registry import run_statement
+from paczero.layout import METRICS_FILE
 from paczero.publication import CHECKPOINTS, PublicRecord, export_step, write_export
 from paczero.rundir import check_outside_public_side
 from paczero.verify import (
@@ -94,7 +95,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     check_promise(record)
     check_schedule(cfg, record.steps)
     check_values(cfg, record.steps)
-    check_selection(record, run_dir / "metrics.json")
+    check_selection(record, run_dir / METRICS_FILE)
     model_cfg = with_paths(cfg, list(paths))
     model_cfg.data.data_dir = data_dir
     check_files(published, model_cfg=model_cfg, show=show)

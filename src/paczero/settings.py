@@ -18,11 +18,12 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from paczero.config import (PATH_KEYS, WITHHELD, WITHHELD_PATHS_FILE, Config, _load_yaml, _override_layer, get, merge_config, require)
+from paczero.config import (PATH_KEYS, WITHHELD, Config, _load_yaml, _override_layer, get, merge_config, require)
 from paczero.data.files import data_folder
 from paczero.data.options import validate_data
 from paczero.data.registry import TASKS, dev_source, task_kind
 from paczero.errors import PaczeroError
+from paczero.layout import CONFIG_FILE, WITHHELD_PATHS_FILE
 from paczero.mechanisms.registry import names, spec
 
 log = logging.getLogger("paczero")
@@ -134,9 +135,9 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     """The resolved config saved in a run directory (``config.yaml``), with the data paths it withholds where the
     run's private folder still holds them (the owner's machine), and optional dotted overrides."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
+        raise PaczeroError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     withheld_path = Path(run_dir) / WITHHELD_PATHS_FILE
     withheld = [f"{k}={v}" for k, v in json.loads(withheld_path.read_text()).items()] if withheld_path.is_file() else []
     try:
