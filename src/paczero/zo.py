@@ -441,7 +441,6 @@ class ZOEngine:
         g = ((plus - minus) / (2 * self.eps)).numpy()
         return g, ((plus + minus) / 2).numpy()
 
-    @torch.inference_mode()
     def apply_step(self, seeds: Sequence[int], values: Sequence[float], *, lr: float,
                    weight_decay: float = 0.0) -> None:
         """One step's update from its released values: θ ← θ − lr·((1/K) Σ_k value_k z_k + λθ) over the K direction
@@ -450,6 +449,7 @@ class ZOEngine:
         k = len(seeds)
         self.update([(seed, value / k) for seed, value in zip(seeds, values)], lr=lr, weight_decay=weight_decay)
 
+    @torch.inference_mode()
     def update(self, coefficients: Sequence[tuple[int, float]], *, lr: float, weight_decay: float = 0.0) -> None:
         """θ ← θ − lr·(Σ_k c_k z_k + λθ) for ``coefficients = [(direction seed, c_k), ...]``.
 
