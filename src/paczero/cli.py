@@ -104,6 +104,7 @@ def _leave(code: int, dist: "distributed.Dist") -> int:
 def _forget_secret(run: Path) -> int:
     from paczero.settings import load_run_config
     from paczero.mechanisms.registry import spec
+    from paczero.privacy.statement import Family
     from paczero.rundir import RunDir
 
     run_dir = RunDir.open(run)
@@ -111,7 +112,7 @@ def _forget_secret(run: Path) -> int:
         raise PaczeroError(f"{run} has not finished (no metrics.json); forgetting its secret would make it "
                            "impossible to resume")
     family = spec(load_run_config(run).privacy.mechanism).family
-    removed = run_dir.forget_secret(keep_diagnostics=family != "dp")
+    removed = run_dir.forget_secret(keep_diagnostics=family != Family.DP)
     for path in removed:
         print(f"removed {path}")
     print(f"forgot the secret of {run}: {len(removed)} private files overwritten and removed; the run can no longer "
@@ -137,7 +138,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                            "them (never publish them)")
     c = build(cfg)
     if checkpoint is not None:
-        load_weights(c.loaded, checkpoint, lora=cfg.model.tuning == "lora")
+        load_weights(c.loaded, checkpoint)
     result = {split: c.evaluate(split) for split in args.splits}
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0

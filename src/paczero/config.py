@@ -22,6 +22,7 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, is_dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, get_type_hints
 
@@ -32,6 +33,15 @@ from omegaconf.errors import OmegaConfBaseException
 from paczero.errors import PaczeroError
 
 log = logging.getLogger("paczero")
+
+
+class Tuning(StrEnum):
+    """``model.tuning``: every tensor (or the top layers'), LoRA adapters, or a set of ``model.trainable``. A ``str``,
+    so the settings hold and write the plain word."""
+
+    FULL = "full"
+    LORA = "lora"
+    SET = "set"
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from paczero.config import ModelConfig
+from paczero.config import ModelConfig, Tuning
 from paczero.errors import PaczeroError
 from paczero.gguf_cache import dequantised
 from paczero.hub import cache_only, hub_reachable
@@ -388,7 +388,7 @@ def publishable(loaded: LoadedModel) -> torch.nn.Module:
     (``lm_head.weight`` = the original head with the trained rows written in, ``config.tie_word_embeddings =
     False``), so that the folder loads in plain ``transformers`` and gives paczero's logits.
     """
-    if loaded.tuning != "set":
+    if loaded.tuning != Tuning.SET:
         return loaded.model
     model = copy.deepcopy(loaded.model)
     if hasattr(model, "merge_and_unload"):
@@ -460,10 +460,10 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = (),
     else:
         model.to(device)  # before LoRA: peft then creates adapters on the right device (Opacus #820)
     for p in model.parameters():
-        p.requires_grad_(cfg.tuning == "full")
-    if cfg.tuning == "lora":
+        p.requires_grad_(cfg.tuning == Tuning.FULL)
+    if cfg.tuning == Tuning.LORA:
         model = _attach_lora(model, cfg, seed=seed)
-    if cfg.tuning == "set":
+    if cfg.tuning == Tuning.SET:
         label_ids = None if label_words is None else label_token_ids(tokenizer, label_words)
         model = _train_set(model, cfg, seed=seed, label_ids=label_ids)
     model.eval()

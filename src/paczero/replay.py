@@ -53,5 +53,5 @@ def replay_run(run_dir: Path, out: Path, *, config: Config, upto: int | None = N
     loaded = build_model(config)
     replay_transcript(loaded, steps, eps=config.zo.eps, weight_decay=config.train.weight_decay,
                       show=config.run.progress)
-    save_weights(loaded, out, lora=config.model.tuning == "lora")
+    save_weights(loaded, out)
     return loaded

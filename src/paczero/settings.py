@@ -18,7 +18,8 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from paczero.config import (PATH_KEYS, WITHHELD, Config, _load_yaml, _override_layer, get, merge_config, require)
+from paczero.config import (PATH_KEYS, WITHHELD, Config, Tuning, _load_yaml, _override_layer, get, merge_config,
+                            require)
 from paczero.data.files import data_folder
 from paczero.data.options import validate_data
 from paczero.data.registry import TASKS, dev_source, task_kind
@@ -30,7 +31,7 @@ log = logging.getLogger("paczero")
 
 _CHOICES = {
     "model.dtype": ("float32", "float64", "bfloat16", "float16"),
-    "model.tuning": ("full", "lora", "set"),
+    "model.tuning": tuple(Tuning),
     "privacy.mi_channel": ("bsc", "awgn"),
     "privacy.zpl_disagreement": ("coin", "skip"),
     "privacy.budget_schedule": ("adaptive", "uniform"),
@@ -70,7 +71,7 @@ def validate(cfg: Config) -> Config:
              "release to a coin)")
     require(cfg.data.n_test is None or cfg.data.n_test > 0, "data.n_test", cfg.data.n_test,
              "expected a positive number or null (all)")
-    if cfg.model.dtype != "float32" and cfg.model.tuning == "full":
+    if cfg.model.dtype != "float32" and cfg.model.tuning == Tuning.FULL:
         log.warning("model.dtype=%s with full fine-tuning: updates of size lr·|z| below the weights' rounding "
                     "step are lost; float32 is recommended", cfg.model.dtype)
     if cfg.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -82,10 +83,10 @@ def validate(cfg: Config) -> Config:
              "expected a positive number or null")
     top = cfg.model.train_top_layers
     require(top is None or top > 0, "model.train_top_layers", top, "expected a positive number of layers or null")
-    require(top is None or cfg.model.tuning == "full", "model.train_top_layers", top,
+    require(top is None or cfg.model.tuning == Tuning.FULL, "model.train_top_layers", top,
              f"expected null with model.tuning={cfg.model.tuning} (it selects layers for full tuning)")
     _validate_trainable(cfg)
-    require(not cfg.zo.cache_prefix or top is not None or cfg.model.tuning == "set", "zo.cache_prefix",
+    require(not cfg.zo.cache_prefix or top is not None or cfg.model.tuning == Tuning.SET, "zo.cache_prefix",
              cfg.zo.cache_prefix, "a cached prefix needs a frozen bottom: set model.train_top_layers or "
              "model.tuning=set with model.trainable too")
     return cfg
@@ -95,7 +96,7 @@ def _validate_trainable(cfg: Config) -> None:
     """``model.trainable``: some part with ``model.tuning=set``, none otherwise; counts >= 0; a valid pattern; head
     rows for classification only."""
     t = cfg.model.trainable
-    if cfg.model.tuning != "set":
+    if cfg.model.tuning != Tuning.SET:
         require(not t.parts(), "model.trainable", ", ".join(t.parts()),
                  f"model.trainable applies with model.tuning=set (it is {cfg.model.tuning})")
         return

@@ -34,7 +34,7 @@ import yaml
 
 from paczero import progress
 from paczero.checkpoint import save_weights
-from paczero.config import PATH_KEYS, Config
+from paczero.config import PATH_KEYS, Config, Tuning
 from paczero.settings import config_from_dict
 from paczero.data.registry import dev_source, selection_metric
 from paczero.errors import PaczeroError
@@ -46,6 +46,7 @@ from paczero.mechanisms.dp import grid_integer
 from paczero.mechanisms.mi import MIRule, NoisyPlan
 from paczero.mechanisms.registry import spec
 from paczero.mechanisms.zpl import zpl_release
+from paczero.privacy.statement import Family
 from paczero.metrics import scalar_metrics
 from paczero.models import LoadedModel
 from paczero.publication import (
@@ -226,7 +227,7 @@ def check_values(cfg: Config, steps: list[TranscriptStep]) -> None:
                 raise VerificationFailed(f"{where}; {mechanism} releases a sign, +1 or -1")
             if mechanism == "random_sign" and d.value != public_coin(cfg.run.seed, s.step, k):
                 raise VerificationFailed(f"{where}; random_sign releases the public coin")
-            if spec(mechanism).family == "dp":
+            if spec(mechanism).family == Family.DP:
                 scale = len(s.directions) if mechanism == "dpaggzo" else 1
                 if grid_integer(d.value, clip=cfg.zo.clip, scale=scale, sample_rate=p.sample_rate,
                                 n=cfg.data.n_pool) is None:
@@ -342,7 +343,7 @@ def build_base(cfg: Config) -> LoadedModel:
     from paczero.build import build_model
 
     base_cfg = copy.deepcopy(cfg)
-    base_cfg.model.tuning, base_cfg.model.train_top_layers = "full", None
+    base_cfg.model.tuning, base_cfg.model.train_top_layers = Tuning.FULL, None
     return build_model(base_cfg)
 
 
@@ -350,7 +351,7 @@ def regenerate_export(folder: Path, published: Published, loaded: LoadedModel, *
     """The export ``published`` should be, written into ``folder`` (``loaded``: the weights after its steps;
     ``model_cfg``: the settings the base model is built from)."""
     record, info = published.record, published.export
-    lora = record.cfg.model.tuning == "lora"
+    lora = record.cfg.model.tuning == Tuning.LORA
     base = build_base(model_cfg) if info["format"] == "adapter" else None
     if info["format"] in ("adapter", "merged") and not lora:
         raise _fail(published.path / EXPORT_DIR / EXPORT_INFO_FILE, f"format {info['format']} for a run without LoRA")
@@ -363,7 +364,7 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     """The public side of the finished run of ``record``, written into ``folder`` (``loaded`` at θ_0; replayed)."""
     from paczero.fileio import write_json, write_text
 
-    cfg, lora = record.cfg, record.cfg.model.tuning == "lora"
+    cfg = record.cfg
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / CONFIG_FILE, cfg.to_yaml())
     membership = public_membership(cfg)
@@ -374,9 +375,9 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
         (folder / EVALUATIONS_FILE).write_bytes(evaluations_bytes(record.evaluations))
     write_json(folder / METRICS_FILE, document(record, loaded))
     replay_steps(loaded, record.steps[:record.best_step], cfg, show)
-    save_weights(loaded, folder / CHECKPOINTS_DIR / "best", lora=lora)
+    save_weights(loaded, folder / CHECKPOINTS_DIR / "best")
     replay_steps(loaded, record.steps[record.best_step:], cfg, show)
-    save_weights(loaded, folder / CHECKPOINTS_DIR / "last", lora=lora, progress=last_progress(record))
+    save_weights(loaded, folder / CHECKPOINTS_DIR / "last", progress=last_progress(record))
 
 
 def check_files(published: Published, *, model_cfg: Config | None = None, show: bool = True) -> int:

@@ -71,7 +71,7 @@ def _losses(run: RunDir, cfg: Any, *, checkpoint: str, splits: Sequence[str],
     with progress.bar(total=2 * len(splits), desc="audit: per-record losses", unit="pass", enabled=show) as bar:
         for losses in (base, final):
             if losses is final:
-                load_weights(c.loaded, folder, lora=cfg.model.tuning == "lora")
+                load_weights(c.loaded, folder)
             for split in splits:
                 losses[split] = c.objective.losses(forward, c.encoded[split]).double().numpy()
                 bar.update(1)

@@ -19,7 +19,7 @@ from paczero.mechanisms.mezo import MeZO
 from paczero.mechanisms.mi import PacMI
 from paczero.mechanisms.zpl import ZPL
 from paczero.privacy.accounting import RELATION, noise_multiplier
-from paczero.privacy.statement import DevSet, PrivacyStatement, dp_statement, no_statement, pac_statement
+from paczero.privacy.statement import DevSet, Family, PrivacyStatement, dp_statement, no_statement, pac_statement
 from paczero.releases import Abstain, AblationValue, Coin, DPNoisy, Free, NoisyBit, Projected, Release, Unanimous
 from paczero.secret import SecretState
 
@@ -34,8 +34,8 @@ class MechanismSpec:
     """What one mechanism is."""
 
     name: str
-    family: str
-    """``pac`` (PAC privacy: MI about the secret subset), ``dp`` ((ε, δ)-DP) or ``none``."""
+    family: Family
+    """PAC privacy (MI about the secret subset), (ε, δ)-DP, or none."""
     description: str
     trains_on_secret_subset: bool
     """Whether its update uses the secret subset S* (the audit's members are then S*, else the whole pool)."""
@@ -129,7 +129,7 @@ def _dp_build(cls: type) -> Callable[["Config", np.ndarray | None, SecretState],
 def _ablation(variant: str) -> MechanismSpec:
     private = variant == "random_sign"
     return MechanismSpec(
-        name=variant, family="pac" if private else "none",
+        name=variant, family=Family.PAC if private else Family.NONE,
         description=("negative control: public fair coins (I = 0)" if private
                      else f"decomposition ablation {variant} (no privacy)"),
         trains_on_secret_subset=variant.endswith("_half"), uses_subsets=variant.endswith("_half"),
@@ -141,13 +141,13 @@ def _ablation(variant: str) -> MechanismSpec:
 
 REGISTRY: dict[str, MechanismSpec] = {spec.name: spec for spec in [
     MechanismSpec(
-        name="zpl", family="pac", description="PACZero-ZPL: the unanimous sign or a public coin (I = 0)",
+        name="zpl", family=Family.PAC, description="PACZero-ZPL: the unanimous sign or a public coin (I = 0)",
         trains_on_secret_subset=True, uses_subsets=True, releases=(Unanimous, Coin, Abstain),
         build=lambda cfg, membership, secret: ZPL(membership, seed=cfg.run.seed, clip=cfg.zo.clip,
                                                   disagreement=cfg.privacy.zpl_disagreement),
         statement=_pac(lambda cfg: 0.0)),
     MechanismSpec(
-        name="mi", family="pac", description="PACZero-MI: free signs, else one calibrated bit (I <= B)",
+        name="mi", family=Family.PAC, description="PACZero-MI: free signs, else one calibrated bit (I <= B)",
         trains_on_secret_subset=True, uses_subsets=True, releases=(Free, NoisyBit, Coin),
         build=lambda cfg, membership, secret: PacMI(
             membership, secret, budget=cfg.privacy.budget, steps=cfg.train.steps,
@@ -155,21 +155,21 @@ REGISTRY: dict[str, MechanismSpec] = {spec.name: spec for spec in [
             clip=cfg.zo.clip, channel=cfg.privacy.mi_channel),
         statement=_pac(lambda cfg: cfg.privacy.budget), check=_check_mi),
     MechanismSpec(
-        name="mezo", family="none", description="MeZO: the minibatch mean of the two-point estimates (no privacy)",
+        name="mezo", family=Family.NONE, description="MeZO: the minibatch mean of the two-point estimates (no privacy)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(Projected,),
         build=lambda cfg, membership, secret: MeZO(seed=cfg.run.seed, batch_size=cfg.train.batch_size),
         statement=_none),
     MechanismSpec(
-        name="dpzero", family="dp", description="DPZero: Poisson batch, scalar clip, discrete Gaussian ((eps, delta)-DP)",
+        name="dpzero", family=Family.DP, description="DPZero: Poisson batch, scalar clip, discrete Gaussian ((eps, delta)-DP)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(DPNoisy,), build=_dp_build(DPZero),
         statement=_dp, check=_check_dp),
     MechanismSpec(
-        name="dpaggzo", family="dp",
+        name="dpaggzo", family=Family.DP,
         description="DP-AggZO: K-vector L2 clip, discrete Gaussian per direction ((eps, delta)-DP)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(DPNoisy,), build=_dp_build(DPAggZO),
         statement=_dp, check=_check_dp),
     MechanismSpec(
-        name="firstorder", family="none",
+        name="firstorder", family=Family.NONE,
         description="first-order reference: autograd and Adam over the trainable set, full batch (no privacy)",
         trains_on_secret_subset=False, uses_subsets=False, releases=(), build=None, statement=_none,
         first_order=True),
