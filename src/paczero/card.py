@@ -97,7 +97,7 @@ def card_data(metrics: dict[str, Any], *, kind: str, adapter: bool) -> ModelCard
 
 def promise(metrics: dict[str, Any]) -> list[str]:
     """What the run promises and what it does not, in plain words (the card's first section)."""
-    cfg, privacy, data = metrics["config"], metrics["privacy"], metrics["data"]
+    cfg, privacy, data = metrics["config"], PrivacyStatement.from_dict(metrics["privacy"]), metrics["data"]
     family, bound = privacy.family, privacy.mia_posterior_bound
     n, m = data["n_pool"], cfg["privacy"]["n_subsets"]
     dev = data.get("dev_set") or {}

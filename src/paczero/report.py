@@ -24,7 +24,6 @@ from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.fileio import atomic_write, write_text
 from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir, check_outside_public_side
-from paczero.privacy.statement import PrivacyStatement
 
 FIGSIZE = (6.4, 4.2)
 MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v"}
@@ -256,17 +255,15 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
     lines = ["# paczero report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         m = run.metrics or {}
-        best = m.get("best_dev") or {}
-        privacy = PrivacyStatement.from_dict(m["privacy"]) if "privacy" in m else None
+        privacy, best = m.get("privacy", {}), m.get("best_dev") or {}
         steps, acc = run.series("accuracy")
         top = f"{acc.max():.4f} ({steps[int(acc.argmax())]})" if acc.size else "—"
-        eps = privacy and privacy.dp_epsilon
+        eps = privacy.get("dp_epsilon", privacy.get("dp_epsilon_equivalent"))
         row = [run.name, run.mechanism, _fmt(m.get("steps_run"), "d"),
                _fmt((m.get("zero_shot_test") or {}).get("accuracy")), _fmt((m.get("test") or {}).get("accuracy")),
                _fmt((m.get("test") or {}).get("macro_f1")),
                f"{best.get('selected_on', '—')}, {_fmt(best.get('step'), 'd')}", _fmt(best.get("accuracy")), top,
-               _fmt(privacy and privacy.mi_bound_nats, ".4g"), _fmt(privacy and privacy.mia_posterior_bound),
-               _fmt(eps, ".3g")]
+               _fmt(privacy.get("mi_bound_nats"), ".4g"), _fmt(privacy.get("mia_posterior_bound")), _fmt(eps, ".3g")]
         lines.append("| " + " | ".join(row) + " |")
     unfinished = [r.name for r in runs if r.metrics is None]
     lines += ["", "Every figure here comes from the runs' public files (settings, transcript, dev and test metrics); "
