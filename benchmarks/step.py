@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from paczero.build import Components
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.data.tasks import load_task
 from paczero.mechanisms import build_mechanism
 from paczero.models import compile_layers, contiguous_head_input, packaged_smollm2
@@ -427,7 +427,7 @@ def run_head_set(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from paczero.build import build
-    from paczero.config import load_config
+    from paczero.settings import load_config
     from paczero.fileio import append_bytes
     from paczero.mechanisms.zpl import ZPL
     from paczero.trainer import Trainer

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.trainer import Trainer
 
 COMMON = ["train.steps=6", "train.eval_every=3", "privacy.n_subsets=2"]

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from paczero.config import Config, task_kind
+from paczero.config import Config
+from paczero.data.registry import task_kind
 from paczero.data.memory import InMemory
-from paczero.data.tasks import Split, Task, load_task
+from paczero.data.registry import load_task
+from paczero.data.tasks import Split, Task
 from paczero.distributed import Dist
 from paczero.firstorder import FirstOrder
 from paczero.mechanisms.base import Mechanism

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from paczero.config import Tuning
 from paczero.fileio import write_json
 from paczero.models import LoadedModel
 
@@ -53,8 +54,9 @@ def _write(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
             os.fsync(fh.fileno())
 
 
-def save_weights(loaded: LoadedModel, folder: Path, *, lora: bool, progress: dict[str, Any] | None = None) -> None:
-    """Atomically (re)place ``folder`` with the trainable weights of ``loaded`` (and the public ``progress``).
+def save_weights(loaded: LoadedModel, folder: Path, *, progress: dict[str, Any] | None = None) -> None:
+    """Atomically (re)place ``folder`` with the trainable weights of ``loaded`` (and the public ``progress``): a peft
+    adapter for a LoRA model, else the trainable tensors by name.
 
     The weights and the progress land together or not at all: both are written into a temporary folder
     that is renamed into place.
@@ -64,7 +66,7 @@ def save_weights(loaded: LoadedModel, folder: Path, *, lora: bool, progress: dic
     shutil.rmtree(tmp, ignore_errors=True)
     recover(folder)
     shutil.rmtree(old, ignore_errors=True)
-    _write(loaded, tmp, lora=lora)
+    _write(loaded, tmp, lora=loaded.tuning == Tuning.LORA)
     if progress is not None:
         write_json(tmp / PROGRESS_FILE, progress)
     if folder.exists():
@@ -74,10 +76,10 @@ def save_weights(loaded: LoadedModel, folder: Path, *, lora: bool, progress: dic
 
 
 @torch.inference_mode()
-def load_weights(loaded: LoadedModel, folder: Path, *, lora: bool) -> None:
+def load_weights(loaded: LoadedModel, folder: Path) -> None:
     """Copy the weights saved by :func:`save_weights` into ``loaded``'s trainable tensors."""
     folder = Path(folder)
-    if lora:
+    if loaded.tuning == Tuning.LORA:
         from peft import load_peft_weights, set_peft_model_state_dict
 
         set_peft_model_state_dict(loaded.model, load_peft_weights(str(folder), device=str(loaded.device)))

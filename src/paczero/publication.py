@@ -22,14 +22,16 @@ from typing import Any
 import numpy as np
 
 from paczero.card import base_model_label, card
-from paczero.config import Config, dev_source, task_kind, test_set
+from paczero.config import Config
+from paczero.data.registry import dev_source, task_kind, test_set
 from paczero.fileio import jsonl_line, write_json, write_text
+from paczero.layout import (EVALUATIONS_FILE, EXPORT_DIR, EXPORT_INFO_FILE, MEMBERSHIP_FILE, METRICS_FILE,
+                            RUN_SETTINGS_FILE, TRANSCRIPT_FILE)
 from paczero.ledger import TranscriptStep
 from paczero.mechanisms.registry import run_statement, spec
 from paczero.models import LoadedModel
 from paczero.subsets import membership_matrix
 
-EXPORT_DIR = "paczero"
 """The folder of an export that holds its public record."""
 FORMATS = ("full", "adapter", "merged")
 CHECKPOINTS = ("best", "last")
@@ -212,16 +214,16 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
             hf_logging.enable_progress_bar()
     public = folder / EXPORT_DIR
     public.mkdir()
-    write_text(public / "run.yaml", cfg.to_yaml())
-    (public / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
+    write_text(public / RUN_SETTINGS_FILE, cfg.to_yaml())
+    (public / TRANSCRIPT_FILE).write_bytes(transcript_bytes(record.steps))
     if record.evaluations:  # a run without a dev set has none
-        (public / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
+        (public / EVALUATIONS_FILE).write_bytes(evaluations_bytes(record.evaluations))
     metrics = document(record, loaded)
-    write_json(public / "metrics.json", metrics)
+    write_json(public / METRICS_FILE, metrics)
     membership = public_membership(cfg)
     if membership is not None:
-        write_membership(public / "membership.npy", membership)
-    write_json(public / "export.json", export_info(record, checkpoint=checkpoint, fmt=fmt))
+        write_membership(public / MEMBERSHIP_FILE, membership)
+    write_json(public / EXPORT_INFO_FILE, export_info(record, checkpoint=checkpoint, fmt=fmt))
     step = export_step(record, checkpoint)
     write_text(folder / "README.md", card(metrics, kind=task_kind(cfg.data), adapter=adapter, checkpoint=checkpoint,
                                          step=step, verify_command="paczero verify ."))

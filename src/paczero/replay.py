@@ -29,8 +29,8 @@ def replay_transcript(loaded: LoadedModel, steps: Sequence[TranscriptStep], *, e
     bar = progress.bar(total=len(steps), desc="replaying the transcript", unit="step", enabled=show)
     with bar:
         for step in steps:
-            k = len(step.directions)
-            engine.update([(d.seed, d.value / k) for d in step.directions], lr=step.lr, weight_decay=weight_decay)
+            engine.apply_step([d.seed for d in step.directions], [d.value for d in step.directions], lr=step.lr,
+                              weight_decay=weight_decay)
             bar.update(1)
 
 
@@ -53,5 +53,5 @@ def replay_run(run_dir: Path, out: Path, *, config: Config, upto: int | None = N
     loaded = build_model(config)
     replay_transcript(loaded, steps, eps=config.zo.eps, weight_decay=config.train.weight_decay,
                       show=config.run.progress)
-    save_weights(loaded, out, lora=config.model.tuning == "lora")
+    save_weights(loaded, out)
     return loaded

@@ -34,14 +34,19 @@ import yaml
 
 from paczero import progress
 from paczero.checkpoint import save_weights
-from paczero.config import PATH_KEYS, Config, config_from_dict, dev_source, selection_metric
+from paczero.config import PATH_KEYS, Config, Tuning
+from paczero.settings import config_from_dict
+from paczero.data.registry import dev_source, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
+from paczero.layout import (CHECKPOINTS_DIR, CONFIG_FILE, EVALUATIONS_FILE, EXPORT_INFO_FILE, MEMBERSHIP_FILE,
+                            METRICS_FILE, PRIVATE_DIR, RUN_SETTINGS_FILE, TRANSCRIPT_FILE)
 from paczero.ledger import TranscriptStep, parse_transcript
 from paczero.mechanisms.dp import grid_integer
 from paczero.mechanisms.mi import MIRule, NoisyPlan
 from paczero.mechanisms.registry import spec
 from paczero.mechanisms.zpl import zpl_release
+from paczero.privacy.statement import Family
 from paczero.metrics import scalar_metrics
 from paczero.models import LoadedModel
 from paczero.publication import (
@@ -64,7 +69,7 @@ from paczero.rng import direction_seed, public_coin
 from paczero.step import learning_rate
 from paczero.subsets import clip_estimates, subset_means, subset_signs
 
-RUN_PUBLIC = ("config.yaml", "membership.npy", "transcript.jsonl", "evaluations.jsonl", "metrics.json")
+RUN_PUBLIC = (CONFIG_FILE, MEMBERSHIP_FILE, TRANSCRIPT_FILE, EVALUATIONS_FILE, METRICS_FILE)
 SIGN_MECHANISMS = ("zpl", "mi", "random_sign")
 """Mechanisms whose every released value is a sign, +1 or −1."""
 RULE_MECHANISMS = ("zpl", "mi")
@@ -174,18 +179,18 @@ def read_published(path: str | Path) -> Published:
         raise PaczeroError(f"{path} is not a folder: give an exported model folder or a finished run directory")
     public = path / EXPORT_DIR
     if public.is_dir():
-        record = read_record(public / "run.yaml", public / "transcript.jsonl", public / "evaluations.jsonl",
-                             public / "metrics.json")
-        info = _json(public / "export.json")
+        record = read_record(public / RUN_SETTINGS_FILE, public / TRANSCRIPT_FILE, public / EVALUATIONS_FILE,
+                             public / METRICS_FILE)
+        info = _json(public / EXPORT_INFO_FILE)
         if not isinstance(info, dict) or info.get("checkpoint") not in CHECKPOINTS or info.get("format") not in FORMATS:
-            raise _fail(public / "export.json", "not an export description (checkpoint and format)")
+            raise _fail(public / EXPORT_INFO_FILE, "not an export description (checkpoint and format)")
         return Published(path=path, record=record, export=info)
-    if not (path / "config.yaml").is_file():
-        raise PaczeroError(f"{path} is neither an export (no {EXPORT_DIR}/) nor a run directory (no config.yaml)")
-    if not (path / "metrics.json").is_file():
-        raise PaczeroError(f"{path} has not finished (no metrics.json): export or verify a finished run")
+    if not (path / CONFIG_FILE).is_file():
+        raise PaczeroError(f"{path} is neither an export (no {EXPORT_DIR}/) nor a run directory (no {CONFIG_FILE})")
+    if not (path / METRICS_FILE).is_file():
+        raise PaczeroError(f"{path} has not finished (no {METRICS_FILE}): export or verify a finished run")
     return Published(path=path, record=read_record(*(path / name for name in (
-        "config.yaml", "transcript.jsonl", "evaluations.jsonl", "metrics.json"))))
+        CONFIG_FILE, TRANSCRIPT_FILE, EVALUATIONS_FILE, METRICS_FILE))))
 
 
 # ---------------------------------------------------------------------------------------------- public checks
@@ -222,7 +227,7 @@ def check_values(cfg: Config, steps: list[TranscriptStep]) -> None:
                 raise VerificationFailed(f"{where}; {mechanism} releases a sign, +1 or -1")
             if mechanism == "random_sign" and d.value != public_coin(cfg.run.seed, s.step, k):
                 raise VerificationFailed(f"{where}; random_sign releases the public coin")
-            if spec(mechanism).family == "dp":
+            if spec(mechanism).family == Family.DP:
                 scale = len(s.directions) if mechanism == "dpaggzo" else 1
                 if grid_integer(d.value, clip=cfg.zo.clip, scale=scale, sample_rate=p.sample_rate,
                                 n=cfg.data.n_pool) is None:
@@ -338,7 +343,7 @@ def build_base(cfg: Config) -> LoadedModel:
     from paczero.build import build_model
 
     base_cfg = copy.deepcopy(cfg)
-    base_cfg.model.tuning, base_cfg.model.train_top_layers = "full", None
+    base_cfg.model.tuning, base_cfg.model.train_top_layers = Tuning.FULL, None
     return build_model(base_cfg)
 
 
@@ -346,12 +351,12 @@ def regenerate_export(folder: Path, published: Published, loaded: LoadedModel, *
     """The export ``published`` should be, written into ``folder`` (``loaded``: the weights after its steps;
     ``model_cfg``: the settings the base model is built from)."""
     record, info = published.record, published.export
-    lora = record.cfg.model.tuning == "lora"
+    lora = record.cfg.model.tuning == Tuning.LORA
     base = build_base(model_cfg) if info["format"] == "adapter" else None
     if info["format"] in ("adapter", "merged") and not lora:
-        raise _fail(published.path / EXPORT_DIR / "export.json", f"format {info['format']} for a run without LoRA")
+        raise _fail(published.path / EXPORT_DIR / EXPORT_INFO_FILE, f"format {info['format']} for a run without LoRA")
     if info["format"] == "full" and lora:
-        raise _fail(published.path / EXPORT_DIR / "export.json", "format full for a LoRA run")
+        raise _fail(published.path / EXPORT_DIR / EXPORT_INFO_FILE, "format full for a LoRA run")
     write_export(folder, record, loaded, checkpoint=info["checkpoint"], fmt=info["format"], base=base)
 
 
@@ -359,20 +364,20 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     """The public side of the finished run of ``record``, written into ``folder`` (``loaded`` at θ_0; replayed)."""
     from paczero.fileio import write_json, write_text
 
-    cfg, lora = record.cfg, record.cfg.model.tuning == "lora"
+    cfg = record.cfg
     folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / "config.yaml", cfg.to_yaml())
+    write_text(folder / CONFIG_FILE, cfg.to_yaml())
     membership = public_membership(cfg)
     if membership is not None:
-        write_membership(folder / "membership.npy", membership)
-    (folder / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
+        write_membership(folder / MEMBERSHIP_FILE, membership)
+    (folder / TRANSCRIPT_FILE).write_bytes(transcript_bytes(record.steps))
     if record.evaluations:
-        (folder / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
-    write_json(folder / "metrics.json", document(record, loaded))
+        (folder / EVALUATIONS_FILE).write_bytes(evaluations_bytes(record.evaluations))
+    write_json(folder / METRICS_FILE, document(record, loaded))
     replay_steps(loaded, record.steps[:record.best_step], cfg, show)
-    save_weights(loaded, folder / "checkpoints" / "best", lora=lora)
+    save_weights(loaded, folder / CHECKPOINTS_DIR / "best")
     replay_steps(loaded, record.steps[record.best_step:], cfg, show)
-    save_weights(loaded, folder / "checkpoints" / "last", lora=lora, progress=last_progress(record))
+    save_weights(loaded, folder / CHECKPOINTS_DIR / "last", progress=last_progress(record))
 
 
 def check_files(published: Published, *, model_cfg: Config | None = None, show: bool = True) -> int:
@@ -392,7 +397,7 @@ def check_files(published: Published, *, model_cfg: Config | None = None, show: 
             regenerate_export(expected, published, loaded, model_cfg=model_cfg)
             return compare_trees(expected, published.path)
         regenerate_run(expected, record, loaded, show=show)
-        return compare_trees(expected, published.path, skip=lambda rel: rel.split("/", 1)[0] == "private")
+        return compare_trees(expected, published.path, skip=lambda rel: rel.split("/", 1)[0] == PRIVATE_DIR)
 
 
 # ---------------------------------------------------------------------------------------------- with the data
@@ -453,8 +458,8 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
         for s in record.steps:
             if rules:
                 _check_releases(c, s, mi)
-            c.engine.update([(d.seed, d.value / len(s.directions)) for d in s.directions], lr=s.lr,
-                            weight_decay=cfg.train.weight_decay)
+            c.engine.apply_step([d.seed for d in s.directions], [d.value for d in s.directions], lr=s.lr,
+                                weight_decay=cfg.train.weight_decay)
             done = s.step + 1
             if done in evaluations:
                 dev = c.evaluate("dev")
@@ -519,7 +524,7 @@ def verify(target: str | Path, *, data_dir: str | None = None, paths: list[str] 
 
     published = read_published(target)
     record, where = published.record, published.path
-    metrics_path = where / EXPORT_DIR / "metrics.json" if published.is_export else where / "metrics.json"
+    metrics_path = where / EXPORT_DIR / METRICS_FILE if published.is_export else where / METRICS_FILE
     check_schedule(record.cfg, record.steps)
     check_values(record.cfg, record.steps)
     check_selection(record, metrics_path)

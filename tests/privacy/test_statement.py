@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.mechanisms.registry import run_statement
 from paczero.privacy.bounds import vacuous_dp_epsilon
 from paczero.privacy.statement import DevSet, PrivacyStatement, dp_statement, no_statement, pac_statement
