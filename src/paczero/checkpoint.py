@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from paczero.config import Tuning
+from paczero.errors import PaczeroError
 from paczero.fileio import write_json
 from paczero.models import LoadedModel
 
@@ -85,6 +86,14 @@ def load_weights(loaded: LoadedModel, folder: Path) -> None:
         set_peft_model_state_dict(loaded.model, load_peft_weights(str(folder), device=str(loaded.device)))
         return
     state = load_file(str(folder / WEIGHTS_FILE))
+    expected = {name: tuple(p.shape) for name, p in loaded.trainable}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if found != expected:
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        shaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
+        what = (f"tensor {missing[0]} is missing" if missing else f"it holds a tensor {extra[0]} the model does not train"
+                if extra else f"tensor {shaped[0]} is {found[shaped[0]]}, the model's is {expected[shaped[0]]}")
+        raise PaczeroError(f"{folder / WEIGHTS_FILE} does not fit this model's trainable tensors: {what}")
     for name, p in loaded.trainable:
         p.copy_(state[name])
 

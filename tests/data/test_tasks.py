@@ -14,9 +14,9 @@ from paczero.data.tasks import (
     GenerationExample,
     GenerationTask,
     hold_out,
-    load_task,
     make_split,
 )
+from paczero.data.registry import load_task
 from paczero.errors import PaczeroError
 
 RECORDS = [f"r{i}" for i in range(50)]
