@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from paczero.build import Components
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.data.tasks import load_task
 from paczero.mechanisms import build_mechanism
 from paczero.models import compile_layers, contiguous_head_input, packaged_smollm2
@@ -427,8 +427,9 @@ def run_head_set(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from paczero.build import build
-    from paczero.config import load_config
+    from paczero.settings import load_config
     from paczero.fileio import append_bytes
+    from paczero.mechanisms.zpl import ZPL
     from paczero.trainer import Trainer
 
     if args.threads:
@@ -444,6 +445,7 @@ def run_head_set(args: argparse.Namespace) -> dict[str, Any]:
     c = build(load_config(HEAD_CONFIG, overrides))
     setup_s = time.perf_counter() - t0
     engine, objective, pool = c.engine, c.objective, c.encoded["pool"]
+    mechanism = ZPL(c.membership, seed=c.cfg.run.seed, clip=c.cfg.zo.clip)  # ZPL never sees the secret
     seed = iter(range(10**6))
     g, _ = engine.estimates(objective, pool, direction=1)
     result: dict[str, Any] = {"mode": "head-set", "n_records": n, "n_subsets": args.subsets,
@@ -452,7 +454,7 @@ def run_head_set(args: argparse.Namespace) -> dict[str, Any]:
     parts = {
         "direction_s": lambda: [engine.direction_block(next(seed), i) for i in range(len(engine.trainable))],
         "estimates_s": lambda: engine.estimates(objective, pool, direction=next(seed)),
-        "release_s": lambda: c.mechanism.release_step(g[:, None], step=next(seed)),
+        "release_s": lambda: mechanism.release_step(g[:, None], step=next(seed)),
         "update_s": lambda: engine.update([(next(seed), 1.0)], lr=0.0),
     }
     with tempfile.TemporaryDirectory() as tmp:

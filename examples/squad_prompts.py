@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.data.prompts import fill_template
 from paczero.data.squad import PROMPT, load_squad
 from paczero.metrics import exact_match, f1_score

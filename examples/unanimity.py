@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from paczero.build import build
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.rng import direction_seed
 from paczero.subsets import (

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from paczero.config import load_config
+from paczero.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "examples" / "tiny.yaml"

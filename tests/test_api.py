@@ -17,7 +17,8 @@ pd = pytest.importorskip("pandas")
 
 import paczero  # noqa: E402
 from paczero.cli import main  # noqa: E402
-from paczero.config import ModelConfig, load_config  # noqa: E402
+from paczero.config import ModelConfig  # noqa: E402
+from paczero.settings import load_config  # noqa: E402
 from paczero.data.memory import InMemory, records_digest  # noqa: E402
 from paczero.errors import PaczeroError  # noqa: E402
 from paczero.models import build_tiny_model, build_tiny_tokenizer, model_fingerprint  # noqa: E402

@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.trainer import Trainer
 
 LABELS = ["billing", "bug", "praise"]
@@ -85,7 +85,7 @@ def test_own_csv_with_string_labels_to_a_card_the_hub_reads_and_a_snippet_that_p
     from paczero.checkpoint import load_weights
     from paczero.objectives import model_forward
 
-    load_weights(c.loaded, trainer.run_dir.checkpoint("best"), lora=False)
+    load_weights(c.loaded, trainer.run_dir.checkpoint("best"))
     scores = c.objective.scores(model_forward(c.loaded.model), c.encoded["test"])
     predicted = [LABELS[int(i)] for i in scores.argmax(dim=1)]
     snippet = _snippet(text)
@@ -221,7 +221,7 @@ def test_a_generation_cards_snippet_answers_as_paczero_does(tmp_path, data_dir):
     assert main(["export", str(trainer.run_dir.path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
     snippet = _snippet(ModelCard.load(out / "README.md").text)
     c = trainer.c
-    load_weights(c.loaded, trainer.run_dir.checkpoint("best"), lora=False)
+    load_weights(c.loaded, trainer.run_dir.checkpoint("best"))
     answers = c.objective.generate(model_forward(c.loaded.model), c.encoded["test"])
     for i, record in enumerate(c.split.test[:3]):
         fields = re.fullmatch(r"Title: (.*)\nContext: (.*)\nQuestion: (.*)\nAnswer:", record.prompt, re.S).groups()

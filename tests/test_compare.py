@@ -31,6 +31,7 @@ overrides:
     return path
 
 
+@pytest.mark.slow  # trains many tiny runs
 def test_compare_runs_every_mechanism_and_writes_one_table(tmp_path, data_dir, capsys):
     out = tmp_path / "out"
     assert main(["compare", "--config", str(_write(tmp_path, data_dir)), "--out", str(out)]) == 0
@@ -86,6 +87,7 @@ def test_bad_compare_settings_are_refused(tmp_path, data_dir, kwargs, match):
         load_compare_config(_write(tmp_path, data_dir), **kwargs)
 
 
+@pytest.mark.slow  # trains many tiny runs
 def test_seeds_repeat_every_cell_and_summarise_it(tmp_path, data_dir, capsys):
     out = tmp_path / "out"
     assert main(["compare", "--config", str(_write(tmp_path, data_dir)), "--out", str(out), "--seeds", "3,5",
@@ -155,6 +157,7 @@ def test_finished_only_without_finished_runs_is_refused(tmp_path, data_dir):
     assert not (tmp_path / "empty").exists()
 
 
+@pytest.mark.slow  # trains many tiny runs
 def test_shared_set_up_equals_separate_runs_bit_for_bit(tmp_path, data_dir, monkeypatch):
     """compare builds each seed's model, records and engine once and lends them, reset to θ_0, to every cell: each
     run's public files equal those of the same run made alone with its own set-up and the same secret; an

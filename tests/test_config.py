@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from paczero.config import Config, config_from_dict, dev_source, load_config
+from paczero.config import Config
+from paczero.settings import config_from_dict, load_config
+from paczero.data.registry import dev_source
 from paczero.errors import PaczeroError
 
 _ALL = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
@@ -198,7 +200,7 @@ def test_an_unreadable_override_of_another_type_names_the_key(override, key):
 
 
 def test_a_run_config_takes_the_same_overrides(tmp_path):
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
 
     (tmp_path / "config.yaml").write_text(load_config(None, []).to_yaml())
     cfg = load_run_config(tmp_path, ["data.prompt={sentence} then {x}"])

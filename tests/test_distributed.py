@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIG
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.secret import SecretState
 from paczero.trainer import Trainer
 

@@ -126,7 +126,7 @@ _VAR = re.compile(r"^([A-Z]+)=(\S+)", re.M)
 def test_every_rung_of_the_results_scripts_is_a_valid_config(script):
     """The resumable scripts behind docs/results.md: every rung is a config paczero accepts, and the run order
     names only defined rungs, so the page's commands keep working as the config grows."""
-    from paczero.config import load_config
+    from paczero.settings import load_config
 
     text = script.read_text()
     variables = {name: value for name, value in _VAR.findall(text)}

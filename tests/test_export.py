@@ -55,7 +55,7 @@ def _train(cfg, secret=None) -> RunDir:
 
 def _paczero_logits(cfg, checkpoint: Path) -> np.ndarray:
     c = build(cfg)
-    load_weights(c.loaded, checkpoint, lora=cfg.model.tuning == "lora")
+    load_weights(c.loaded, checkpoint)
     with torch.no_grad():
         return c.loaded.model(input_ids=torch.tensor(PROBE)).logits.double().numpy()
 

@@ -1,5 +1,10 @@
 """The golden run: the tiny config's transcript and dev loss at step 10, against the loop written out in float64.
 
+Two tests: the quick one compares a run with the oracle's numbers stored in ``tests/golden/tiny-float64.json``
+(released values, learning rates, dev loss), so the fast loop catches a change of any of them; the slow one runs
+the oracle itself and checks both the run and the stored numbers against it, so the stored numbers stay the
+oracle's and not the code's.
+
 The oracle below is the algorithm of paczero-notes §3.10 with nothing shared with the trainer but the model's
 starting weights, the encoded records and the seeded direction generator: records scored one at a time with no
 padding and full float64 logits (:func:`oracles.classification_losses`), θ ± εz built as float64 copies, the
@@ -12,6 +17,8 @@ float32, as it does for every dtype).
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +32,8 @@ from paczero.secret import SecretState
 from paczero.trainer import Trainer
 
 STEPS = 10
+GOLDEN = Path(__file__).parent / "golden" / "tiny-float64.json"
+"""The oracle's numbers (written by ``_oracle_run``, checked against it by the slow test)."""
 
 
 def _oracle_run(cfg, j_star: int) -> tuple[list[tuple[float, float]], float]:
@@ -59,9 +68,7 @@ def _oracle_run(cfg, j_star: int) -> tuple[list[tuple[float, float]], float]:
     return released, float(np.mean(classification_losses(model, c.objective, dev, range(len(dev)))))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mechanism", ["zpl", "quant_half"])
-def test_the_tiny_run_equals_the_loop_written_out_in_float64(tiny_config, mechanism):
+def _golden_run(tiny_config, mechanism: str):
     cfg = tiny_config(f"privacy.mechanism={mechanism}", "model.dtype=float64", "privacy.n_subsets=2",
                       f"train.steps={STEPS}", "train.eval_every=5", "run.name=golden")
     trainer = Trainer(cfg, secret=SecretState(key=bytes(32), j_star=1))
@@ -69,9 +76,28 @@ def test_the_tiny_run_equals_the_loop_written_out_in_float64(tiny_config, mechan
     run = trainer.run_dir
     steps = parse_transcript(run.read_transcript())
     ours = [(s.directions[0].value, s.lr) for s in steps]
-    expected, dev_loss = _oracle_run(cfg, j_star=1)
-    assert ours == expected
-    assert [e["loss"] for e in run.read_evaluations() if e["step"] == STEPS] == [pytest.approx(dev_loss, rel=1e-6)]
+    dev = [e["loss"] for e in run.read_evaluations() if e["step"] == STEPS]
+    return cfg, run, ours, dev
+
+
+@pytest.mark.parametrize("mechanism", ["zpl", "quant_half"])
+def test_the_tiny_run_gives_the_stored_oracle_numbers(tiny_config, mechanism):
+    stored = json.loads(GOLDEN.read_text())[mechanism]
+    _, run, ours, dev = _golden_run(tiny_config, mechanism)
+    assert ours == list(zip(stored["values"], stored["lrs"]))
+    assert dev == [pytest.approx(stored["dev_loss"], rel=1e-6)]
     if mechanism == "zpl":  # the rule is exercised both ways
         kinds = {r.kind for step in parse_releases(run.read_private(run.releases_path)) for r in step}
         assert kinds == {"unanimous", "coin"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mechanism", ["zpl", "quant_half"])
+def test_the_tiny_run_equals_the_loop_written_out_in_float64(tiny_config, mechanism):
+    cfg, _, ours, dev = _golden_run(tiny_config, mechanism)
+    expected, dev_loss = _oracle_run(cfg, j_star=1)
+    assert ours == expected
+    assert dev == [pytest.approx(dev_loss, rel=1e-6)]
+    stored = json.loads(GOLDEN.read_text())[mechanism]
+    assert list(zip(stored["values"], stored["lrs"])) == expected and stored["dev_loss"] == pytest.approx(dev_loss,
+                                                                                                           rel=1e-12)

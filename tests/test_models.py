@@ -88,7 +88,7 @@ def test_the_tiny_vocabulary_comes_from_public_text_only(tmp_path):
     """The tiny model's tokenizer is published with an export: a word that only the pool holds is not in it."""
     from conftest import TINY_CONFIG, write_sst2
     from paczero.build import build
-    from paczero.config import load_config
+    from paczero.settings import load_config
 
     data = write_sst2(tmp_path / "data")
     train = data / "sst2" / "train.tsv"

@@ -42,11 +42,11 @@ def test_both_evaluations_of_an_estimate_use_one_batching(tiny_config, staged, c
     objective, enc, loaded = trainer.objective, trainer.encoded["pool"], trainer.loaded
     sizes, real = [], objective.losses
 
-    def failing_once(forward, enc):
+    def failing_once(forward, enc, **kwargs):
         sizes.append(objective.micro_batch)
         if len(sizes) == (3 if staged else 2):  # the −ε evaluation (the staged pass first records the calls)
             raise torch.OutOfMemoryError("simulated")
-        return real(forward, enc)
+        return real(forward, enc, **kwargs)
 
     objective.losses = failing_once
     g, losses = Engine(loaded.model, loaded.trainable, eps=1e-3).estimates(objective, enc, direction=1)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.rundir import RunDir
 from paczero.trainer import Trainer
 

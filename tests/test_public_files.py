@@ -21,7 +21,7 @@ import pytest
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.ledger import parse_releases, parse_transcript
 from paczero.mechanisms import registry
 from paczero.rundir import PRIVATE_TAG, RunDir
@@ -212,7 +212,7 @@ def test_no_public_file_names_where_the_owner_keeps_the_data(data_dir, tmp_path,
     import json
     import shutil
 
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
 
     folder = tmp_path / "alice-hiv-clinic"
     (folder / "tickets").mkdir(parents=True)

@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY_CONFIG
 from paczero import checkpoint, rundir
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.rundir import RunDir
 from paczero.secret import SecretState

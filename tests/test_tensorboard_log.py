@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.tensorboard_log import TAGS
 from paczero.trainer import Trainer

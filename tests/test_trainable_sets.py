@@ -118,7 +118,7 @@ def test_an_export_of_every_set_loads_in_plain_transformers_with_paczeros_logits
     assert main(["export", str(run), "--out", str(export), *data]) == 0
     assert main(["verify", str(export), *data]) == 0
     loaded = build_model(cfg)
-    load_weights(loaded, run / "checkpoints" / "best", lora=False)
+    load_weights(loaded, run / "checkpoints" / "best")
     with torch.no_grad():
         ours = loaded.model(input_ids=torch.tensor(PROBE)).logits.double().numpy()
         base = build_model(tiny_config(*LAYERS, *SETS[name][1:2] if name == "biases" else ()))

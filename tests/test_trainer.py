@@ -140,7 +140,7 @@ def test_the_shipped_tiny_config_runs_on_the_real_data(tmp_path, monkeypatch):
     import os
 
     from conftest import TINY_CONFIG
-    from paczero.config import load_config
+    from paczero.settings import load_config
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not os.environ.get("PACZERO_DATA_DIR") and not (shared / "sst2").is_dir():

@@ -6,7 +6,10 @@ honest export verifies, here and after being copied elsewhere; ``export`` refuse
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import TINY_CONFIG
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.trainer import Trainer
 
 COMMON = ["train.steps=6", "train.eval_every=3", "privacy.n_subsets=2"]
@@ -81,6 +84,18 @@ def test_honest_runs_and_exports_verify_here_and_after_a_copy(honest, data_dir, 
     out = capsys.readouterr().out
     assert "dev and test figures recomputed from the data" in out
     assert ("follows the" in out) == (name in ("zpl", "mi", "lora"))
+
+
+def test_an_honest_lora_export_verifies_in_processes_of_any_hash_seed(honest):
+    """peft keeps ``target_modules`` as a set and writes it in the process's hash order: with PYTHONHASHSEED 2 and 3
+    two processes write ``["v_proj", "q_proj"]`` and ``["q_proj", "v_proj"]``. The published adapter config is
+    canonical (sorted), so ``verify`` in a fresh process of either seed rebuilds the same bytes."""
+    run, export = honest["lora"]
+    for seed in ("2", "3"):
+        proc = subprocess.run([sys.executable, "-m", "paczero", "verify", str(export)], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONHASHSEED": seed}, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((export / "adapter_config.json").read_text())["target_modules"] == ["q_proj", "v_proj"]
 
 
 def _edit_tensors(path: Path, edit) -> None:

@@ -299,3 +299,30 @@ def test_k1_aggregation_equals_the_single_direction_algorithm(tiny_config):
     final = load_file(str(run.run_dir.checkpoint("last") / "model.safetensors"))
     for name, p in ref.loaded.trainable:
         assert torch.equal(final[name], p.detach())
+
+
+def test_an_objective_that_does_not_declare_static_calls_is_refused(tiny_config):
+    """The engine's path depends on ``Objective.static_calls``: an objective without it is refused, not silently
+    run on whole-model copies; one that declares ``False`` gets the copy-based path's (the oracle's) losses."""
+    c = build(tiny_config())
+    enc = c.encoded["pool"]
+
+    class Undeclared:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            if name == "static_calls":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    with pytest.raises(TypeError, match="static_calls"):
+        c.engine.estimates(Undeclared(c.objective), enc, direction=1)
+
+    class Dynamic(Undeclared):
+        static_calls = False
+
+    g_dynamic, losses_dynamic = c.engine.estimates(Dynamic(c.objective), enc, direction=1)
+    g, losses = c.engine.estimates(c.objective, enc, direction=1)
+    np.testing.assert_allclose(losses_dynamic, losses, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(g_dynamic, g, rtol=0, atol=1e-2)

@@ -125,7 +125,7 @@ GROUPS = ("lr", "head", "ladder", "sets")
 
 def train(selected: list[tuple[str, list[str]]]) -> None:
     from paczero.compare import SharedSetUp
-    from paczero.config import load_config
+    from paczero.settings import load_config
     from paczero.rundir import RunDir
     from paczero.trainer import Trainer
 

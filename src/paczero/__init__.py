@@ -10,25 +10,10 @@ Python API::
 already loaded (:func:`paczero.api.train`).
 """
 
-__version__ = "0.1.0"
-
-from paczero.config import Config, load_config  # noqa: E402
+from paczero.about import __version__, versions  # noqa: E402
+from paczero.config import Config  # noqa: E402
+from paczero.settings import load_config  # noqa: E402
 from paczero.errors import PaczeroError  # noqa: E402
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries that determine a run's numbers (stored in metrics.json)."""
-    import platform
-
-    import numpy
-    import peft
-    import torch
-    import transformers
-
-    return {"paczero": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "numpy": numpy.__version__}
-
-
 from paczero.api import TrainResult, train  # noqa: E402
 
 __all__ = ["Config", "PaczeroError", "TrainResult", "__version__", "load_config", "train", "versions"]

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from paczero.config import Config, DataConfig, ModelConfig, load_run_config, merge_config, validate
+from paczero.config import Config, DataConfig, ModelConfig, merge_config
+from paczero.settings import load_run_config, validate
 from paczero.data.memory import InMemory
 from paczero.errors import PaczeroError
 from paczero.privacy.statement import PrivacyStatement

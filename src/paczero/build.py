@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from paczero.config import Config, task_kind
+from paczero.config import Config
+from paczero.data.registry import task_kind
 from paczero.data.memory import InMemory
-from paczero.data.tasks import Split, Task, load_task
+from paczero.data.registry import load_task
+from paczero.data.tasks import Split, Task
 from paczero.distributed import Dist
-from paczero.firstorder import FirstOrder
+from paczero.firstorder import DPSGD, FirstOrder
 from paczero.mechanisms.base import Mechanism
-from paczero.mechanisms.registry import build_mechanism, spec
+from paczero.mechanisms.registry import build_mechanism, dp_noise_multiplier, spec
 from paczero.models import LoadedModel, Preloaded, context_length, load_model
+from paczero.privacy.statement import Family
 from paczero.objectives import Objective, build_objective
 from paczero.progress import phase
 from paczero.secret import SecretState
@@ -162,6 +165,21 @@ def _with_mechanism(c: Components, secret: SecretState | None) -> Components:
     if secret is not None and c.dist.main:
         with phase("calibrating the mechanism", enabled=cfg.run.progress and c.dist.main):
             mechanism = build_mechanism(cfg, membership=membership, secret=secret)
-    make = spec(cfg.privacy.mechanism).optimizer
-    optimizer = make(cfg, c.loaded.trainable, secret) if make is not None and secret is not None else None
+    optimizer = first_order_optimizer(cfg, c.loaded.trainable, secret)
     return dataclasses.replace(c, membership=membership, mechanism=mechanism, optimizer=optimizer)
+
+
+def first_order_optimizer(cfg: Config, trainable: list, secret: SecretState | None) -> FirstOrder | None:
+    """A first-order method's optimiser over the ``trainable`` tensors: Adam on the full batch (``firstorder``), or
+    DP-SGD (a DP first-order method), whose batches and noise come from the run's ``secret`` (none without it);
+    ``None`` for a zeroth-order mechanism."""
+    s = spec(cfg.privacy.mechanism)
+    if not s.first_order:
+        return None
+    if s.family == Family.NONE:
+        return FirstOrder(trainable)
+    if secret is None:
+        return None
+    p = cfg.privacy
+    return DPSGD(trainable, secret=secret, n=cfg.data.n_pool, sample_rate=p.sample_rate,
+                 noise_multiplier=dp_noise_multiplier(cfg), clip=p.grad_clip)

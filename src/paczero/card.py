@@ -21,6 +21,7 @@ from paczero.config import DataConfig
 from paczero.mechanisms.registry import spec
 from paczero.data.squad import PROMPT as SQUAD_PROMPT
 from paczero.metrics import scalar_metrics
+from paczero.privacy.statement import Family, PrivacyStatement
 
 HUB_DATASETS = {"sst2": "stanfordnlp/sst2", "squad": "rajpurkar/squad"}
 DATASET_NAMES = {"sst2": "SST-2 (GLUE validation)", "squad": "SQuAD v1.1 (validation)"}
@@ -80,7 +81,7 @@ def repository() -> str | None:
 
 def card_data(metrics: dict[str, Any], *, kind: str, adapter: bool) -> ModelCardData:
     """The card's metadata: base model, licence, library, tags, data set and the test metrics (model-index)."""
-    cfg, privacy = metrics["config"], metrics["privacy"]
+    cfg, privacy = metrics["config"], PrivacyStatement.from_dict(metrics["privacy"])
     task_type, headline = TASKS[kind]
     dataset = hub_dataset(cfg["data"])
     results = [EvalResult(task_type=task_type, dataset_type=dataset or "private",
@@ -91,21 +92,21 @@ def card_data(metrics: dict[str, Any], *, kind: str, adapter: bool) -> ModelCard
         base_model=hub_base_model(cfg["model"]), license=license_of(cfg["model"]),
         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
         tags=["paczero", "first-order" if spec(cfg["privacy"]["mechanism"]).first_order else "zeroth-order",
-              f"privacy-{privacy['family']}", cfg["privacy"]["mechanism"]],
+              f"privacy-{privacy.family}", cfg["privacy"]["mechanism"]],
         datasets=[dataset] if dataset else None, metrics=[headline], model_name=f"paczero-{cfg['privacy']['mechanism']}",
         eval_results=results)
 
 
 def promise(metrics: dict[str, Any]) -> list[str]:
     """What the run promises and what it does not, in plain words (the card's first section)."""
-    cfg, privacy, data = metrics["config"], metrics["privacy"], metrics["data"]
-    family, bound = privacy["family"], privacy["mia_posterior_bound"]
+    cfg, privacy, data = metrics["config"], PrivacyStatement.from_dict(metrics["privacy"]), metrics["data"]
+    family, bound = privacy.family, privacy.mia_posterior_bound
     n, m = data["n_pool"], cfg["privacy"]["n_subsets"]
     dev = data.get("dev_set") or {}
-    if family == "pac":
-        mi = privacy["mi_bound_nats"]
+    if family == Family.PAC:
+        mi = privacy.mi_bound_nats
         chance = "exactly 1/2 — a coin flip" if mi == 0 else (
-            f"at most **{bound:.4g}** (a coin flip is 0.5; ε = {privacy['dp_epsilon_equivalent']:.3g} differential "
+            f"at most **{bound:.4g}** (a coin flip is 0.5; ε = {privacy.dp_epsilon_equivalent:.3g} differential "
             "privacy gives the same bound)")
         lines = [
             f"**What this promises.** The model was trained on one of M = {m} candidate halves of a pool of N = {n} "
@@ -113,7 +114,7 @@ def promise(metrics: dict[str, Any]) -> list[str]:
             "model and everything published here (the weights and the transcript) still cannot tell which half was "
             f"used: for any record, their chance of guessing whether it was used is {chance}. "
             f"In numbers: I(S*; transcript) {'=' if mi == 0 else '≤'} {mi:.6g} nats, protecting the "
-            f"{privacy['protects']}.",
+            f"{privacy.protects}.",
             "",
             "**What it does not promise.**",
             "",
@@ -123,10 +124,10 @@ def promise(metrics: dict[str, Any]) -> list[str]:
             "record's contribution against every neighbouring data set; this bounds what an attacker learns about "
             "the secret choice of subset from a pool they know.",
         ]
-    elif family == "dp":
+    elif family == Family.DP:
         lines = [
-            f"**What this promises.** ({privacy['dp_epsilon']:.4g}, {privacy['dp_delta']:g})-differential privacy "
-            f"under {privacy['neighbouring_relation']}: replacing any one of the N = {n} training records by any other "
+            f"**What this promises.** ({privacy.dp_epsilon:.4g}, {privacy.dp_delta:g})-differential privacy "
+            f"under {privacy.neighbouring_relation}: replacing any one of the N = {n} training records by any other "
             "record changes the probability of anything published here by at most a factor e^ε (plus δ). An attacker "
             "who knows every other record guesses whether a given record was used with probability at most "
             f"**{bound:.4g}** (a coin flip is 0.5). This protects each record, its contents included.",
@@ -142,8 +143,8 @@ def promise(metrics: dict[str, Any]) -> list[str]:
             "**Not protected.**",
             "",
         ]
-    if family != "none":
-        lines += [f"- {item[0].upper()}{item[1:]}." for item in privacy["not_protected"]]
+    if family != Family.NONE:
+        lines += [f"- {item[0].upper()}{item[1:]}." for item in privacy.not_protected]
     if dev.get("source") == "none":
         lines.append("- No dev set selected the checkpoint: these are the weights after the last step.")
     elif dev:
@@ -219,7 +220,7 @@ def _results(metrics: dict[str, Any], headline: str) -> list[str]:
 
 
 def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
-    cfg, privacy = metrics["config"], metrics["privacy"]
+    cfg, privacy = metrics["config"], PrivacyStatement.from_dict(metrics["privacy"])
     top = cfg["model"].get("train_top_layers")
     first_order = spec(cfg["privacy"]["mechanism"]).first_order
     trainable = [k for k, v in (cfg["model"].get("trainable") or {}).items() if v]
@@ -231,8 +232,8 @@ def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     if first_order:
         settings += [("steps T", metrics["steps_run"]),
                      ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']}, "
-                                       f"{'SGD' if cfg['privacy']['mechanism'] == 'dpsgd' else 'Adam'})")]
-        if cfg["privacy"]["mechanism"] == "dpsgd":
+                                       f"{'SGD' if privacy.family == Family.DP else 'Adam'})")]
+        if privacy.family == Family.DP:
             settings.append(("per-record gradient clip C (L2)", cfg["privacy"]["grad_clip"]))
         settings.append(("public seed", cfg["run"]["seed"]))
     else:
@@ -240,9 +241,9 @@ def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
                      ("steps T", metrics["steps_run"]), ("directions per step K", cfg["zo"]["directions"]),
                      ("learning rate", f"{cfg['train']['lr']:g} ({cfg['train']['lr_schedule']})"),
                      ("clip", cfg["zo"]["clip"]), ("public seed", cfg["run"]["seed"])]
-    if privacy["family"] == "pac" and cfg["privacy"]["mechanism"] == "mi":
+    if privacy.family == Family.PAC and cfg["privacy"]["mechanism"] == "mi":
         settings.append(("MI budget B (nats)", cfg["privacy"]["budget"]))
-    if privacy["family"] == "dp":
+    if privacy.family == Family.DP:
         settings += [("target ε", cfg["privacy"]["epsilon"]), ("δ", cfg["privacy"]["delta"]),
                      ("Poisson rate q", cfg["privacy"]["sample_rate"])]
     return settings
@@ -251,7 +252,7 @@ def _settings(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
 def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, step: int,
          verify_command: str) -> str:
     """The whole ``README.md`` of an export: metadata, then the card's text."""
-    cfg, privacy = metrics["config"], metrics["privacy"]
+    cfg, privacy = metrics["config"], PrivacyStatement.from_dict(metrics["privacy"])
     headline = TASKS[kind][1]
     base = base_model_label(cfg["model"])
     fmt = "adapter" if adapter else "full"
@@ -262,7 +263,7 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
     how = ("first-order optimisation (autograd; DP-SGD's clipped, noised per-record gradients)" if first_order
            else "zeroth-order (forward-only) optimisation")
     if first_order:
-        where = f"after {step} of its {privacy['steps']} steps"
+        where = f"after {step} of its {privacy.steps} steps"
         check = [
             "There is no public transcript: this method publishes no per-step value (no gradient, batch, norm or "
             "timing), so nobody — its owner included — can rebuild these weights from public inputs, and the "
@@ -270,7 +271,7 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
             "settings; and that every file here is what the settings, the base model and the trained tensors in "
             "`paczero/trainable.safetensors` give (every other weight is the base model's), byte for byte:", ""]
     else:
-        where = f"after {step} of the transcript's {privacy['steps']} steps"
+        where = f"after {step} of the transcript's {privacy.steps} steps"
         check = [
             "Every file here is a deterministic function of the base model and the public transcript in `paczero/`. "
             "Anyone can regenerate them and compare, byte for byte, on the device type the run used:", ""]
@@ -278,10 +279,10 @@ def card(metrics: dict[str, Any], *, kind: str, adapter: bool, checkpoint: str, 
         f"# {base} fine-tuned with paczero ({cfg['privacy']['mechanism']})", "",
         f"Fine-tuned on {DATASET_NAMES.get(cfg['data']['task'], 'private records')} with {how} by "
         f"[paczero]({source or PAPER}) {metrics['versions']['paczero']} "
-        f"([PACZero]({PAPER})). Privacy in one line: {privacy['summary']}.", "",
+        f"([PACZero]({PAPER})). Privacy in one line: {privacy.summary}.", "",
         "## Privacy: what this model promises, and what it does not", "", *promise(metrics), "",
-        f"How the bound follows: {privacy['derivation']}", "",
-        "**Public** (it travels with this folder under `paczero/`): " + "; ".join(privacy["public"]) + ".", "",
+        f"How the bound follows: {privacy.derivation}", "",
+        "**Public** (it travels with this folder under `paczero/`): " + "; ".join(privacy.public) + ".", "",
         "## How to use it", "", *usage(metrics, kind=kind, fmt=fmt), "",
         "## Results", "", *_results(metrics, headline), "",
         "## Settings", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in _settings(metrics)], "",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from paczero.errors import PRIVATE_TAG, PaczeroError
+from paczero.layout import CHECKPOINTS_DIR
 
 EXIT_USAGE = 2
 
@@ -37,7 +38,7 @@ def _print_result(obj: dict[str, Any], as_json: bool) -> None:
 
 # ------------------------------------------------------------------------ train / eval
 def _cmd_train(args: argparse.Namespace) -> int:
-    from paczero.config import load_config, load_run_config
+    from paczero.settings import load_config, load_run_config
     from paczero.trainer import Trainer
 
     if args.forget_secret is not None:
@@ -101,8 +102,9 @@ def _leave(code: int, dist: "distributed.Dist") -> int:
 
 
 def _forget_secret(run: Path) -> int:
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
     from paczero.mechanisms.registry import spec
+    from paczero.privacy.statement import Family
     from paczero.rundir import RunDir
 
     run_dir = RunDir.open(run)
@@ -110,7 +112,7 @@ def _forget_secret(run: Path) -> int:
         raise PaczeroError(f"{run} has not finished (no metrics.json); forgetting its secret would make it "
                            "impossible to resume")
     family = spec(load_run_config(run).privacy.mechanism).family
-    removed = run_dir.forget_secret(keep_diagnostics=family != "dp")
+    removed = run_dir.forget_secret(keep_diagnostics=family != Family.DP)
     for path in removed:
         print(f"removed {path}")
     print(f"forgot the secret of {run}: {len(removed)} private files overwritten and removed; the run can no longer "
@@ -121,12 +123,12 @@ def _forget_secret(run: Path) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from paczero.build import build
     from paczero.checkpoint import load_weights
-    from paczero.config import load_config, load_run_config
+    from paczero.settings import load_config, load_run_config
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.run is not None:
         cfg = load_run_config(Path(args.run), args.overrides)
-        checkpoint = checkpoint or Path(args.run) / "checkpoints" / "best"
+        checkpoint = checkpoint or Path(args.run) / CHECKPOINTS_DIR / "best"
     else:
         cfg = load_config(args.config, args.overrides)
     if checkpoint is not None and not checkpoint.is_dir():
@@ -136,14 +138,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                            "them (never publish them)")
     c = build(cfg)
     if checkpoint is not None:
-        load_weights(c.loaded, checkpoint, lora=cfg.model.tuning == "lora")
+        load_weights(c.loaded, checkpoint)
     result = {split: c.evaluate(split) for split in args.splits}
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
     from paczero.replay import replay_run
 
     run, out = Path(args.run), Path(args.out)
@@ -321,7 +323,7 @@ def _dp_noise(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_statement(run: Path) -> dict[str, Any]:
     """The privacy statement of a run or an export, recomputed from its public files (settings and transcript)."""
-    from paczero.config import load_run_config
+    from paczero.settings import load_run_config
     from paczero.ledger import parse_transcript
     from paczero.mechanisms.registry import run_statement as statement, spec
     from paczero.publication import EXPORT_DIR
@@ -348,7 +350,7 @@ def run_statement(run: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``paczero`` argument parser: one sub-command per job (documented in docs/commands.md)."""
-    from paczero import __version__
+    from paczero.about import __version__
 
     parser = argparse.ArgumentParser(prog="paczero", description="PAC-private zeroth-order fine-tuning (PACZero).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

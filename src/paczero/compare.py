@@ -22,10 +22,12 @@ from typing import Any, List
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from paczero.config import Config, load_config
+from paczero.config import Config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.fileio import write_text
 from paczero.privacy.bounds import mi_for_dp_epsilon
+from paczero.privacy.statement import Family, PrivacyStatement
 
 log = logging.getLogger("paczero")
 
@@ -185,12 +187,11 @@ def _run_one(name: str, run_cfg: Config, *, train: bool = True,
 
 def row(name: str, metrics: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
     """One table row from a run's metrics (the bound from the run's own privacy statement)."""
-    privacy = metrics["privacy"]
+    privacy = PrivacyStatement.from_dict(metrics["privacy"])
     zero = metrics.get("zero_shot_test") or {}
-    mi = privacy["mi_bound_nats"] if privacy["family"] == "pac" else privacy.get("mi_nats_matched")
-    return {"mechanism": privacy["mechanism"], "dp_epsilon": privacy.get("dp_epsilon",
-                                                                         privacy.get("dp_epsilon_equivalent")),
-            "seed": seed, "mi_bound_nats": mi, "mia_posterior_bound": privacy["mia_posterior_bound"],
+    mi = privacy.mi_bound_nats if privacy.family == Family.PAC else privacy.mi_nats_matched
+    return {"mechanism": privacy.mechanism, "dp_epsilon": privacy.dp_epsilon,
+            "seed": seed, "mi_bound_nats": mi, "mia_posterior_bound": privacy.mia_posterior_bound,
             "test_accuracy": metrics["test"]["accuracy"], "zero_shot_accuracy": zero.get("accuracy"),
             "steps_run": metrics["steps_run"], "run": name}
 

@@ -6,7 +6,10 @@ A run is configured by dataclasses (the schema, with defaults), a YAML file per 
     paczero train --config configs/sst2-smollm2-zpl.yaml train.steps=50 data.n_pool=128
 
 OmegaConf merges the three layers against the schema, so an unknown key or a value of the wrong
-type is an error naming the key. :func:`validate` then checks ranges and choices.
+type is an error naming the key. This module is the settings leaf: it imports nothing of the package but the
+errors, and knows no task and no mechanism. :func:`paczero.settings.validate` checks ranges and choices, each part
+through its owner (data options in :mod:`paczero.data.options`, mechanism options through the mechanism's registry
+entry), and :func:`paczero.settings.load_config` is the whole path from files and overrides to a checked config.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, is_dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, get_type_hints
 
@@ -26,11 +30,18 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from paczero.data.files import data_folder
-from paczero.data.prompts import template_fields
 from paczero.errors import PaczeroError
 
 log = logging.getLogger("paczero")
+
+
+class Tuning(StrEnum):
+    """``model.tuning``: every tensor (or the top layers'), LoRA adapters, or a set of ``model.trainable``. A ``str``,
+    so the settings hold and write the plain word."""
+
+    FULL = "full"
+    LORA = "lora"
+    SET = "set"
 
 
 @dataclass
@@ -243,7 +254,7 @@ class PrivacyConfig:
     """``zpl`` (I = 0), ``mi`` (budget of ``budget`` nats), the baselines ``mezo`` (non-private), ``dpzero``
     and ``dpaggzo`` ((ε, δ)-DP), the non-private first-order reference ``firstorder`` (autograd and Adam over the
     trainable set, full batch: :mod:`paczero.firstorder`), DP-SGD ``dpsgd`` (per-record gradients of a Poisson batch,
-    clipped and noised, then Adam: (ε, δ)-DP), or an ablation: ``raw_full``, ``quant_full``,
+    clipped and noised, then SGD: (ε, δ)-DP), or an ablation: ``raw_full``, ``quant_full``,
     ``raw_half``, ``quant_half``, ``random_sign``."""
     n_subsets: int = 128
     """M candidate subsets; each record is in exactly M/2 of them."""
@@ -309,8 +320,6 @@ COSMETIC_RUN_KEYS = ("name", "output_dir", "progress", "dist_timeout_s")
 PATH_KEYS = ("data_dir", "train_file", "dev_file", "test_file", "dataset")
 """``data.*`` keys that may name where the owner keeps the data: never published as they are (:func:`public_config`)."""
 WITHHELD = "<withheld>"
-WITHHELD_PATHS_FILE = "private/paths.json"
-"""Where a run keeps the data paths its published settings withhold (mode 0600; the owner's)."""
 """What the published settings say instead of a data path outside the data folder (the file's suffix follows)."""
 
 
@@ -342,38 +351,6 @@ class Config:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-def _published_path(value: str, folder: Path | None) -> str:
-    """A data path as the published settings say it: relative to the data folder when inside it, else withheld."""
-    path = Path(value).expanduser()
-    if folder is not None:
-        try:
-            return path.resolve().relative_to(folder.resolve()).as_posix()
-        except ValueError:
-            pass
-    return WITHHELD + path.suffix
-
-
-def public_config(cfg: Config) -> tuple[Config, dict[str, str]]:
-    """The settings as published (``config.yaml``, ``metrics.json``, an export's ``run.yaml``), and the values they
-    withhold, keyed ``data.<key>`` (kept in the run's private folder).
-
-    A path can itself be sensitive (``/home/alice/hiv-clinic/patients.csv``): ``data.data_dir`` is never
-    published, a data file or local data set is published relative to the data folder when it lies inside it (so
-    ``paczero verify --data-dir`` finds it) and as ``<withheld>`` otherwise; a hub data set's name is published.
-    """
-    public, withheld = copy.deepcopy(cfg), {}
-    folder = data_folder(cfg.data.data_dir)
-    for key in PATH_KEYS:
-        value = getattr(cfg.data, key)
-        if value is None or (key == "dataset" and not Path(value).expanduser().exists()):
-            continue
-        shown = None if key == "data_dir" else _published_path(value, folder)
-        if shown != value:
-            withheld[f"data.{key}"] = value
-            setattr(public.data, key, shown)
-    return public, withheld
-
-
 def config_differences(a: Config, b: Config) -> list[str]:
     """Dotted keys (cosmetic ones aside) whose values differ between two configs, with both values."""
 
@@ -386,320 +363,19 @@ def config_differences(a: Config, b: Config) -> list[str]:
     return [k for k in walk(a.to_dict(), b.to_dict(), "") if k.split(" ", 1)[0] not in cosmetic]
 
 
-_CHOICES = {
-    "model.dtype": ("float32", "float64", "bfloat16", "float16"),
-    "model.tuning": ("full", "lora", "set"),
-    "privacy.mi_channel": ("bsc", "awgn"),
-    "privacy.zpl_disagreement": ("coin", "skip"),
-    "privacy.budget_schedule": ("adaptive", "uniform"),
-    "train.lr_schedule": ("linear", "constant"),
-    "data.task": ("sst2", "squad", "jsonl", "hf"),
-    "data.overlong": ("truncate", "refuse"),
-    "data.objective": ("f1", "lm"),
-}
-_KINDS = {"sst2": "classification", "squad": "generation"}
-_SELECT_ON = {"classification": ("loss", "accuracy"), "generation": ("loss", "f1", "em")}
-
-
-def task_kind(data: DataConfig) -> str:
-    """``classification`` or ``generation``: fixed by a built-in task, ``data.kind`` for ``jsonl`` and ``hf``."""
-    return _KINDS[data.task] if data.task in _KINDS else str(data.kind)
-
-
-def squad_template(data: DataConfig) -> str:
-    """``data.task=squad``: the template of its prompts, ``data.prompt`` when set, MeZO's while at its default."""
-    from paczero.data.squad import PROMPT
-
-    return PROMPT if data.prompt == DataConfig().prompt else data.prompt
-
-
-def selection_metric(cfg: Config) -> str:
-    """The dev metric that picks the best checkpoint: ``train.select_on``, else the task kind's default."""
-    return cfg.train.select_on or ("loss" if task_kind(cfg.data) == "classification" else "f1")
-
-
-def _get(cfg: Config, dotted: str) -> Any:
+def get(cfg: Config, dotted: str) -> Any:
+    """The value of the dotted key ``dotted`` (``train.steps``) of ``cfg``."""
     obj: Any = cfg
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-def _require(ok: bool, key: str, value: Any, valid: str) -> None:
+def require(ok: bool, key: str, value: Any, valid: str) -> None:
+    """Refuse ``key=value`` unless ``ok``: one line naming the key, the value and what is valid."""
     if not ok:
         raise PaczeroError(f"config: {key}={value!r} is invalid; {valid}")
 
-
-_VACUOUS = ("the statement would promise nothing (an attacker may be right about 999 records in 1000); set "
-            "privacy.allow_vacuous=true to run it anyway, never to be exported with a privacy card")
-
-
-def _validate_dp(cfg: Config) -> None:
-    from paczero.privacy.bounds import VACUOUS_BOUND, vacuous_dp_epsilon
-
-    p = cfg.privacy
-    eps = p.epsilon
-    _require(eps is not None and 0 < eps < float("inf"), "privacy.epsilon", eps,
-             f"expected a finite DP epsilon > 0 for privacy.mechanism={p.mechanism}")
-    _require(0 < p.delta < 1, "privacy.delta", p.delta, "expected 0 < delta < 1")
-    limit = vacuous_dp_epsilon(p.delta)
-    _require(p.allow_vacuous or eps < limit, "privacy.epsilon", eps,
-             f"at delta={p.delta:g} an epsilon of {limit:.4g} or more bounds membership inference only by "
-             f"(e^eps + delta)/(1 + e^eps) >= {VACUOUS_BOUND}: {_VACUOUS}")
-    _require(0 < p.sample_rate <= 1, "privacy.sample_rate", p.sample_rate, "expected 0 < q <= 1")
-    if p.mechanism == "dpsgd":
-        _require(math.isfinite(p.grad_clip) and p.grad_clip > 0, "privacy.grad_clip", p.grad_clip,
-                 "dpsgd bounds each record's gradient by this L2 norm: expected a finite clip > 0")
-        _require(cfg.model.tuning == "set", "model.tuning", cfg.model.tuning,
-                 "dpsgd computes per-record gradients over a trainable set: expected set, with model.trainable "
-                 "(e.g. model.trainable.head_rows=true)")
-        return
-    _require(math.isfinite(cfg.zo.clip), "zo.clip", cfg.zo.clip,
-             f"privacy.mechanism={p.mechanism} bounds each record's contribution by the clip: expected a finite "
-             "clip > 0")
-    if p.mechanism == "dpzero":
-        _require(cfg.zo.directions == 1, "zo.directions", cfg.zo.directions,
-                 "dpzero releases one direction per step; expected 1 (use privacy.mechanism=dpaggzo for K > 1)")
-
-
-_FILE_KEYS = ("train_file", "dev_file", "test_file")
-_DEV_SOURCES = ("train", "separate", "none")
-_DATASET_KEYS = ("subset", "train_split", "dev_split", "test_split")
-_CLASSIFICATION_KEYS = ("label_field", "label_names")
-_GENERATION_KEYS = ("prompt_field", "answers_field")
-
-
-def _unused(data: DataConfig, names: Sequence[str], why: str) -> None:
-    """Refuse a ``data.*`` key of ``names`` set away from its default."""
-    default = DataConfig()
-    for name in names:
-        _require(getattr(data, name) == getattr(default, name), f"data.{name}", getattr(data, name), why)
-
-
-def _validate_label_names(data: DataConfig) -> None:
-    names = data.label_names
-    _require(names is None or (len(names) == len(data.label_words) and len(set(names)) == len(names)),
-             "data.label_names", names, f"expected {len(data.label_words)} distinct names, one per label word")
-
-
-def _validate_hf(data: DataConfig, kind: str) -> None:
-    """``data.task=hf``: one source (a data set, files or records in memory), the options of its kind, ``datasets``
-    installed."""
-    if data.in_memory:
-        _unused(data, (*_FILE_KEYS, "dataset", "subset"),
-                "the records were passed in memory (paczero.train): give no data files or data set")
-    elif data.dataset is None:
-        for key in ("train_file", "test_file") if data.test_fraction is None else ("train_file",):
-            _require(bool(getattr(data, key)), f"data.{key}", getattr(data, key),
-                     "expected a .csv, .json, .jsonl or .parquet file (or data.dataset) for data.task=hf")
-        _unused(data, _DATASET_KEYS, "it selects a split of data.dataset; with data files the files are the splits")
-    else:
-        _unused(data, _FILE_KEYS, "give data.dataset or data files, not both")
-    if kind == "classification":
-        _unused(data, _GENERATION_KEYS, "it is a generation option (data.kind=generation)")
-        _validate_label_names(data)
-    else:
-        _unused(data, _CLASSIFICATION_KEYS, "it is a classification option (data.kind=classification)")
-    if kind == "generation" and data.prompt_field is not None:
-        _unused(data, ("prompt",), "data.prompt_field gives the whole prompt: leave data.prompt unset")
-    if importlib.util.find_spec("datasets") is None:
-        raise PaczeroError("config: data.task=hf needs the datasets package; pip install 'paczero[hub]'")
-
-
-def _validate_task(cfg: Config) -> None:
-    """The task's kind, its files and the options that only make sense for that kind."""
-    data = cfg.data
-    if data.task in ("jsonl", "hf"):
-        _require(data.kind in ("classification", "generation"), "data.kind", data.kind,
-                 f"expected classification or generation for data.task={data.task}")
-    else:
-        _require(data.kind in (None, _KINDS[data.task]), "data.kind", data.kind,
-                 f"data.task={data.task} is a {_KINDS[data.task]} task: leave data.kind unset")
-        _unused(data, _FILE_KEYS, "only data.task=jsonl and data.task=hf read data files by name")
-    if data.task == "jsonl":
-        for key in ("data.train_file", "data.test_file") if data.test_fraction is None else ("data.train_file",):
-            _require(bool(_get(cfg, key)), key, _get(cfg, key),
-                     "expected the path of a JSONL file for data.task=jsonl")
-    _require(not data.in_memory or data.task == "hf", "data.in_memory", data.in_memory,
-             "records passed in memory are read like data.task=hf")
-    kind = task_kind(data)
-    if data.task == "hf":
-        _validate_hf(data, kind)
-    elif data.task == "jsonl":
-        _unused(data, ("dataset", *_DATASET_KEYS, *_GENERATION_KEYS), "only data.task=hf reads it")
-        if kind == "generation":
-            _unused(data, ("text_field", *_CLASSIFICATION_KEYS), "it is a classification option "
-                    "(data.kind=classification); JSONL generation records hold 'prompt' and 'answers'")
-        else:
-            _validate_label_names(data)
-    else:
-        _unused(data, ("dataset", *_DATASET_KEYS, *_GENERATION_KEYS), "only data.task=hf reads it")
-        _unused(data, ("text_field", *_CLASSIFICATION_KEYS, "test_fraction"),
-                "only data.task=jsonl and data.task=hf read it")
-    _validate_dev_and_test(data)
-    if data.task == "squad":
-        from paczero.data.squad import FIELDS
-
-        fields = template_fields(squad_template(data))
-        _require(bool(fields) and set(fields) <= set(FIELDS) and "context" in fields and "question" in fields,
-                 "data.prompt", data.prompt,
-                 "a SQuAD template names {context} and {question} (and may name {title}), nothing else")
-    _require(cfg.train.select_on in (None, *_SELECT_ON[kind]), "train.select_on", cfg.train.select_on,
-             f"expected one of {', '.join(_SELECT_ON[kind])} for a {kind} task")
-    if kind == "classification":
-        _require(len(data.label_words) >= 2, "data.label_words", list(data.label_words),
-                 "expected at least two label words")
-        _require(len(set(data.label_words)) == len(data.label_words), "data.label_words",
-                 list(data.label_words), "expected distinct label words")
-        _require(data.task in ("jsonl", "hf") or "{sentence}" in data.prompt, "data.prompt", data.prompt,
-                 "expected a template containing {sentence}")
-    if data.task in ("jsonl", "hf") and not (kind == "generation" and (data.task == "jsonl" or data.prompt_field)):
-        _require(bool(template_fields(data.prompt)), "data.prompt", data.prompt,
-                 "expected a template naming at least one field, e.g. {sentence}, {text} or {premise}")
-
-
-def dev_source(data: DataConfig) -> str:
-    """Where the dev set comes from: ``data.dev_source``, else ``train`` for the built-in (public) data sets,
-    ``separate`` when a dev file or split is given, and ``none`` for a user's own records."""
-    if data.dev_source is not None:
-        return data.dev_source
-    if data.task in _KINDS:
-        return "train"
-    return "separate" if data.dev_file or data.dev_split else "none"
-
-
-def test_set(data: DataConfig) -> dict[str, Any]:
-    """Where the test set comes from (for ``metrics.json``): the built-in task's validation split, a test file or
-    split, the records passed in memory, or ``data.test_fraction`` of the train records."""
-    if data.test_fraction is not None:
-        return {"source": "test_fraction", "fraction": data.test_fraction}
-    if data.in_memory:
-        return {"source": "in memory"}
-    if data.task in ("jsonl", "hf") and data.dataset is None:
-        return {"source": "test_file"}
-    return {"source": "split", "split": data.test_split if data.task == "hf" else "validation"}
-
-
-_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def data_name(cfg: Config) -> str | None:
-    """What a run on a user's data is named after: the train file's stem or the data set's name (``None`` for the
-    built-in tasks and records in memory)."""
-    data = cfg.data
-    if data.task not in ("jsonl", "hf") or data.in_memory:
-        return None
-    raw = Path(data.train_file).stem if data.train_file else str(data.dataset).rstrip("/").rsplit("/", 1)[-1]
-    parts = [_NAME_CHARS.sub("_", part).strip("._") for part in (raw, data.subset or "")]
-    return "-".join(filter(None, parts)) or None
-
-
-def _validate_dev_and_test(data: DataConfig) -> None:
-    """``data.dev_source`` agrees with the dev file or split; ``data.test_fraction`` replaces the test file."""
-    source = dev_source(data)
-    _require(source in _DEV_SOURCES, "data.dev_source", data.dev_source, f"expected one of {', '.join(_DEV_SOURCES)}")
-    _require(source != "separate" or data.task not in _KINDS, "data.dev_source", source,
-             f"data.task={data.task} has no separate dev split: expected train or none")
-    given = "data.dev_file" if data.dev_file else "data.dev_split" if data.dev_split else None
-    if source == "separate":
-        _require(given is not None or data.in_memory, "data.dev_source", source,
-                 "a separate dev set needs data.dev_file (or data.dev_split of data.dataset)")
-    else:
-        _require(given is None, "data.dev_source", source, f"{given} is set: leave data.dev_source unset or separate")
-    fraction = data.test_fraction
-    if fraction is None:
-        return
-    _require(0 < fraction < 1, "data.test_fraction", fraction, "expected a fraction 0 < f < 1 of the train records")
-    _require(not data.test_file, "data.test_file", data.test_file,
-             "give data.test_file or data.test_fraction, not both")
-    _unused(data, ("test_split",), "with data.test_fraction the test set is drawn from the train split")
-
-
-def validate(cfg: Config) -> Config:
-    """Check ranges and choices; raise :class:`PaczeroError` naming the key. Returns ``cfg``."""
-    from paczero.mechanisms.registry import names, spec
-
-    for key, choices in {**_CHOICES, "privacy.mechanism": names()}.items():
-        value = _get(cfg, key)
-        _require(value in choices, key, value, f"expected one of {', '.join(choices)}")
-    _validate_task(cfg)
-    positive = ["data.n_pool", "data.n_dev", "data.max_length", "data.max_new_tokens", "zo.eps", "zo.clip",
-                "zo.directions", "zo.micro_batch", "train.steps", "train.lr", "train.eval_every",
-                "train.checkpoint_every", "train.batch_size", "model.lora.r", "model.lora.alpha"]
-    for key in positive:
-        value = _get(cfg, key)
-        _require(value > 0, key, value, "expected a positive number")
-    _require(cfg.train.lr_end >= 0, "train.lr_end", cfg.train.lr_end, "expected >= 0")
-    _require(cfg.train.weight_decay >= 0, "train.weight_decay", cfg.train.weight_decay, "expected >= 0")
-    m = cfg.privacy.n_subsets
-    _require(m >= 2 and m % 2 == 0, "privacy.n_subsets", m, "expected an even number >= 2 (each record "
-             "joins exactly M/2 subsets)")
-    if cfg.privacy.mechanism == "mi":
-        from paczero.privacy.bounds import VACUOUS_BOUND, vacuous_mi_budget
-
-        _require(cfg.privacy.budget > 0, "privacy.budget", cfg.privacy.budget,
-                 "expected a positive MI budget in nats (use privacy.mechanism=zpl for I = 0)")
-        _require(cfg.privacy.allow_vacuous or cfg.privacy.budget < vacuous_mi_budget(), "privacy.budget",
-                 cfg.privacy.budget, f"a budget of {vacuous_mi_budget():.4f} nats or more bounds membership inference "
-                 f"only by {VACUOUS_BOUND} or more (by 1 from ln 2 = {math.log(2):.4f}): {_VACUOUS}")
-    if cfg.train.select_on is not None:
-        _require(dev_source(cfg.data) != "none", "train.select_on", cfg.train.select_on,
-                 "there is no dev set (data.dev_source=none): the last checkpoint is released; leave it unset")
-    if spec(cfg.privacy.mechanism).family == "dp":
-        _validate_dp(cfg)
-    if spec(cfg.privacy.mechanism).first_order and task_kind(cfg.data) == "generation":
-        _require(cfg.data.objective == "lm", "data.objective", cfg.data.objective,
-                 f"privacy.mechanism={cfg.privacy.mechanism} follows the loss's gradient: expected lm (the -F1 of a "
-                 "greedy answer has none)")
-    _require(1e-15 <= cfg.privacy.free_threshold < 1e-3, "privacy.free_threshold", cfg.privacy.free_threshold,
-             "expected 1e-15 <= threshold < 1e-3 (below 1e-15 the posterior mass on +1 can round to 1 and a "
-             "release to a coin)")
-    _require(cfg.data.n_test is None or cfg.data.n_test > 0, "data.n_test", cfg.data.n_test,
-             "expected a positive number or null (all)")
-    if cfg.model.dtype != "float32" and cfg.model.tuning == "full":
-        log.warning("model.dtype=%s with full fine-tuning: updates of size lr·|z| below the weights' rounding "
-                    "step are lost; float32 is recommended", cfg.model.dtype)
-    if cfg.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise PaczeroError("config: logging.tensorboard=true needs the tensorboard package; "
-                           "pip install 'paczero[tensorboard]' or set logging.tensorboard=false")
-    _require(cfg.model.device_map is None or cfg.model.name != "tiny", "model.device_map", cfg.model.device_map,
-             "expected null for model.name=tiny (it is built in place, not loaded)")
-    _require(cfg.model.threads is None or cfg.model.threads > 0, "model.threads", cfg.model.threads,
-             "expected a positive number or null")
-    top = cfg.model.train_top_layers
-    _require(top is None or top > 0, "model.train_top_layers", top, "expected a positive number of layers or null")
-    _require(top is None or cfg.model.tuning == "full", "model.train_top_layers", top,
-             f"expected null with model.tuning={cfg.model.tuning} (it selects layers for full tuning)")
-    _validate_trainable(cfg)
-    _require(not cfg.zo.cache_prefix or top is not None or cfg.model.tuning == "set", "zo.cache_prefix",
-             cfg.zo.cache_prefix, "a cached prefix needs a frozen bottom: set model.train_top_layers or "
-             "model.tuning=set with model.trainable too")
-    return cfg
-
-
-def _validate_trainable(cfg: Config) -> None:
-    """``model.trainable``: some part with ``model.tuning=set``, none otherwise; counts >= 0; a valid pattern; head
-    rows for classification only."""
-    t = cfg.model.trainable
-    if cfg.model.tuning != "set":
-        _require(not t.parts(), "model.trainable", ", ".join(t.parts()),
-                 f"model.trainable applies with model.tuning=set (it is {cfg.model.tuning})")
-        return
-    _require(bool(t.parts()), "model.trainable", "{}", "model.tuning=set tunes the parts of model.trainable: set at "
-             "least one of head_rows, final_norm, norms, biases, lora_layers, layers, pattern")
-    for key in ("norms", "biases", "lora_layers", "layers"):
-        value = getattr(t, key)
-        _require(value >= 0, f"model.trainable.{key}", value, "expected a number of top decoder layers >= 0")
-    if t.pattern is not None:
-        try:
-            re.compile(t.pattern)
-        except re.error as exc:
-            raise PaczeroError(f"config: model.trainable.pattern={t.pattern!r} is not a regular expression "
-                               f"({exc})") from None
-    kind = task_kind(cfg.data)
-    _require(not t.head_rows or kind == "classification", "model.trainable.head_rows", t.head_rows,
-             f"the label words' head rows exist for classification tasks only; data.task={cfg.data.task} is a {kind} "
-             "task (tune final_norm, norms, lora_layers, layers or a pattern)")
 
 
 def _is_text_key(key: str) -> bool:
@@ -765,12 +441,6 @@ def _source_layer(source: "str | Path | dict[str, Any] | Config") -> Any:
     return _load_yaml(path)
 
 
-def load_config(source: "str | Path | dict[str, Any] | Config | None" = None, overrides: Sequence[str] = ()) -> Config:
-    """Build a validated :class:`Config` from defaults, an optional source (a YAML file's path, a nested dict such as
-    ``{"train": {"steps": 50}}``, or a :class:`Config`) and dotted overrides."""
-    return validate(merge_config(source, overrides))
-
-
 def merge_config(source: "str | Path | dict[str, Any] | Config | None" = None, overrides: Sequence[str] = ()) -> Config:
     """:func:`load_config` without the final :func:`validate` (for callers that complete the config first)."""
     layers = [OmegaConf.structured(Config)]
@@ -786,28 +456,3 @@ def merge_config(source: "str | Path | dict[str, Any] | Config | None" = None, o
         raise PaczeroError(f"config: {key}: {msg}" if key else f"config: {msg}") from None
     assert isinstance(cfg, Config)
     return cfg
-
-
-def config_from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a run's ``config.yaml``)."""
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(d)))
-    except OmegaConfBaseException as exc:
-        raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
-    assert isinstance(cfg, Config)
-    return validate(cfg)
-
-
-def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """The resolved config saved in a run directory (``config.yaml``), with the data paths it withholds where the
-    run's private folder still holds them (the owner's machine), and optional dotted overrides."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise PaczeroError(f"{run_dir} is not a run directory (no config.yaml)")
-    withheld_path = Path(run_dir) / WITHHELD_PATHS_FILE
-    withheld = [f"{k}={v}" for k, v in json.loads(withheld_path.read_text()).items()] if withheld_path.is_file() else []
-    try:
-        merged = OmegaConf.merge(_load_yaml(path), _override_layer([*withheld, *overrides]))
-    except OmegaConfBaseException as exc:
-        raise PaczeroError(f"config: {str(exc).splitlines()[0]}") from None
-    return config_from_dict(OmegaConf.to_container(merged))

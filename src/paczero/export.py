@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from paczero import progress
+from paczero.config import Tuning
 from paczero.errors import PaczeroError
 from paczero.mechanisms.registry import run_statement
+from paczero.privacy.statement import Family
+from paczero.layout import CHECKPOINTS_DIR, METRICS_FILE
 from paczero.publication import CHECKPOINTS, PublicRecord, export_step, write_export
 from paczero.rundir import check_outside_public_side
 from paczero.verify import (
@@ -45,7 +48,7 @@ def check_promise(record: PublicRecord) -> None:
     its card saying plainly that it has no privacy guarantee."""
     cfg = record.cfg
     statement = run_statement(cfg, steps=record.n_steps, releases=sum(len(s.directions) for s in record.steps))
-    if cfg.privacy.allow_vacuous or (statement.vacuous and statement.family != "none"):
+    if cfg.privacy.allow_vacuous or (statement.vacuous and statement.family != Family.NONE):
         raise PaczeroError(f"this run's guarantee promises nothing ({statement.summary}; privacy.allow_vacuous="
                            f"{str(cfg.privacy.allow_vacuous).lower()}): paczero does not publish it with a privacy card")
 
@@ -90,20 +93,20 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
         raise PaczeroError(f"{run_dir} is an export already; export a run directory")
     record = published.record
     cfg = record.cfg
-    lora = cfg.model.tuning == "lora"
+    lora = cfg.model.tuning == Tuning.LORA
     if merge_lora and not lora:
         raise PaczeroError("--merge-lora applies to LoRA runs (model.tuning=lora) only")
     check_promise(record)
     check_schedule(cfg, record.steps)
     check_values(cfg, record.steps)
-    check_selection(record, run_dir / "metrics.json")
+    check_selection(record, run_dir / METRICS_FILE)
     model_cfg = with_paths(cfg, list(paths))
     model_cfg.data.data_dir = data_dir
     check_files(published, model_cfg=model_cfg, show=show)
     fmt = "adapter" if lora and not merge_lora else "merged" if lora else "full"
     loaded = build_model(model_cfg)
     if record.first_order:  # no transcript to rebuild them from: the checkpoint's weights as trained (checked above)
-        load_trained(loaded, run_dir / "checkpoints" / checkpoint, lora=lora)
+        load_trained(loaded, run_dir / CHECKPOINTS_DIR / checkpoint)
     else:
         replay_steps(loaded, record.steps[:export_step(record, checkpoint)], cfg, show)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -28,10 +28,11 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from paczero.config import ModelConfig
+from paczero.config import ModelConfig, Tuning
 from paczero.errors import PaczeroError
 from paczero.gguf_cache import dequantised
 from paczero.hub import cache_only, hub_reachable
+from paczero.staged import StagedModel, discovered_stages, train_top_layers_only
 
 PACKAGED_SMOLLM2 = "smollm2"
 TINY = "tiny"
@@ -82,6 +83,7 @@ class LabelRowsHead(nn.Module):
         self.register_buffer("ids", torch.tensor(list(ids), device=head.weight.device), persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The whole vocabulary's logits, the label words' columns from :attr:`rows`."""
         logits = nn.functional.linear(hidden, self.weight, self.bias)
         rows = nn.functional.linear(hidden, self.rows, None if self.bias is None else self.bias[self.ids])
         return logits.index_copy(-1, self.ids, rows)
@@ -266,30 +268,6 @@ def contiguous_head_input(model: torch.nn.Module) -> None:
         head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
 
 
-def _stages(model: torch.nn.Module):
-    """The model's stages over all its parameters, with which tensors the prefix and the suffix read discovered."""
-    from paczero.staged import StagedModel
-
-    staged = StagedModel(model, list(model.named_parameters()))
-    probe = torch.tensor([[0, 1]], device=next(model.parameters()).device)
-    with torch.inference_mode():
-        staged.ensure_discovered({"input_ids": probe, "attention_mask": torch.ones_like(probe)})
-    assert staged.prefix_params is not None and staged.suffix_params is not None
-    return staged
-
-
-def _train_top_layers_only(model: torch.nn.Module, n: int) -> None:
-    """Freeze all but the top ``n`` decoder layers and the tensors after them that the input side does not read
-    (a tied input/output embedding stays frozen, so the layers below never change)."""
-    staged = _stages(model)
-    if n > staged.n_layers:
-        raise PaczeroError(f"config: model.train_top_layers={n} exceeds the model's {staged.n_layers} decoder layers")
-    keep = {i for layer in staged.layer_params[staged.n_layers - n:] for i, _ in layer}
-    keep |= set(staged.suffix_params) - set(staged.prefix_params)
-    for i, (_, p) in enumerate(staged.trainable):
-        p.requires_grad_(i in keep)
-
-
 def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower()
 
@@ -344,8 +322,6 @@ def _train_set(model: torch.nn.Module, cfg: ModelConfig, *, seed: int,
                label_ids: Sequence[Sequence[int]] | None) -> torch.nn.Module:
     """Freeze everything but the union of ``model.trainable``'s parts (refusing a part that selects nothing, a count
     beyond the model's layers, and the tied input embedding); returns the model (wrapped by peft for LoRA parts)."""
-    from paczero.staged import StagedModel
-
     t = cfg.trainable
     n_layers = StagedModel(model, []).n_layers
     for key in ("norms", "biases", "lora_layers", "layers"):
@@ -358,7 +334,7 @@ def _train_set(model: torch.nn.Module, cfg: ModelConfig, *, seed: int,
         p.requires_grad_(False)
     if t.lora_layers:
         model = _attach_lora(model, cfg, seed=seed, layers=range(n_layers - t.lora_layers, n_layers))
-    staged = _stages(model)
+    staged = discovered_stages(model)
     names = [n for n, _ in staged.trainable]
     tied = set(staged.prefix_params) & set(staged.suffix_params)
     chosen: set[int] = set()
@@ -387,7 +363,7 @@ def publishable(loaded: LoadedModel) -> torch.nn.Module:
     (``lm_head.weight`` = the original head with the trained rows written in, ``config.tie_word_embeddings =
     False``), so that the folder loads in plain ``transformers`` and gives paczero's logits.
     """
-    if loaded.tuning != "set":
+    if loaded.tuning != Tuning.SET:
         return loaded.model
     model = copy.deepcopy(loaded.model)
     if hasattr(model, "merge_and_unload"):
@@ -419,8 +395,6 @@ def compile_layers(model: torch.nn.Module) -> None:
     (generation) torch guards on the layer's own slot of the cache, empty or filled, so each layer gets two
     graphs: the recompile limit is raised to allow them, else the layers beyond it would run eagerly.
     """
-    from paczero.staged import StagedModel
-
     layers = StagedModel(model, []).layers
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, 2 * len(layers) + 8)
@@ -459,15 +433,15 @@ def load_model(cfg: ModelConfig, *, seed: int, tiny_texts: Iterable[str] = (),
     else:
         model.to(device)  # before LoRA: peft then creates adapters on the right device (Opacus #820)
     for p in model.parameters():
-        p.requires_grad_(cfg.tuning == "full")
-    if cfg.tuning == "lora":
+        p.requires_grad_(cfg.tuning == Tuning.FULL)
+    if cfg.tuning == Tuning.LORA:
         model = _attach_lora(model, cfg, seed=seed)
-    if cfg.tuning == "set":
+    if cfg.tuning == Tuning.SET:
         label_ids = None if label_words is None else label_token_ids(tokenizer, label_words)
         model = _train_set(model, cfg, seed=seed, label_ids=label_ids)
     model.eval()
     if cfg.train_top_layers is not None:
-        _train_top_layers_only(model, cfg.train_top_layers)
+        train_top_layers_only(model, cfg.train_top_layers)
     if cfg.compile:
         compile_layers(model)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

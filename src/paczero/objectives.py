@@ -100,6 +100,10 @@ class Objective(Protocol):
     micro_batch: int
     metric: str
     """The headline metric of :meth:`evaluate` (``accuracy``, ``f1``)."""
+    static_calls: bool
+    """Whether :meth:`losses` and :meth:`evaluate` make the same model calls on the same inputs whatever the
+    weights (then the engine runs them layer by layer, perturbing one layer at a time, and caches a frozen
+    bottom); ``False`` makes the engine run whole forward passes on perturbed copies of the weights."""
 
     def encode(self, examples: Sequence, *, where: str = "records") -> Union[Encoded, EncodedGeneration]:
         """Tokenise ``examples`` once (``where`` names them in error messages)."""

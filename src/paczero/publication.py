@@ -20,24 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.torch import save_file
 
 from paczero.card import base_model_label, card
-from paczero.config import Config, dev_source, task_kind, test_set
+from paczero.config import Config
+from paczero.data.registry import dev_source, task_kind, test_set
 from paczero.fileio import jsonl_line, write_json, write_text
+from paczero.layout import (EVALUATIONS_FILE, EXPORT_DIR, EXPORT_INFO_FILE, MEMBERSHIP_FILE, METRICS_FILE,
+                            RUN_SETTINGS_FILE, TRAINABLE_FILE, TRANSCRIPT_FILE)
 from paczero.ledger import TranscriptStep
 from paczero.mechanisms.registry import run_statement, spec
 from paczero.models import LoadedModel
 from paczero.subsets import membership_matrix
 
-EXPORT_DIR = "paczero"
 """The folder of an export that holds its public record."""
 FORMATS = ("full", "adapter", "merged")
 CHECKPOINTS = ("best", "last")
 ON_THE_HUB = "/"
 """A model name with a slash and no local folder of that name is taken to be a hub name (``facebook/opt-1.3b``)."""
-TRAINABLE_FILE = "trainable.safetensors"
-"""An export of a first-order run: its trained tensors as the run's checkpoint holds them (``paczero/``), from which
-``verify`` regenerates the rest of the export (it has no transcript to rebuild them from)."""
 EVALUATION_KEYS = ("zero_shot_test", "best_dev", "final_dev", "test")
 """The figures of ``metrics.json`` computed by evaluating on the (public) dev and test data."""
 DATA_KEYS = ("n_dev", "n_test", "truncated")
@@ -194,6 +194,7 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
     """Write the export of ``record`` into the new ``folder``: ``loaded`` holds the weights after
     :func:`export_step` transcript steps; ``base`` (θ_0 without adapters) is written beside an adapter whose base
     model is not on the hub."""
+    from paczero.checkpoint import canonical_adapter_config
     from paczero.models import publishable
 
     from transformers.utils import logging as hf_logging
@@ -210,6 +211,7 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
             model.peft_config["default"].base_model_name_or_path = (cfg.model.name if on_the_hub(cfg.model.name)
                                                                     else "base")
             model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False)
+            canonical_adapter_config(folder)
         else:
             model = copy.deepcopy(loaded.model).merge_and_unload() if fmt == "merged" else publishable(loaded)
             model.save_pretrained(folder, safe_serialization=True)
@@ -224,21 +226,19 @@ def write_export(folder: Path, record: PublicRecord, loaded: LoadedModel, *, che
             hf_logging.enable_progress_bar()
     public = folder / EXPORT_DIR
     public.mkdir()
-    write_text(public / "run.yaml", cfg.to_yaml())
-    if not record.first_order:
-        (public / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
-    if record.evaluations:  # a run without a dev set has none
-        (public / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
-    if record.first_order:
-        from safetensors.torch import save_file
-
+    write_text(public / RUN_SETTINGS_FILE, cfg.to_yaml())
+    if record.first_order:  # no transcript: the trained tensors as the checkpoint holds them
         save_file({n: p.detach().contiguous().cpu() for n, p in loaded.trainable}, str(public / TRAINABLE_FILE))
+    else:
+        (public / TRANSCRIPT_FILE).write_bytes(transcript_bytes(record.steps))
+    if record.evaluations:  # a run without a dev set has none
+        (public / EVALUATIONS_FILE).write_bytes(evaluations_bytes(record.evaluations))
     metrics = document(record, loaded)
-    write_json(public / "metrics.json", metrics)
+    write_json(public / METRICS_FILE, metrics)
     membership = public_membership(cfg)
     if membership is not None:
-        write_membership(public / "membership.npy", membership)
-    write_json(public / "export.json", export_info(record, checkpoint=checkpoint, fmt=fmt))
+        write_membership(public / MEMBERSHIP_FILE, membership)
+    write_json(public / EXPORT_INFO_FILE, export_info(record, checkpoint=checkpoint, fmt=fmt))
     step = export_step(record, checkpoint)
     write_text(folder / "README.md", card(metrics, kind=task_kind(cfg.data), adapter=adapter, checkpoint=checkpoint,
                                          step=step, verify_command="paczero verify ."))

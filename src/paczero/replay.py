@@ -17,6 +17,7 @@ from paczero.checkpoint import save_weights
 from paczero.config import Config
 from paczero.errors import PaczeroError
 from paczero.ledger import TranscriptStep, parse_transcript
+from paczero.mechanisms.registry import spec
 from paczero.models import LoadedModel
 from paczero.rundir import RunDir
 from paczero.zo import ZOEngine
@@ -29,8 +30,8 @@ def replay_transcript(loaded: LoadedModel, steps: Sequence[TranscriptStep], *, e
     bar = progress.bar(total=len(steps), desc="replaying the transcript", unit="step", enabled=show)
     with bar:
         for step in steps:
-            k = len(step.directions)
-            engine.update([(d.seed, d.value / k) for d in step.directions], lr=step.lr, weight_decay=weight_decay)
+            engine.apply_step([d.seed for d in step.directions], [d.value for d in step.directions], lr=step.lr,
+                              weight_decay=weight_decay)
             bar.update(1)
 
 
@@ -49,8 +50,6 @@ def read_steps(run: RunDir, *, upto: int | None = None) -> list[TranscriptStep]:
 
 def replay_run(run_dir: Path, out: Path, *, config: Config, upto: int | None = None) -> LoadedModel:
     """Rebuild ``run_dir``'s weights after its first ``upto`` steps (default: all) into ``out``."""
-    from paczero.mechanisms.registry import spec
-
     if spec(config.privacy.mechanism).first_order:
         raise PaczeroError(f"{run_dir} is a privacy.mechanism={config.privacy.mechanism} run: it publishes no "
                            "transcript, so its weights cannot be rebuilt; they are its checkpoints, as trained "
@@ -59,5 +58,5 @@ def replay_run(run_dir: Path, out: Path, *, config: Config, upto: int | None = N
     loaded = build_model(config)
     replay_transcript(loaded, steps, eps=config.zo.eps, weight_decay=config.train.weight_decay,
                       show=config.run.progress)
-    save_weights(loaded, out, lora=config.model.tuning == "lora")
+    save_weights(loaded, out)
     return loaded

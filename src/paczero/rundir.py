@@ -42,21 +42,14 @@ from typing import Any
 import numpy as np
 
 from paczero.checkpoint import PROGRESS_FILE, recover
-from paczero.config import WITHHELD_PATHS_FILE
 from paczero.errors import PRIVATE_TAG, PaczeroError
 from paczero.fileio import append_bytes, append_jsonl, atomic_write, read_json, write_json, write_text
+from paczero.layout import (CHECKPOINTS_DIR, CONFIG_FILE, EVALUATIONS_FILE, MEMBERSHIP_FILE, METRICS_FILE, PRIVATE_DIR,
+                            TRANSCRIPT_FILE, WITHHELD_PATHS_FILE)
 from paczero.secret import SecretState
 
-PRIVATE_DIR = "private"
 PRIVATE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
-CONFIG_FILE = "config.yaml"
-MEMBERSHIP_FILE = "membership.npy"
-TRANSCRIPT_FILE = "transcript.jsonl"
-EVALUATIONS_FILE = "evaluations.jsonl"
-METRICS_FILE = "metrics.json"
-
-CHECKPOINTS = "checkpoints"
 
 
 class PublishedLineMismatch(PaczeroError):
@@ -186,7 +179,7 @@ class RunDir:
 
     def checkpoint(self, name: str) -> Path:
         """The folder of checkpoint ``name`` (``best`` or ``last``)."""
-        return self.path / CHECKPOINTS / name
+        return self.path / CHECKPOINTS_DIR / name
 
     def write_config(self, yaml_text: str) -> None:
         """Write the resolved settings (``config.yaml``)."""
@@ -267,7 +260,7 @@ class RunDir:
 
     @property
     def withheld_paths_path(self) -> Path:
-        """The data paths the published settings withhold (read back by :func:`paczero.config.load_run_config`)."""
+        """The data paths the published settings withhold (read back by :func:`paczero.settings.load_run_config`)."""
         return self.path / WITHHELD_PATHS_FILE
 
     @property

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from paczero.errors import PaczeroError
 from paczero.generation import GenerationRequest, GreedyDecoder
 
 Batch = dict[str, Any]
@@ -115,15 +116,6 @@ def _find_layers(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
     if best is None:
         raise ValueError(f"{type(model).__name__} has no list of decoder layers; the staged forward needs one")
     return best[1], best[2], best[3]
-
-
-@dataclass
-class StagedCalls:
-    """The recorded micro-batches of one scoring pass and their states between stages."""
-
-    batches: list[Batch]
-    layer_kwargs: list[list[dict[str, Any]]] = field(default_factory=list)
-    """Per micro-batch, the keyword arguments of each decoder layer (from the prefix)."""
 
 
 class StagedModel:
@@ -389,3 +381,25 @@ def replayer(answer: Callable[[int, Call], Any], calls: list[Call]) -> Callable[
     """A forward that answers the i-th recorded call (a forward call or a generation request) with
     ``answer(i, call)``: logits, or the continuations of the request's prompts."""
     return _Replayer(answer, calls)
+
+
+def discovered_stages(model: nn.Module) -> "StagedModel":
+    """The model's stages over all its parameters, with which tensors the prefix and the suffix read discovered."""
+    staged = StagedModel(model, list(model.named_parameters()))
+    probe = torch.tensor([[0, 1]], device=next(model.parameters()).device)
+    with torch.inference_mode():
+        staged.ensure_discovered({"input_ids": probe, "attention_mask": torch.ones_like(probe)})
+    assert staged.prefix_params is not None and staged.suffix_params is not None
+    return staged
+
+
+def train_top_layers_only(model: nn.Module, n: int) -> None:
+    """Freeze all but the top ``n`` decoder layers and the tensors after them that the input side does not read
+    (a tied input/output embedding stays frozen, so the layers below never change)."""
+    staged = discovered_stages(model)
+    if n > staged.n_layers:
+        raise PaczeroError(f"config: model.train_top_layers={n} exceeds the model's {staged.n_layers} decoder layers")
+    keep = {i for layer in staged.layer_params[staged.n_layers - n:] for i, _ in layer}
+    keep |= set(staged.suffix_params) - set(staged.prefix_params)
+    for i, (_, p) in enumerate(staged.trainable):
+        p.requires_grad_(i in keep)

@@ -69,7 +69,21 @@ def _local_pool(c: Components, mine: np.ndarray):
     return c.local[1]
 
 
-def estimates(c: Components, *, step: int) -> tuple[tuple[int, ...], np.ndarray | None, np.ndarray | None, int]:
+@dataclass(frozen=True)
+class Estimates:
+    """The two-point estimates of one step: the K public direction seeds and, on rank 0, the rest (``None`` and 0 on
+    the other ranks)."""
+
+    seeds: tuple[int, ...]
+    g: np.ndarray | None
+    """(n, K) estimates g_i = (L_i(θ+εz) − L_i(θ−εz))/(2ε), non-finite ones replaced by 0 (private)."""
+    losses: np.ndarray | None
+    """(n, K) per-record losses averaged over θ ± εz (private)."""
+    nonfinite: int
+    """How many estimates were non-finite (private)."""
+
+
+def estimates(c: Components, *, step: int) -> Estimates:
     """The K direction seeds, and on rank 0 the (n, K) estimates, the (n, K) losses and the non-finite count."""
     cfg, dist = c.cfg, c.dist
     pool = c.encoded["pool"]
@@ -86,28 +100,25 @@ def estimates(c: Components, *, step: int) -> tuple[tuple[int, ...], np.ndarray 
             both[:, k], both[:, K + k] = c.engine.estimates(c.objective, local, direction=seed)
     parts = dist.gather((mine, both))
     if parts is None:
-        return seeds, None, None, 0
+        return Estimates(seeds=seeds, g=None, losses=None, nonfinite=0)
     if dist.active:
         both = assemble(parts, len(enc), 2 * K)
     g, losses = both[:, :K], both[:, K:]
     bad = ~np.isfinite(g)
-    return seeds, np.where(bad, 0.0, g), losses, int(bad.sum())
+    return Estimates(seeds=seeds, g=np.where(bad, 0.0, g), losses=losses, nonfinite=int(bad.sum()))
 
 
 def release(c: Components, *, step: int, lr: float) -> StepResult:
     """Estimates and, on rank 0, the mechanism's releases of ``step`` (nothing is updated yet)."""
-    seeds, g, losses, nonfinite = estimates(c, step=step)
-    releases = tuple(c.mechanism.release_step(g, step=step)) if c.dist.main else None
-    return StepResult(step=step, lr=lr, seeds=seeds, releases=releases, losses=losses, nonfinite=nonfinite)
+    e = estimates(c, step=step)
+    releases = tuple(c.mechanism.release_step(e.g, step=step)) if c.dist.main else None
+    return StepResult(step=step, lr=lr, seeds=e.seeds, releases=releases, losses=e.losses, nonfinite=e.nonfinite)
 
 
 def apply_update(c: Components, result: StepResult, *, stop: bool = False) -> bool:
     """Apply the step's update on every rank (rank 0 first, then the broadcast); returns rank 0's ``stop``."""
-    K = len(result.seeds)
-
     def update(values: list[float]) -> None:
-        c.engine.update([(s, v / K) for s, v in zip(result.seeds, values)], lr=result.lr,
-                        weight_decay=c.cfg.train.weight_decay)
+        c.engine.apply_step(result.seeds, values, lr=result.lr, weight_decay=c.cfg.train.weight_decay)
 
     if c.dist.main:
         update(result.values)

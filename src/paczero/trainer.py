@@ -20,17 +20,20 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from paczero import ledger, progress, versions
+from paczero import ledger, progress
+from paczero.about import versions
 from paczero.build import Components, build
 from paczero.checkpoint import load_weights, save_weights
-from paczero.config import (Config, config_differences, data_name, dev_source, load_run_config, public_config,
-                            selection_metric)
+from paczero.config import Config, config_differences
+from paczero.settings import load_run_config, public_config
+from paczero.data.registry import data_name, dev_source, selection_metric
 from paczero.data.memory import InMemory
 from paczero.distributed import Dist, DistError
 from paczero.errors import Interrupted, PaczeroError
 from paczero.fileio import jsonl_line
 from paczero.mechanisms.registry import spec
 from paczero.metrics import scalar_metrics
+from paczero.privacy.statement import Family
 from paczero.models import Preloaded
 from paczero.publication import Progress, is_better, metrics_document
 from paczero.rundir import PublishedLineMismatch, RunDir
@@ -111,7 +114,7 @@ class Trainer:
         if self.dist.main:
             try:
                 run = RunDir.create(Path(cfg.run.output_dir) / self._run_name(),
-                                    closed=spec(cfg.privacy.mechanism).family == "dp")
+                                    closed=spec(cfg.privacy.mechanism).family == Family.DP)
             except PaczeroError as exc:
                 error = str(exc)
         run, error = self.dist.broadcast((run, error))
@@ -167,7 +170,7 @@ class Trainer:
             if saved["fingerprint"] != cfg.fingerprint():
                 raise PaczeroError(f"the checkpoint in {run.path} was written by another config")
             self.progress = Progress(**saved)
-            load_weights(self.c.loaded, run.checkpoint("last"), lora=cfg.model.tuning == "lora")
+            load_weights(self.c.loaded, run.checkpoint("last"))
         if self.dist.main:
             if saved is not None:
                 self.private = PrivateProgress(**run.load_state(self.progress.step))
@@ -218,7 +221,7 @@ class Trainer:
         if cfg.logging.tensorboard and dist.main:
             self._tensorboard = TensorBoardLog(run.tensorboard_dir, purge_step=p.step + 1)
         # A DP step's time follows its secret Poisson batch: that bar shows no clock and moves at evaluations only.
-        secret_timing = spec(cfg.privacy.mechanism).family == "dp"
+        secret_timing = spec(cfg.privacy.mechanism).family == Family.DP
         bar = progress.bar(total=cfg.train.steps, initial=p.step, desc=f"{cfg.privacy.mechanism} steps", unit="step",
                            enabled=cfg.run.progress and dist.main, timed=not secret_timing)
         step_seconds: list[float] = []
@@ -322,11 +325,11 @@ class Trainer:
                 self._tensorboard.log({"step": p.step - 1, **{f"dev_{k}": v for k, v in scalars.items()}})
             if is_better(p.final_dev, p.best, selection_metric(cfg)):
                 p.best = {"step": p.step, "selected_on": selection_metric(cfg), **p.final_dev}
-                save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
+                save_weights(self.c.loaded, self.run_dir.checkpoint("best"))
             postfix[f"dev_{self.c.objective.metric}"] = f"{p.final_dev[self.c.objective.metric]:.3f}"
         elif done and dev_source(cfg.data) == "none":  # no selection: the last weights are the released ones
             p.best = {"step": p.step, "selected_on": "last"}
-            save_weights(self.c.loaded, self.run_dir.checkpoint("best"), lora=cfg.model.tuning == "lora")
+            save_weights(self.c.loaded, self.run_dir.checkpoint("best"))
         if evaluate or done or p.step % cfg.train.checkpoint_every == 0 or self._stop is not None:
             self.save_checkpoint()
 
@@ -335,13 +338,12 @@ class Trainer:
         run = self.run_dir
         self.private.mechanism = self._stateful.state_dict()
         run.save_state(self.progress.step, asdict(self.private))
-        save_weights(self.c.loaded, run.checkpoint("last"), lora=self.cfg.model.tuning == "lora",
-                     progress=asdict(self.progress))
+        save_weights(self.c.loaded, run.checkpoint("last"), progress=asdict(self.progress))
         run.prune_states(keep=self.progress.step)
 
     def _finish(self) -> dict[str, Any]:
         cfg, run, p, c = self.cfg, self.run_dir, self.progress, self.c
-        load_weights(c.loaded, run.checkpoint("best"), lora=cfg.model.tuning == "lora")
+        load_weights(c.loaded, run.checkpoint("best"))
         test = c.evaluate("test")
         chosen = "last step {}, no dev set" if p.best["selected_on"] == "last" else "best dev step {}"
         log.info("test after training (%s): %s", chosen.format(p.best["step"]), _format(test))

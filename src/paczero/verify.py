@@ -41,21 +41,26 @@ import yaml
 
 from paczero import progress
 from paczero.checkpoint import WEIGHTS_FILE, load_weights, save_weights
-from paczero.config import PATH_KEYS, Config, config_from_dict, dev_source, selection_metric
+from paczero.config import PATH_KEYS, Config, Tuning
+from paczero.settings import config_from_dict
+from paczero.data.registry import dev_source, selection_metric
 from paczero.errors import PaczeroError
 from paczero.fileio import read_json
+from paczero.layout import (CHECKPOINTS_DIR, CONFIG_FILE, EVALUATIONS_FILE, EXPORT_INFO_FILE, MEMBERSHIP_FILE,
+                            METRICS_FILE, PRIVATE_DIR, RUN_SETTINGS_FILE, TRAINABLE_FILE,
+                            TRANSCRIPT_FILE)
 from paczero.ledger import TranscriptStep, parse_transcript
 from paczero.mechanisms.dp import grid_integer
 from paczero.mechanisms.mi import MIRule, NoisyPlan
 from paczero.mechanisms.registry import run_statement, spec
 from paczero.mechanisms.zpl import zpl_release
+from paczero.privacy.statement import Family
 from paczero.metrics import scalar_metrics
 from paczero.models import LoadedModel
 from paczero.publication import (
     CHECKPOINTS,
     EXPORT_DIR,
     FORMATS,
-    TRAINABLE_FILE,
     PublicRecord,
     document,
     evaluations_bytes,
@@ -72,7 +77,7 @@ from paczero.rng import direction_seed, public_coin
 from paczero.step import learning_rate
 from paczero.subsets import clip_estimates, subset_means, subset_signs
 
-RUN_PUBLIC = ("config.yaml", "membership.npy", "transcript.jsonl", "evaluations.jsonl", "metrics.json")
+RUN_PUBLIC = (CONFIG_FILE, MEMBERSHIP_FILE, TRANSCRIPT_FILE, EVALUATIONS_FILE, METRICS_FILE)
 SIGN_MECHANISMS = ("zpl", "mi", "random_sign")
 """Mechanisms whose every released value is a sign, +1 or −1."""
 RULE_MECHANISMS = ("zpl", "mi")
@@ -182,18 +187,18 @@ def read_published(path: str | Path) -> Published:
         raise PaczeroError(f"{path} is not a folder: give an exported model folder or a finished run directory")
     public = path / EXPORT_DIR
     if public.is_dir():
-        record = read_record(public / "run.yaml", public / "transcript.jsonl", public / "evaluations.jsonl",
-                             public / "metrics.json")
-        info = _json(public / "export.json")
+        record = read_record(public / RUN_SETTINGS_FILE, public / TRANSCRIPT_FILE, public / EVALUATIONS_FILE,
+                             public / METRICS_FILE)
+        info = _json(public / EXPORT_INFO_FILE)
         if not isinstance(info, dict) or info.get("checkpoint") not in CHECKPOINTS or info.get("format") not in FORMATS:
-            raise _fail(public / "export.json", "not an export description (checkpoint and format)")
+            raise _fail(public / EXPORT_INFO_FILE, "not an export description (checkpoint and format)")
         return Published(path=path, record=record, export=info)
-    if not (path / "config.yaml").is_file():
-        raise PaczeroError(f"{path} is neither an export (no {EXPORT_DIR}/) nor a run directory (no config.yaml)")
-    if not (path / "metrics.json").is_file():
-        raise PaczeroError(f"{path} has not finished (no metrics.json): export or verify a finished run")
+    if not (path / CONFIG_FILE).is_file():
+        raise PaczeroError(f"{path} is neither an export (no {EXPORT_DIR}/) nor a run directory (no {CONFIG_FILE})")
+    if not (path / METRICS_FILE).is_file():
+        raise PaczeroError(f"{path} has not finished (no {METRICS_FILE}): export or verify a finished run")
     return Published(path=path, record=read_record(*(path / name for name in (
-        "config.yaml", "transcript.jsonl", "evaluations.jsonl", "metrics.json"))))
+        CONFIG_FILE, TRANSCRIPT_FILE, EVALUATIONS_FILE, METRICS_FILE))))
 
 
 # ---------------------------------------------------------------------------------------------- public checks
@@ -233,7 +238,7 @@ def check_values(cfg: Config, steps: list[TranscriptStep]) -> None:
                 raise VerificationFailed(f"{where}; {mechanism} releases a sign, +1 or -1")
             if mechanism == "random_sign" and d.value != public_coin(cfg.run.seed, s.step, k):
                 raise VerificationFailed(f"{where}; random_sign releases the public coin")
-            if spec(mechanism).family == "dp":
+            if spec(mechanism).family == Family.DP:
                 scale = len(s.directions) if mechanism == "dpaggzo" else 1
                 if grid_integer(d.value, clip=cfg.zo.clip, scale=scale, sample_rate=p.sample_rate,
                                 n=cfg.data.n_pool) is None:
@@ -349,7 +354,7 @@ def build_base(cfg: Config) -> LoadedModel:
     from paczero.build import build_model
 
     base_cfg = copy.deepcopy(cfg)
-    base_cfg.model.tuning, base_cfg.model.train_top_layers = "full", None
+    base_cfg.model.tuning, base_cfg.model.train_top_layers = Tuning.FULL, None
     return build_model(base_cfg)
 
 
@@ -357,24 +362,24 @@ def regenerate_export(folder: Path, published: Published, loaded: LoadedModel, *
     """The export ``published`` should be, written into ``folder`` (``loaded``: the weights after its steps;
     ``model_cfg``: the settings the base model is built from)."""
     record, info = published.record, published.export
-    lora = record.cfg.model.tuning == "lora"
+    lora = record.cfg.model.tuning == Tuning.LORA
     base = build_base(model_cfg) if info["format"] == "adapter" else None
     if info["format"] in ("adapter", "merged") and not lora:
-        raise _fail(published.path / EXPORT_DIR / "export.json", f"format {info['format']} for a run without LoRA")
+        raise _fail(published.path / EXPORT_DIR / EXPORT_INFO_FILE, f"format {info['format']} for a run without LoRA")
     if info["format"] == "full" and lora:
-        raise _fail(published.path / EXPORT_DIR / "export.json", "format full for a LoRA run")
+        raise _fail(published.path / EXPORT_DIR / EXPORT_INFO_FILE, "format full for a LoRA run")
     write_export(folder, record, loaded, checkpoint=info["checkpoint"], fmt=info["format"], base=base)
 
 
-def load_trained(loaded: LoadedModel, path: Path, *, lora: bool) -> None:
+def load_trained(loaded: LoadedModel, path: Path) -> None:
     """Put a first-order run's published trained tensors (a checkpoint folder, or an export's
     :data:`~paczero.publication.TRAINABLE_FILE`) into ``loaded``; a file that does not hold exactly the trainable
     tensors, each of the model's dtype and shape, is a fault."""
     from safetensors import safe_open
 
-    if lora and path.is_dir():
+    if loaded.tuning == Tuning.LORA and path.is_dir():
         try:
-            load_weights(loaded, path, lora=True)
+            load_weights(loaded, path)
         except Exception as exc:  # peft's own errors: a fault of the published adapter
             raise _fail(path, f"not the run's adapter ({type(exc).__name__})") from None
         return
@@ -405,27 +410,27 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     first-order run given the trained tensors of the checkpoints in ``published``)."""
     from paczero.fileio import write_json, write_text
 
-    cfg, lora = record.cfg, record.cfg.model.tuning == "lora"
+    cfg = record.cfg
     folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / "config.yaml", cfg.to_yaml())
+    write_text(folder / CONFIG_FILE, cfg.to_yaml())
     membership = public_membership(cfg)
     if membership is not None:
-        write_membership(folder / "membership.npy", membership)
+        write_membership(folder / MEMBERSHIP_FILE, membership)
     if not record.first_order:
-        (folder / "transcript.jsonl").write_bytes(transcript_bytes(record.steps))
+        (folder / TRANSCRIPT_FILE).write_bytes(transcript_bytes(record.steps))
     if record.evaluations:
-        (folder / "evaluations.jsonl").write_bytes(evaluations_bytes(record.evaluations))
-    write_json(folder / "metrics.json", document(record, loaded))
+        (folder / EVALUATIONS_FILE).write_bytes(evaluations_bytes(record.evaluations))
+    write_json(folder / METRICS_FILE, document(record, loaded))
     if record.first_order:
-        load_trained(loaded, published / "checkpoints" / "best", lora=lora)
+        load_trained(loaded, published / CHECKPOINTS_DIR / "best")
     else:
         replay_steps(loaded, record.steps[:record.best_step], cfg, show)
-    save_weights(loaded, folder / "checkpoints" / "best", lora=lora)
+    save_weights(loaded, folder / CHECKPOINTS_DIR / "best")
     if record.first_order:
-        load_trained(loaded, published / "checkpoints" / "last", lora=lora)
+        load_trained(loaded, published / CHECKPOINTS_DIR / "last")
     else:
         replay_steps(loaded, record.steps[record.best_step:], cfg, show)
-    save_weights(loaded, folder / "checkpoints" / "last", lora=lora, progress=last_progress(record))
+    save_weights(loaded, folder / CHECKPOINTS_DIR / "last", progress=last_progress(record))
 
 
 def check_files(published: Published, *, model_cfg: Config | None = None, show: bool = True) -> int:
@@ -442,13 +447,13 @@ def check_files(published: Published, *, model_cfg: Config | None = None, show: 
         expected = Path(scratch) / "expected"
         if published.is_export:
             if record.first_order:
-                load_trained(loaded, published.path / EXPORT_DIR / TRAINABLE_FILE, lora=False)
+                load_trained(loaded, published.path / EXPORT_DIR / TRAINABLE_FILE)
             else:
                 replay_steps(loaded, record.steps[:published.upto], record.cfg, show)
             regenerate_export(expected, published, loaded, model_cfg=model_cfg)
             return compare_trees(expected, published.path)
         regenerate_run(expected, record, loaded, show=show, published=published.path)
-        return compare_trees(expected, published.path, skip=lambda rel: rel.split("/", 1)[0] == "private")
+        return compare_trees(expected, published.path, skip=lambda rel: rel.split("/", 1)[0] == PRIVATE_DIR)
 
 
 # ---------------------------------------------------------------------------------------------- with the data
@@ -511,8 +516,8 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
         for s in record.steps:
             if rules:
                 _check_releases(c, s, mi)
-            c.engine.update([(d.seed, d.value / len(s.directions)) for d in s.directions], lr=s.lr,
-                            weight_decay=cfg.train.weight_decay)
+            c.engine.apply_step([d.seed for d in s.directions], [d.value for d in s.directions], lr=s.lr,
+                                weight_decay=cfg.train.weight_decay)
             done = s.step + 1
             if done in evaluations:
                 dev = c.evaluate("dev")
@@ -536,14 +541,14 @@ def check_with_data(published: Published, *, data_dir: str, paths: list[str] = (
 def _check_trained_with_data(c: Any, published: Published) -> list[str]:
     """A first-order run: the dev and test figures of its published weights (the best checkpoint: best_dev and test;
     the last: final_dev), recomputed from the data."""
-    record, lora = published.record, published.record.cfg.model.tuning == "lora"
+    record = published.record
     f = record.figures
     if published.is_export:
         targets = {published.export["checkpoint"]: published.path / EXPORT_DIR / TRAINABLE_FILE}
     else:
-        targets = {name: published.path / "checkpoints" / name for name in CHECKPOINTS}
+        targets = {name: published.path / CHECKPOINTS_DIR / name for name in CHECKPOINTS}
     for name, path in targets.items():
-        load_trained(c.loaded, path, lora=lora and path.is_dir())
+        load_trained(c.loaded, path)
         if f["final_dev"] is not None:
             dev = c.evaluate("dev")
             if name == "best":
@@ -599,7 +604,7 @@ def verify(target: str | Path, *, data_dir: str | None = None, paths: list[str] 
 
     published = read_published(target)
     record, where = published.record, published.path
-    metrics_path = where / EXPORT_DIR / "metrics.json" if published.is_export else where / "metrics.json"
+    metrics_path = where / EXPORT_DIR / METRICS_FILE if published.is_export else where / METRICS_FILE
     check_schedule(record.cfg, record.steps)
     check_values(record.cfg, record.steps)
     check_selection(record, metrics_path)

@@ -178,7 +178,11 @@ class ZOEngine:
 
     # ------------------------------------------------------------------ staged evaluation
     def _staged(self, objective: Objective, enc) -> bool:
-        return self.staged is not None and getattr(objective, "static_calls", False)
+        if not isinstance(getattr(objective, "static_calls", None), bool):
+            raise TypeError(f"{type(objective).__name__} does not declare static_calls (True or False), which the "
+                            "Objective protocol requires: the engine cannot tell whether it may run it layer by "
+                            "layer")
+        return self.staged is not None and objective.static_calls
 
     def _record(self, objective: Objective, enc, evaluate: bool) -> list[Call]:
         method = objective.evaluate if evaluate else objective.losses
@@ -472,6 +476,14 @@ class ZOEngine:
         plus, minus = plus.double(), minus.double()
         g = ((plus - minus) / (2 * self.eps)).numpy()
         return g, ((plus + minus) / 2).numpy()
+
+    def apply_step(self, seeds: Sequence[int], values: Sequence[float], *, lr: float,
+                   weight_decay: float = 0.0) -> None:
+        """One step's update from its released values: θ ← θ − lr·((1/K) Σ_k value_k z_k + λθ) over the K direction
+        ``seeds``. The one place the update rule is written: training (:func:`paczero.step.apply_update`), the
+        replay of a transcript and ``verify`` all call it, so they compute the same floats."""
+        k = len(seeds)
+        self.update([(seed, value / k) for seed, value in zip(seeds, values)], lr=lr, weight_decay=weight_decay)
 
     @torch.inference_mode()
     def update(self, coefficients: Sequence[tuple[int, float]], *, lr: float, weight_decay: float = 0.0) -> None:

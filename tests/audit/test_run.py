@@ -16,7 +16,7 @@ from conftest import TINY_CONFIG
 from paczero.audit import audit_run
 from paczero.audit.transcript import membership_posterior
 from paczero.cli import main
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.mechanisms.base import Mechanism
 from paczero.privacy.bounds import mia_posterior_bound
@@ -109,6 +109,7 @@ class SecretMeanLeak(Mechanism):
         return [Coin(value=float(np.mean(estimates[self.members, 0])))]
 
 
+@pytest.mark.slow  # a 300-step run
 def test_leaky_toy_mechanism_is_found_by_the_loss_attack(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("paczero.build.build_mechanism", lambda cfg, membership, secret: SecretMeanLeak(
         membership, secret))

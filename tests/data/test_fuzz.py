@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paczero.config import DataConfig, load_config
+from paczero.config import DataConfig
+from paczero.settings import load_config
 from paczero.data import Example, GenerationExample
 from paczero.data.jsonl import read_jsonl
 from paczero.data.squad import read_squad_json

@@ -11,7 +11,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from paczero.config import load_config  # noqa: E402
+from paczero.settings import load_config  # noqa: E402
 from paczero.data import Example, GenerationExample, load_task  # noqa: E402
 from paczero.errors import PaczeroError  # noqa: E402
 

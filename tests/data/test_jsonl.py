@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from paczero.config import DataConfig, load_config
+from paczero.config import DataConfig
+from paczero.settings import load_config
 from paczero.data import Example, GenerationExample, load_task
 from paczero.data.jsonl import read_jsonl
 from paczero.errors import PaczeroError

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import processors
 
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.data import ClassificationTask, Example, GenerationExample, GenerationTask
 from paczero.data.prompts import fill_template, prompt_ids, template_fields
 from paczero.errors import PaczeroError

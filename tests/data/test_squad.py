@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import write_squad
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.data import GenerationExample, load_task
 from paczero.data.squad import load_squad, read_squad_json
 from paczero.errors import PaczeroError

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from paczero.config import load_config
+from paczero.settings import load_config
 from paczero.mechanisms.registry import run_statement
+from paczero.privacy.bounds import vacuous_dp_epsilon
 from paczero.privacy.statement import DevSet, PrivacyStatement, dp_statement, no_statement, pac_statement
 
 DEV = DevSet(source="train", n=32, from_private_file=False)
@@ -19,15 +20,15 @@ def test_a_pac_statement_is_vacuous_from_an_mia_bound_of_0999(budget, vacuous):
 
 
 def test_a_dp_statement_with_a_large_epsilon_says_it_promises_nothing():
-    from paczero.privacy.accounting import RELATION, noise_multiplier
+    from paczero.privacy.accounting import RELATION
 
     common = dict(sample_rate=0.1, delta=1e-5, steps=20)
-    for eps, vacuous in [(6.0, False), (8.0, True)]:
-        sigma = noise_multiplier(epsilon=eps, relation=RELATION, **common)
-        s = dp_statement(mechanism="dpzero", noise_multiplier=sigma, releases=20, relation=RELATION, dev=DEV,
-                         **common)
-        assert s.vacuous == vacuous == (s.mia_posterior_bound >= 0.999)
-        assert s.summary.startswith("promises nothing: ") == vacuous
+    statements = [dp_statement(mechanism="dpzero", noise_multiplier=sigma, releases=20, relation=RELATION, dev=DEV,
+                               **common) for sigma in (2.0, 0.6)]  # ε about 1.8 and 11.7: a bound and none
+    assert [s.vacuous for s in statements] == [False, True]
+    for s in statements:
+        assert s.vacuous == (s.mia_posterior_bound >= 0.999) == (s.dp_epsilon >= vacuous_dp_epsilon(1e-5))
+        assert s.summary.startswith("promises nothing: ") == s.vacuous
 
 
 def test_no_guarantee_is_vacuous_and_an_old_statement_reads_as_before():

@@ -71,7 +71,7 @@ def _losses(run: RunDir, cfg: Any, *, checkpoint: str, splits: Sequence[str],
     with progress.bar(total=2 * len(splits), desc="audit: per-record losses", unit="pass", enabled=show) as bar:
         for losses in (base, final):
             if losses is final:
-                load_weights(c.loaded, folder, lora=cfg.model.tuning == "lora")
+                load_weights(c.loaded, folder)
             for split in splits:
                 losses[split] = c.objective.losses(forward, c.encoded[split]).double().numpy()
                 bar.update(1)
@@ -143,7 +143,8 @@ def _write_outputs(out: Path, *, summary: dict[str, Any], columns: dict[str, np.
 def audit_run(run_dir: str | Path, *, checkpoint: str = "best", overrides: Sequence[str] = (),
               show: bool = True) -> dict[str, Any]:
     """Audit a finished run; writes ``private/audit/`` and returns the (private) summary."""
-    from paczero.config import dev_source, load_run_config
+    from paczero.settings import load_run_config
+    from paczero.data.registry import dev_source
     from paczero.mechanisms.registry import spec
 
     run = RunDir.open(run_dir)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -20,9 +20,6 @@ from paczero.data.prompts import fill_template, prompt_ids
 from paczero.errors import PaczeroError
 from paczero.rng import public_generator
 
-if TYPE_CHECKING:
-    from paczero.config import DataConfig
-    from paczero.data.memory import InMemory
 
 
 @dataclass(frozen=True)
@@ -176,47 +173,3 @@ def make_split(train: Sequence[Record], validation: Sequence[Record], *, n_pool:
     if not test:
         raise PaczeroError("the test split is empty")
     return Split(pool=pool, dev=dev_records, test=test)
-
-
-def load_task(data: "DataConfig", *, seed: int, memory: "InMemory | None" = None) -> tuple[Task, Split]:
-    """The task named by ``data.task`` and its pool/dev/test split (labels checked against the label words);
-    ``memory`` holds the records of ``data.in_memory``."""
-    from paczero.config import dev_source, task_kind
-
-    if data.in_memory and memory is None:
-        raise PaczeroError("this run's records were passed in memory (data.in_memory=true) and are not stored: only "
-                           "paczero.train(..., data=...) given the same objects can read them again")
-    dev = None
-    if data.task == "sst2":
-        from paczero.data.sst2 import load_sst2
-
-        train, validation = load_sst2(data.data_dir)
-    elif data.task == "squad":
-        from paczero.config import squad_template
-        from paczero.data.squad import load_squad
-
-        train, validation = load_squad(data.data_dir, template=squad_template(data))
-    elif data.task == "jsonl":
-        from paczero.data.jsonl import load_jsonl
-
-        train, dev, validation = load_jsonl(data)
-    elif data.task == "hf":
-        from paczero.data.hf import load_hf
-
-        train, dev, validation = load_hf(data, memory if data.in_memory else None)
-    else:
-        raise PaczeroError(f"data.task={data.task!r} is unknown; expected one of: sst2, squad, jsonl, hf")
-    if data.test_fraction is not None:
-        train, validation = hold_out(train, data.test_fraction, seed=seed)
-    if validation is None:
-        raise PaczeroError("no test records: give data.test_file (or the test records) or data.test_fraction")
-    task: Task = GenerationTask(chat_template=data.chat_template)
-    if task_kind(data) == "classification":
-        task = ClassificationTask(prompt=FILLED if data.task in ("jsonl", "hf") else data.prompt,
-                                  label_words=tuple(data.label_words), chat_template=data.chat_template,
-                                  label_names=tuple(data.label_names) if data.label_names else None)
-        for records, name in [(train, "train"), (dev or [], "dev"), (validation, "validation")]:
-            task.check_labels(records, where=f"{data.task} {name}")
-    split = make_split(train, validation, n_pool=data.n_pool, n_dev=data.n_dev, n_test=data.n_test, seed=seed,
-                       dev=dev, dev_source=dev_source(data))
-    return task, split

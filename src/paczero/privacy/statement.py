@@ -19,11 +19,21 @@ dev set is (:class:`DevSet`) and whether it promises nothing (``vacuous``: an MI
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Mapping
 
 from paczero.privacy.accounting import RELATION_TEXT, dp_epsilon
 from paczero.privacy.bounds import (dp_epsilon_for_mi, dp_posterior_bound, mi_for_dp_epsilon, mia_posterior_bound,
                                     vacuous_dp_epsilon, vacuous_mi_budget)
+
+class Family(StrEnum):
+    """The family of a guarantee: PAC privacy (mutual information about the secret subset), (ε, δ)-DP, or none. A
+    ``str``, so statements read and write it as the plain word (``"pac"``, ``"dp"``, ``"none"``)."""
+
+    PAC = "pac"
+    DP = "dp"
+    NONE = "none"
+
 
 PUBLIC_PAC = (
     "the settings (config.yaml) and the public seed: data split, membership matrix, direction seeds, coins",
@@ -84,8 +94,7 @@ class PrivacyStatement:
     """What a run guarantees. Every figure follows from the settings and the public transcript."""
 
     mechanism: str
-    family: str
-    """``pac``, ``dp`` or ``none``."""
+    family: Family
     private: bool
     """Whether any guarantee holds (False for MeZO and the non-private ablations)."""
     steps: int
@@ -131,7 +140,8 @@ class PrivacyStatement:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["not_protected"], d["public"] = tuple(d.get("not_protected", ())), tuple(d.get("public", ()))
-        d.setdefault("vacuous", d["family"] == "none")
+        d["family"] = Family(d["family"])
+        d.setdefault("vacuous", d["family"] == Family.NONE)
         return cls(**d)
 
 
@@ -169,7 +179,7 @@ def pac_statement(*, mechanism: str, mi_bound: float, steps: int, releases: int,
         summary = (VACUOUS_SUMMARY if vacuous else "") + \
             f"I <= {mi_bound:.6g} nats, MIA posterior <= {bound:.6g}, {dev.summary}"
     return PrivacyStatement(
-        mechanism=mechanism, family="pac", private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
+        mechanism=mechanism, family=Family.PAC, private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
         summary=summary, derivation=how, mi_bound_nats=mi_bound, dp_epsilon_equivalent=dp_epsilon_for_mi(mi_bound),
         channel=channel, protects=f"{PROTECTED_PAC}, one of M = {n_subsets} candidate subsets",
         not_protected=_not_protected(dev), public=_public(PUBLIC_PAC, dev), vacuous=vacuous, dev_set=dev.text)
@@ -185,7 +195,7 @@ def dp_statement(*, mechanism: str, noise_multiplier: float, sample_rate: float,
     vacuous = eps >= vacuous_dp_epsilon(delta)
     rel = RELATION_TEXT[relation]
     return PrivacyStatement(
-        mechanism=mechanism, family="dp", private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
+        mechanism=mechanism, family=Family.DP, private=True, steps=steps, releases=releases, mia_posterior_bound=bound,
         summary=(VACUOUS_SUMMARY if vacuous else "") +
         f"({eps:.4g}, {delta:g})-DP ({relation.replace('_', '-')}), MIA posterior <= {bound:.6g}, {dev.summary}",
         derivation=(f"{steps} Poisson-subsampled (q = {sample_rate:g}) discrete Gaussian "
@@ -203,7 +213,7 @@ def dp_statement(*, mechanism: str, noise_multiplier: float, sample_rate: float,
 def no_statement(*, mechanism: str, steps: int, releases: int, dev: DevSet) -> PrivacyStatement:
     """MeZO and the non-private ablations: nothing is guaranteed."""
     return PrivacyStatement(
-        mechanism=mechanism, family="none", private=False, steps=steps, releases=releases, mia_posterior_bound=1.0,
+        mechanism=mechanism, family=Family.NONE, private=False, steps=steps, releases=releases, mia_posterior_bound=1.0,
         summary=f"no privacy guarantee, {dev.summary}",
         derivation="The released values are functions of the pool's records with no noise; nothing is protected.",
         not_protected=_not_protected(dev), public=_public(PUBLIC_DP, dev), vacuous=True, dev_set=dev.text)
