@@ -44,7 +44,7 @@ KINDS = {
     "mi": ["privacy.mechanism=mi"],
     "fo": ["privacy.mechanism=firstorder", "train.steps=300", "train.eval_every=20"],
 }
-SWEEPS = {"dpsgd": ("3e-2", "1e-1", "3e-1", "1"), "zplskip": ("3e-3", "1e-2", "3e-2"),
+SWEEPS = {"dpsgd": ("1e-3", "3e-3", "1e-2", "3e-2"), "zplskip": ("3e-3", "1e-2", "3e-2"),
           "mi": ("1e-3", "3e-3", "1e-2"), "fo": ("1e-3", "3e-3", "1e-2")}
 SWEEP_AT = {"dpsgd": ["privacy.epsilon=1.0"], "mi": ["privacy.budget=0.111"]}
 SCALE_RATES = {"zplskip": "1e-2", "mi": "3e-3", "fo": "3e-3"}

@@ -14,7 +14,8 @@ from paczero.subsets import membership_matrix
 
 FAMILIES = ("pac", "dp", "none")
 SETTINGS = {"mi": ["privacy.budget=0.5"], "dpzero": ["privacy.epsilon=2", "zo.directions=1"],
-            "dpaggzo": ["privacy.epsilon=2"]}
+            "dpaggzo": ["privacy.epsilon=2"],
+            "dpsgd": ["privacy.epsilon=2", "model.tuning=set", "model.trainable.head_rows=true"]}
 
 
 @pytest.fixture(autouse=True)
