@@ -51,14 +51,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from paczero.build import Components
 from paczero.settings import load_config
 from paczero.data.tasks import load_task
 from paczero.mechanisms import build_mechanism
 from paczero.models import compile_layers, contiguous_head_input, packaged_smollm2
 from paczero.objectives import ClassificationObjective, Encoded, GenerationObjective, Objective, model_forward
 from paczero.secret import SecretState
-from paczero.step import zo_step
+from paczero.step import StepInput, zo_step
 from paczero.subsets import membership_matrix
 from paczero.zo import ZOEngine
 
@@ -183,17 +182,15 @@ class PaczeroStep:
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         engine = ZOEngine(model, trainable, eps=EPS, autocast=torch.bfloat16 if autocast else None)
         cfg = load_config(None, ["privacy.mechanism=zpl", f"privacy.n_subsets={M}", f"data.n_pool={len(enc)}",
-                                 f"zo.clip={CLIP}", f"zo.eps={EPS}", f"train.lr={LR}", "train.lr_schedule=constant",
-                                 "train.steps=1000000"])
+                                 f"zo.clip={CLIP}", f"zo.eps={EPS}"])
         membership = membership_matrix(n=len(enc), m=M, seed=0)
         self.mechanism = build_mechanism(cfg, membership=membership, secret=SecretState.fresh(M))
-        self.components = Components(cfg=cfg, task=None, split=None, loaded=None, objective=objective,
-                                     encoded={"pool": enc}, engine=engine, membership=membership,
-                                     mechanism=self.mechanism)
+        self.input = StepInput(engine=engine, objective=objective, pool=enc, public_seed=cfg.run.seed,
+                               directions=cfg.zo.directions, weight_decay=0.0, mechanism=self.mechanism)
         self.step = 0
 
     def __call__(self) -> None:
-        zo_step(self.components, step=self.step)
+        zo_step(self.input, step=self.step, lr=LR)
         self.step += 1
 
 

@@ -17,7 +17,7 @@ from paczero.ledger import transcript_step
 from paczero.replay import read_steps, replay_run
 from paczero.rundir import RunDir
 from paczero.secret import SecretState
-from paczero.step import zo_step
+from paczero.step import learning_rate, zo_step
 
 
 def _tensors(folder) -> dict[str, torch.Tensor]:
@@ -33,9 +33,10 @@ def _trained_run(cfg, path, *, mechanism_secret: SecretState) -> tuple[RunDir, d
     c = build(cfg, secret=mechanism_secret)
     run = RunDir.create(path)
     run.write_config(json.dumps(cfg.to_dict()))
-    log = run.transcript()
-    for t in range(cfg.train.steps):
-        result = zo_step(c, step=t)
+    log, inp, T = run.transcript(), c.step_input(), cfg.train
+    for t in range(T.steps):
+        lr = learning_rate(step=t, steps=T.steps, lr=T.lr, lr_end=T.lr_end, schedule=T.lr_schedule)
+        result = zo_step(inp, step=t, lr=lr)
         log.write(t, transcript_step(step=t, lr=result.lr, seeds=result.seeds, releases=result.releases).line())
     return run, {n: p.detach().clone() for n, p in c.loaded.trainable}
 

@@ -21,6 +21,7 @@ from paczero.report import (
     unanimity_figure,
     write_report,
 )
+from paczero.privacy.statement import Family, PrivacyStatement
 from paczero.rundir import RunDir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,8 +46,10 @@ def _fake_run(root: Path, name: str, *, mechanism: str, bound: float, test_acc: 
     if finished:
         run.write_metrics({"test": {"accuracy": test_acc, "loss": 0.7}, "zero_shot_test": {"accuracy": 0.5, "loss": 0.8},
                            "best_dev": {"step": steps, "selected_on": "loss", "accuracy": 0.6, "loss": 0.6},
-                           "steps_run": steps, "privacy": {"mechanism": mechanism, "mia_posterior_bound": bound,
-                                                           "mi_bound_nats": 0.0, "dp_epsilon_equivalent": 0.0}})
+                           "steps_run": steps, "privacy": PrivacyStatement(
+                               mechanism=mechanism, family=Family.PAC if pac else Family.NONE, private=bound < 1.0,
+                               steps=steps, releases=steps, mia_posterior_bound=bound, summary="", derivation="",
+                               mi_bound_nats=0.0, dp_epsilon_equivalent=0.0).to_dict()})
         run.write_private_json(run.privacy_path, {"unanimity_rate": 0.4, "achieved_mi_nats": spent,
                                                   "true_sign_rate": None, "release_kinds": {"coin": steps}})
     return run.path

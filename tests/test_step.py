@@ -4,6 +4,8 @@ documented seeds (one standard-normal torch stream per tensor and direction)."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -60,7 +62,7 @@ def test_a_step_updates_by_the_released_values_and_weight_decay(tiny_config):
     theta0 = _weights(c)
     t, T, K = 4, c.cfg.train.steps, c.cfg.zo.directions
     lr = 0.05 * (T - t) / T + 0.001 * t / T
-    result = zo_step(c, step=t)
+    result = zo_step(c.step_input(), step=t, lr=lr)
     assert result.step == t and result.lr == pytest.approx(lr, rel=1e-12)
     assert result.seeds == tuple(direction_seed(c.cfg.run.seed, t, k) for k in range(K))
     assert len(result.releases) == K and result.losses.shape == (c.cfg.data.n_pool, K)
@@ -77,11 +79,12 @@ def test_a_step_updates_by_the_released_values_and_weight_decay(tiny_config):
 def test_the_release_leaves_the_weights_and_a_zero_update_changes_no_bit(tiny_config):
     c = _components(tiny_config, "train.weight_decay=0")
     theta0 = _weights(c)
-    result = release(c, step=0, lr=0.05)
+    inp = c.step_input()
+    result = release(inp, step=0, lr=0.05)
     assert all(torch.equal(p, p0) for (_, p), p0 in zip(c.loaded.trainable, theta0))
     zero = StepResult(step=0, lr=0.05, seeds=result.seeds, releases=tuple(Abstain(value=0.0, signs="++") for _ in
                                                                          result.seeds), losses=None, nonfinite=0)
-    assert apply_update(c, zero, stop=True) is True
+    assert apply_update(inp, zero, stop_signal=signal.SIGTERM) == signal.SIGTERM
     assert all(torch.equal(p, p0) for (_, p), p0 in zip(c.loaded.trainable, theta0))
-    apply_update(c, result)
+    assert apply_update(inp, result) is None
     assert all(not torch.equal(p, p0) for (_, p), p0 in zip(c.loaded.trainable, theta0))

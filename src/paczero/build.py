@@ -29,6 +29,7 @@ from paczero.privacy.statement import Family
 from paczero.objectives import Objective, build_objective
 from paczero.progress import phase
 from paczero.secret import SecretState
+from paczero.step import StepInput
 from paczero.subsets import membership_matrix
 from paczero.zo import ZOEngine
 
@@ -55,8 +56,13 @@ class Components:
     """A first-order method's optimiser over the trainable tensors (``firstorder``, ``dpsgd``; on rank 0 of a training
     run), else None."""
     dist: Dist = field(default_factory=Dist)
-    local: tuple[np.ndarray, Any] | None = None
-    """Under torchrun: this rank's share of the whole pool (indices, encoded), encoded and cached once."""
+
+    def step_input(self) -> StepInput:
+        """What a training step reads of these parts (:mod:`paczero.step`); build it once per run."""
+        cfg = self.cfg
+        return StepInput(engine=self.engine, objective=self.objective, pool=self.encoded["pool"],
+                         public_seed=cfg.run.seed, directions=cfg.zo.directions, weight_decay=cfg.train.weight_decay,
+                         mechanism=self.mechanism, optimizer=self.optimizer, dist=self.dist)
 
     def evaluate(self, split: str) -> dict[str, Any]:
         """Loss and the task's metrics (accuracy and per-class figures, or F1 and EM) of the current weights on a

@@ -26,6 +26,7 @@ from paczero.config import Config
 from paczero.settings import load_config
 from paczero.errors import PaczeroError
 from paczero.fileio import write_text
+from paczero.mechanisms.registry import spec
 from paczero.privacy.bounds import mi_for_dp_epsilon
 from paczero.privacy.statement import Family, PrivacyStatement
 
@@ -117,14 +118,13 @@ def _plan(cfg: CompareConfig, extra: list[str] = ()) -> list[tuple[str, str, Con
     """(cell, run name, run config) of every run, in the order of :func:`plan`."""
     o = cfg.overrides
     cells: list[tuple[str, str, list[str]]] = []
-    for mechanism in ("firstorder", "mezo", "zpl"):
-        if mechanism in cfg.mechanisms:
-            cells.append((mechanism, mechanism, []))
-    for eps in cfg.epsilons:
-        for mechanism in ("dpzero", "dpaggzo", "dpsgd"):
-            if mechanism in cfg.mechanisms:
-                cells.append((f"{mechanism}-eps{eps:g}", mechanism, [f"privacy.epsilon={eps!r}"]))
-        if "mi" in cfg.mechanisms:
+    chosen = [m for m in MECHANISMS if m in cfg.mechanisms]
+    dp = [m for m in chosen if spec(m).family == Family.DP]
+    single = sorted((m for m in chosen if m not in dp and m != "mi"), key=lambda m: not spec(m).first_order)
+    cells.extend((mechanism, mechanism, []) for mechanism in single)  # the first-order reference first
+    for eps in cfg.epsilons:  # each DP method at (eps, delta), then PACZero-MI at the matched MI
+        cells.extend((f"{mechanism}-eps{eps:g}", mechanism, [f"privacy.epsilon={eps!r}"]) for mechanism in dp)
+        if "mi" in chosen:
             cells.append((f"mi-eps{eps:g}", "mi", [f"privacy.budget={mi_for_dp_epsilon(eps)!r}"]))
     runs = []
     for seed in cfg.seeds:

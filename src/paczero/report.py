@@ -23,10 +23,13 @@ from matplotlib.figure import Figure
 from paczero import progress
 from paczero.errors import PaczeroError
 from paczero.fileio import atomic_write, write_text
+from paczero.mechanisms.registry import NAMES
+from paczero.privacy.statement import PrivacyStatement
 from paczero.rundir import PRIVATE_DIR_MODE, PRIVATE_MODE, RunDir, check_outside_public_side
 
 FIGSIZE = (6.4, 4.2)
-MARKERS = {"zpl": "o", "mi": "s", "mezo": "x", "dpzero": "^", "dpaggzo": "v", "dpsgd": "P"}
+MARKERS = dict(zip(NAMES, "osx^vDP*ph<>"))
+"""One plot marker per mechanism, in the registry's order (``o`` ZPL, ``s`` MI, ``x`` MeZO, ``^`` DPZero, ...)."""
 PRIVATE_TITLE = "PRIVATE (computed on the pool, do not publish): "
 
 
@@ -48,6 +51,11 @@ class RunData:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def statement(self) -> PrivacyStatement | None:
+        """The run's privacy statement (``metrics.json``), parsed; None while the run has not finished."""
+        return None if self.metrics is None else PrivacyStatement.from_dict(self.metrics["privacy"])
 
     def series(self, key: str, *, private: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(steps completed, values) of a key of the evaluations (or, ``private``, of the diagnostics)."""
@@ -159,13 +167,13 @@ def tradeoff_figure(runs: Sequence[RunData]) -> Figure:
     colours: dict[str, str] = {}
     zero_shot = []
     for run in runs:
-        m = run.metrics or {}
-        bound = m.get("privacy", {}).get("mia_posterior_bound")
-        if bound is None or not m.get("test"):
+        m, statement = run.metrics or {}, run.statement
+        if statement is None or not m.get("test"):
             continue
+        bound = statement.mia_posterior_bound
         label = None if run.mechanism in colours else run.mechanism  # one legend entry per mechanism
         colour = colours.setdefault(run.mechanism, f"C{len(colours)}")
-        ax.scatter([bound], [m["test"]["accuracy"]], marker=MARKERS.get(run.mechanism, "D"), label=label,
+        ax.scatter([bound], [m["test"]["accuracy"]], marker=MARKERS.get(run.mechanism, "d"), label=label,
                    color=colour)
         ax.annotate(run.name, (bound, m["test"]["accuracy"]), fontsize="x-small", xytext=(3, 3),
                     textcoords="offset points")
@@ -197,7 +205,7 @@ def compare_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
         labelled.add(mechanism)
         bounds = np.array([float(m["mia_posterior_bound"]) for m in members])
         acc = np.array([float(m["test_accuracy"]) for m in members])
-        marker = MARKERS.get(mechanism, "D")
+        marker = MARKERS.get(mechanism, "d")
         ax.scatter(bounds, acc, marker=marker, color=colour, alpha=0.3, s=16)
         sd = float(acc.std(ddof=1)) if acc.size > 1 else 0.0
         ax.errorbar([bounds.mean()], [acc.mean()], yerr=[sd], fmt=marker, color=colour, capsize=4, label=label)
@@ -254,16 +262,16 @@ def markdown_summary(runs: Sequence[RunData], figures: Iterable[str]) -> str:
               "step)", "dev acc of selected", "best dev acc (step)", "MI bound (nats)", "MIA posterior bound", "DP ε"]
     lines = ["# paczero report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
-        m = run.metrics or {}
-        privacy, best = m.get("privacy", {}), m.get("best_dev") or {}
+        m, statement, best = run.metrics or {}, run.statement, (run.metrics or {}).get("best_dev") or {}
         steps, acc = run.series("accuracy")
         top = f"{acc.max():.4f} ({steps[int(acc.argmax())]})" if acc.size else "—"
-        eps = privacy.get("dp_epsilon", privacy.get("dp_epsilon_equivalent"))
+        mi, bound, eps = ((statement.mi_bound_nats, statement.mia_posterior_bound, statement.dp_epsilon)
+                          if statement is not None else (None, None, None))
         row = [run.name, run.mechanism, _fmt(m.get("steps_run"), "d"),
                _fmt((m.get("zero_shot_test") or {}).get("accuracy")), _fmt((m.get("test") or {}).get("accuracy")),
                _fmt((m.get("test") or {}).get("macro_f1")),
                f"{best.get('selected_on', '—')}, {_fmt(best.get('step'), 'd')}", _fmt(best.get("accuracy")), top,
-               _fmt(privacy.get("mi_bound_nats"), ".4g"), _fmt(privacy.get("mia_posterior_bound")), _fmt(eps, ".3g")]
+               _fmt(mi, ".4g"), _fmt(bound), _fmt(eps, ".3g")]
         lines.append("| " + " | ".join(row) + " |")
     unfinished = [r.name for r in runs if r.metrics is None]
     lines += ["", "Every figure here comes from the runs' public files (settings, transcript, dev and test metrics); "

@@ -38,7 +38,7 @@ from paczero.models import Preloaded
 from paczero.publication import Progress, is_better, metrics_document
 from paczero.rundir import PublishedLineMismatch, RunDir
 from paczero.secret import SecretState
-from paczero.step import StepResult, apply_update, first_order_step, learning_rate, release
+from paczero.step import StepInput, StepResult, apply_update, first_order_step, learning_rate, release
 from paczero.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("paczero")
@@ -68,7 +68,10 @@ class Trainer:
         self.progress, self.private = Progress(fingerprint=config.fingerprint()), PrivateProgress()
         self.run_dir: RunDir | None = None
         self.c: Components | None = None
+        self.steps: StepInput | None = None
+        """What each step reads of :attr:`c` (built with it)."""
         self._stop: int | None = None
+        """The number of a stop signal received (SIGTERM, SIGINT): the run stops after the current step."""
         self._tensorboard: TensorBoardLog | None = None
         self.timings: dict[str, float] = {}
         self.private_figures: dict[str, Any] = {}
@@ -92,6 +95,7 @@ class Trainer:
             self._check_records(run)
         self.c = build(cfg, dist=dist, secret=secret, base=self._base, memory=self._memory,
                        preloaded=self._preloaded)
+        self.steps = self.c.step_input()
         if dist.main:
             self._announce_public_records()
         if run is None:  # everything that can fail on user input has been checked: only now create the folder
@@ -252,19 +256,19 @@ class Trainer:
         t = cfg.train
         lr = learning_rate(step=p.step, steps=t.steps, lr=t.lr, lr_end=t.lr_end, schedule=t.lr_schedule)
         if self.c.optimizer is not None:  # a first-order method: nothing is released, so no transcript line
-            self._diagnose(first_order_step(self.c, step=p.step, lr=lr))
+            self._diagnose(first_order_step(self.steps, step=p.step, lr=lr))
             p.step += 1
             postfix = {"lr": f"{lr:.2e}"}
             self._after_step(postfix)
             return postfix
         try:
-            result = release(self.c, step=p.step, lr=lr)
+            result = release(self.steps, step=p.step, lr=lr)
         except DistError as exc:
             self._fail(exc)  # nothing released or applied: the state is complete up to p.step
         if self.dist.main:
             self._record(result)
         try:
-            self._stop = apply_update(self.c, result, stop=self._stop)
+            self._stop = apply_update(self.steps, result, stop_signal=self._stop)
         except DistError as exc:
             p.step += 1  # rank 0 applied its update before the broadcast failed
             self._fail(exc)
