@@ -141,3 +141,27 @@ def test_every_rung_of_the_results_scripts_is_a_valid_config(script):
         assert cfg.run.name == name
     order = re.search(r"^ORDER=\(([^)]*)\)", text, re.M).group(1).split()
     assert set(order) - set(rungs) <= {"zero-shot-1000"}, f"{script.name} runs rungs it does not define"
+
+
+def test_every_run_of_the_dpsgd_comparison_is_a_valid_config(monkeypatch):
+    """docs/results/dpsgd.py (the "DP-SGD or PACZero?" section): every sweep run and every cell, at any swept rate, is
+    a config paczero accepts — DP-SGD on a trainable set with its clip, each matched MI budget below the vacuous one."""
+    import sys
+
+    from paczero.settings import load_config
+
+    monkeypatch.syspath_prepend(str(DOCS / "results"))
+    monkeypatch.chdir(ROOT)
+    sys.modules.pop("dpsgd", None)
+    import dpsgd
+
+    monkeypatch.setattr(dpsgd, "chosen_lr", lambda s, kind: dpsgd.SWEEPS[kind][0])
+    checked = set()
+    for s in dpsgd.SETS:
+        for chunk in dpsgd.chunks(s):
+            for name, overrides in chunk():
+                cfg = load_config(ROOT / dpsgd.HEAD, [*overrides, f"run.name={name}"])
+                checked.add(cfg.privacy.mechanism)
+                if cfg.privacy.mechanism == "dpsgd":
+                    assert cfg.privacy.grad_clip == float(dpsgd.CLIP) and cfg.model.tuning == "set"
+    assert checked == {"dpsgd", "zpl", "mi", "firstorder"}
