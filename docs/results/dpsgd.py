@@ -1,6 +1,6 @@
 """docs/results.md, "DP-SGD or PACZero?": every run of that section, by name, resumable.
 
-    PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py            # every run: head, headnorm
+    PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py            # every run: head, headnorm, eps6
     PACZERO_DATA_DIR=../shared/data .venv/bin/python docs/results/dpsgd.py SET ...    # the runs of some sets
     .venv/bin/python docs/results/dpsgd.py --summary [--runs DIR ...]                # mean ± sd per cell
     .venv/bin/python docs/results/dpsgd.py --sweeps                                  # every swept rate
@@ -115,7 +115,15 @@ def chunks(s: str) -> list[Callable[[], Iterator[tuple[str, list[str]]]]]:
     return [lambda seed=seed: at(seed) for seed in SEEDS]
 
 
-GROUPS = tuple(SETS)
+EPS6_RATES = ("1e-3", "3e-3", "1e-2")
+"""Group ``eps6``: DP-SGD on the head set at ε = 6, seed 0, at larger rates than the one chosen at ε = 1."""
+
+
+def eps6() -> list[tuple[str, list[str]]]:
+    return [(f"head-dpsgd-eps6.0-lr{lr}-s0", [*DPSGD, "privacy.epsilon=6.0", f"train.lr={lr}"]) for lr in EPS6_RATES]
+
+
+GROUPS = (*SETS, "eps6")
 def _metrics(run: str, folders: list[Path]) -> dict | None:
     for folder in folders:
         path = folder / run / "metrics.json"
@@ -180,7 +188,7 @@ def norms() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("groups", nargs="*", help=f"some of the sets {', '.join(GROUPS)} (default: both, in order)")
+    parser.add_argument("groups", nargs="*", help=f"some of the groups {', '.join(GROUPS)} (default: all, in order)")
     parser.add_argument("--summary", action="store_true", help="print mean ± sd per cell, train nothing")
     parser.add_argument("--sweeps", action="store_true", help="print every swept rate's dev and test figures")
     parser.add_argument("--norms", action="store_true", help="print the per-record gradient norms on the dev set")
@@ -197,7 +205,7 @@ def main() -> int:
         (summary if args.summary else sweeps)([OUT, *args.runs])
         return 0
     for name in args.groups or GROUPS:
-        for chunk in chunks(name):
+        for chunk in (chunks(name) if name in SETS else [eps6]):
             train(chunk())
     return 0
 
