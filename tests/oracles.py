@@ -4,7 +4,9 @@
   position, each label word scored by the mean log-probability of its tokens;
 * :func:`perturbed_copy` — a deep copy of the model whose trainable tensors hold θ + scale·z: in float64
   (``exact=True``: the mathematical perturbation), or rounded exactly as the engine's temporaries are
-  (``torch.add(θ, z, alpha=scale)`` in the weights' dtype), so that a bit-for-bit comparison is meaningful.
+  (``torch.add(θ, z, alpha=scale)`` in the weights' dtype), so that a bit-for-bit comparison is meaningful;
+* :class:`HeadNormOracle` — the head set with the final norm (label rows, ``model.norm.weight``) in float64 over an
+  untied copy of the model, one record at a time, full-vocabulary log-probabilities.
 """
 
 from __future__ import annotations
@@ -45,3 +47,26 @@ def perturbed_copy(model, trainable, engine, direction: int, scale: float, *, ex
             else:
                 params[name].copy_(torch.add(p.detach(), z, alpha=scale))
     return copied
+
+
+class HeadNormOracle:
+    """A float64, untied copy of a head-set model (``c``: built components) whose final norm's weight and label-word
+    rows are the only tensors with gradients (:attr:`params`, in the trainable set's order: norm, then rows). A
+    record's loss is the cross-entropy of its label over the label words' full-vocabulary log-probabilities."""
+
+    def __init__(self, c):
+        model = copy.deepcopy(c.loaded.model).double()
+        self.decoder = model.get_decoder()
+        self.labels = [ids[0] for ids in c.objective.candidates]
+        self.rows = c.loaded.model.get_output_embeddings().rows.detach().double().clone().requires_grad_(True)
+        self.weight = model.get_output_embeddings().weight.detach().clone()
+        self.norm = self.decoder.norm.weight
+        for p in model.parameters():
+            p.requires_grad_(p is self.norm)
+        self.params = [self.norm, self.rows]
+
+    def loss(self, prompt, label: int) -> torch.Tensor:
+        final = self.decoder(input_ids=torch.tensor([prompt])).last_hidden_state[0, -1]
+        logits = (final @ self.weight.T).index_put((torch.tensor(self.labels),), final @ self.rows.T)
+        logp = torch.log_softmax(logits, dim=-1)[self.labels]
+        return torch.logsumexp(logp, 0) - logp[label]

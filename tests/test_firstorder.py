@@ -6,7 +6,6 @@ states its guarantee, publishes no transcript, resumes bit for bit, and is a cel
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -19,6 +18,7 @@ from paczero.build import build
 from paczero.cli import main
 from paczero.compare import CompareConfig, plan
 from paczero.trainer import Trainer
+from oracles import HeadNormOracle
 from test_resume import _crash_at_third_checkpoint, _hashes
 
 HEAD = ["model.tuning=set", "model.trainable.head_rows=true", "model.trainable.final_norm=true", "zo.cache_prefix=true",
@@ -28,25 +28,13 @@ HEAD = ["model.tuning=set", "model.trainable.head_rows=true", "model.trainable.f
 def _oracle(c, steps: int, lr: float) -> dict[str, torch.Tensor]:
     """Full-batch Adam (β = 0.9, 0.999, ε = 1e-8) in float64 over an untied float64 copy of the model, the linear
     learning-rate schedule, per-record cross-entropy over the label words' full-vocabulary log-probabilities."""
-    model = copy.deepcopy(c.loaded.model).double()
-    decoder = model.get_decoder()
-    labels = [ids[0] for ids in c.objective.candidates]
-    rows = c.loaded.model.get_output_embeddings().rows.detach().double().clone().requires_grad_(True)
-    weight = model.get_output_embeddings().weight.detach().clone()
-    norm = decoder.norm.weight
-    params = [norm, rows]
-    for p in model.parameters():
-        p.requires_grad_(p is norm)
+    oracle = HeadNormOracle(c)
+    params = oracle.params
     pool = c.encoded["pool"]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
     for t in range(steps):
-        losses = []
-        for prompt, label in zip(pool.prompts, pool.labels):
-            final = decoder(input_ids=torch.tensor([prompt])).last_hidden_state[0, -1]
-            logits = (final @ weight.T).index_put((torch.tensor(labels),), final @ rows.T)
-            logp = torch.log_softmax(logits, dim=-1)[labels]
-            losses.append(torch.logsumexp(logp, 0) - logp[label])
+        losses = [oracle.loss(prompt, label) for prompt, label in zip(pool.prompts, pool.labels)]
         grads = torch.autograd.grad(torch.stack(losses).mean(), params)
         eta = c.cfg.train.lr_end + (lr - c.cfg.train.lr_end) * (1 - t / steps)
         with torch.no_grad():
@@ -55,7 +43,7 @@ def _oracle(c, steps: int, lr: float) -> dict[str, torch.Tensor]:
                 v_.mul_(0.999).addcmul_(g, g, value=0.001)
                 m_hat, v_hat = m_ / (1 - 0.9 ** (t + 1)), v_ / (1 - 0.999 ** (t + 1))
                 p.sub_(eta * m_hat / (v_hat.sqrt() + 1e-8))
-    return {"model.norm.weight": norm.detach(), "lm_head.rows": rows.detach()}
+    return {"model.norm.weight": oracle.norm.detach(), "lm_head.rows": oracle.rows.detach()}
 
 
 def test_the_first_order_reference_follows_a_float64_adam(tiny_config):

@@ -86,16 +86,29 @@ def load_weights(loaded: LoadedModel, folder: Path) -> None:
         set_peft_model_state_dict(loaded.model, load_peft_weights(str(folder), device=str(loaded.device)))
         return
     state = load_file(str(folder / WEIGHTS_FILE))
-    expected = {name: tuple(p.shape) for name, p in loaded.trainable}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    if found != expected:
-        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-        shaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
-        what = (f"tensor {missing[0]} is missing" if missing else f"it holds a tensor {extra[0]} the model does not train"
-                if extra else f"tensor {shaped[0]} is {found[shaped[0]]}, the model's is {expected[shaped[0]]}")
+    what = misfit(loaded, state)
+    if what is not None:
         raise PaczeroError(f"{folder / WEIGHTS_FILE} does not fit this model's trainable tensors: {what}")
     for name, p in loaded.trainable:
         p.copy_(state[name])
+
+
+def misfit(loaded: LoadedModel, state: dict[str, Any], *, dtype: bool = False) -> str | None:
+    """Why ``state`` does not fit ``loaded``'s trainable tensors — a missing, extra or reshaped tensor (and with
+    ``dtype``, one of another dtype) — or None when it does."""
+    expected = {name: tuple(p.shape) for name, p in loaded.trainable}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing:
+        return f"tensor {missing[0]} is missing"
+    if extra:
+        return f"it holds a tensor {extra[0]} the model does not train"
+    for name, p in loaded.trainable:
+        if found[name] != expected[name]:
+            return f"tensor {name} is {found[name]}, the model's is {expected[name]}"
+        if dtype and state[name].dtype != p.dtype:
+            return f"tensor {name} is {state[name].dtype}, the model's is {p.dtype}"
+    return None
 
 
 def recover(folder: Path) -> None:

@@ -30,14 +30,13 @@ from paczero.layout import CHECKPOINTS_DIR, METRICS_FILE
 from paczero.publication import CHECKPOINTS, PublicRecord, export_step, write_export
 from paczero.rundir import check_outside_public_side
 from paczero.verify import (
+    advance,
     build_base,
     check_files,
     check_schedule,
     check_selection,
     check_values,
-    load_trained,
     read_published,
-    replay_steps,
     with_paths,
 )
 
@@ -105,10 +104,9 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     check_files(published, model_cfg=model_cfg, show=show)
     fmt = "adapter" if lora and not merge_lora else "merged" if lora else "full"
     loaded = build_model(model_cfg)
-    if record.first_order:  # no transcript to rebuild them from: the checkpoint's weights as trained (checked above)
-        load_trained(loaded, run_dir / CHECKPOINTS_DIR / checkpoint)
-    else:
-        replay_steps(loaded, record.steps[:export_step(record, checkpoint)], cfg, show)
+    # a first-order run has no transcript to rebuild from: the checkpoint's weights as trained (checked above)
+    advance(loaded, record, record.steps[:export_step(record, checkpoint)],
+            trained=run_dir / CHECKPOINTS_DIR / checkpoint, show=show)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with progress.phase(f"writing {out}", enabled=show):

@@ -34,13 +34,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
 
 from paczero import progress
-from paczero.checkpoint import WEIGHTS_FILE, load_weights, save_weights
+from paczero.checkpoint import WEIGHTS_FILE, load_weights, misfit, save_weights
 from paczero.config import PATH_KEYS, Config, Tuning
 from paczero.settings import config_from_dict
 from paczero.data.registry import dev_source, selection_metric
@@ -391,17 +391,27 @@ def load_trained(loaded: LoadedModel, path: Path) -> None:
             state = {name: f.get_tensor(name) for name in f.keys()}
     except Exception:  # anything safetensors cannot read
         raise _fail(file, "not a safetensors file") from None
-    expected = {name: p for name, p in loaded.trainable}
-    if set(state) != set(expected):
-        raise _fail(file, f"holds tensors {sorted(state)}; the trainable set is {sorted(expected)}")
+    what = misfit(loaded, state, dtype=True)
+    if what is not None:
+        raise _fail(file, f"not this model's trainable tensors: {what}")
     import torch
 
     with torch.no_grad():
-        for name, p in expected.items():
-            if state[name].dtype != p.dtype or state[name].shape != p.shape:
-                raise _fail(file, f"tensor {name} is {state[name].dtype} {tuple(state[name].shape)}; the model's is "
-                                  f"{p.dtype} {tuple(p.shape)}")
+        for name, p in loaded.trainable:
             p.copy_(state[name])
+
+
+def advance(loaded: LoadedModel, record: PublicRecord, steps: Sequence[TranscriptStep], *, trained: Path | None,
+            show: bool) -> None:
+    """Bring ``loaded`` to a published checkpoint: a zeroth-order run replays ``steps`` of its transcript from where
+    ``loaded`` stands; a first-order run, which has no transcript, takes the trained tensors published at ``trained``
+    (:func:`load_trained`)."""
+    if record.first_order:
+        if trained is None:
+            raise ValueError("a first-order run's weights are its published trained tensors: give where they are")
+        load_trained(loaded, trained)
+    else:
+        replay_steps(loaded, steps, record.cfg, show)
 
 
 def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, show: bool,
@@ -421,15 +431,10 @@ def regenerate_run(folder: Path, record: PublicRecord, loaded: LoadedModel, *, s
     if record.evaluations:
         (folder / EVALUATIONS_FILE).write_bytes(evaluations_bytes(record.evaluations))
     write_json(folder / METRICS_FILE, document(record, loaded))
-    if record.first_order:
-        load_trained(loaded, published / CHECKPOINTS_DIR / "best")
-    else:
-        replay_steps(loaded, record.steps[:record.best_step], cfg, show)
+    saved = None if published is None else published / CHECKPOINTS_DIR
+    advance(loaded, record, record.steps[:record.best_step], trained=saved and saved / "best", show=show)
     save_weights(loaded, folder / CHECKPOINTS_DIR / "best")
-    if record.first_order:
-        load_trained(loaded, published / CHECKPOINTS_DIR / "last")
-    else:
-        replay_steps(loaded, record.steps[record.best_step:], cfg, show)
+    advance(loaded, record, record.steps[record.best_step:], trained=saved and saved / "last", show=show)
     save_weights(loaded, folder / CHECKPOINTS_DIR / "last", progress=last_progress(record))
 
 
@@ -446,10 +451,8 @@ def check_files(published: Published, *, model_cfg: Config | None = None, show: 
     with tempfile.TemporaryDirectory(prefix="paczero-verify-") as scratch:
         expected = Path(scratch) / "expected"
         if published.is_export:
-            if record.first_order:
-                load_trained(loaded, published.path / EXPORT_DIR / TRAINABLE_FILE)
-            else:
-                replay_steps(loaded, record.steps[:published.upto], record.cfg, show)
+            advance(loaded, record, record.steps[:published.upto],
+                    trained=published.path / EXPORT_DIR / TRAINABLE_FILE, show=show)
             regenerate_export(expected, published, loaded, model_cfg=model_cfg)
             return compare_trees(expected, published.path)
         regenerate_run(expected, record, loaded, show=show, published=published.path)

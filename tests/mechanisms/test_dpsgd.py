@@ -3,7 +3,6 @@ against float64 loops on a tiny model, and a likelihood-ratio attacker on one st
 
 from __future__ import annotations
 
-import copy
 import math
 from fractions import Fraction
 
@@ -20,6 +19,7 @@ from paczero.mechanisms.registry import dp_noise_multiplier
 from paczero.privacy.accounting import dp_epsilon, noise_multiplier
 from paczero.privacy.discrete_gaussian import discrete_gaussian
 from paczero.secret import SecretState
+from oracles import HeadNormOracle
 
 SCALE = 2**GRID_BITS
 HEAD = ["model.tuning=set", "model.trainable.head_rows=true", "model.trainable.final_norm=true", "zo.cache_prefix=true",
@@ -80,22 +80,11 @@ def test_add_remove_accounting_agrees_with_opacus():
 def _float64_gradients(c, indices: np.ndarray) -> np.ndarray:
     """Each record's gradient of its cross-entropy over the label words' full-vocabulary log-probabilities, through
     the whole model in float64, one record at a time (the final norm's weight, then the head rows, flattened)."""
-    model = copy.deepcopy(c.loaded.model).double()
-    decoder = model.get_decoder()
-    labels = [ids[0] for ids in c.objective.candidates]
-    rows = c.loaded.model.get_output_embeddings().rows.detach().double().clone().requires_grad_(True)
-    weight = model.get_output_embeddings().weight.detach().clone()
-    norm = decoder.norm.weight
-    for p in model.parameters():
-        p.requires_grad_(p is norm)
+    oracle = HeadNormOracle(c)
     pool = c.encoded["pool"]
     out = []
     for i in indices:
-        final = decoder(input_ids=torch.tensor([pool.prompts[i]])).last_hidden_state[0, -1]
-        logits = (final @ weight.T).index_put((torch.tensor(labels),), final @ rows.T)
-        logp = torch.log_softmax(logits, dim=-1)[labels]
-        loss = torch.logsumexp(logp, 0) - logp[pool.labels[i]]
-        grads = torch.autograd.grad(loss, [norm, rows])
+        grads = torch.autograd.grad(oracle.loss(pool.prompts[i], pool.labels[i]), oracle.params)
         out.append(torch.cat([g.reshape(-1) for g in grads]).numpy())
     return np.array(out)
 
